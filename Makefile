@@ -1,0 +1,41 @@
+# sparsenb: `make demo` runs the mini study, `make test` runs the tests. Both set up .venv first.
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.sparsenb-stamp
+
+# Never touch the network from deepsparse/sparsezoo or onnxruntime.
+export NM_DISABLE_ANALYTICS := 1
+export ORT_DISABLE_TELEMETRY := 1
+# glibc's default allocator costs PyTorch half its CPU time here in page faults (measured: 2x on ResNet50).
+export MALLOC_ARENA_MAX := 1
+export MALLOC_MMAP_THRESHOLD_ := 4294967296
+export MALLOC_TRIM_THRESHOLD_ := 68719476736
+export MALLOC_TOP_PAD_ := 1073741824
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: setup test demo unit notebooks lab bench clean-outputs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/setup.sh
+	bash .ci/setup.sh
+
+test: setup
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax
+
+unit: setup
+	$(BIN)/python -m pytest -q tests
+
+notebooks: setup
+	$(BIN)/python -m pytest -q --nbval-lax notebooks
+
+demo: setup
+	$(BIN)/python -m sparsenb demo
+
+bench: setup
+	$(BIN)/python -m sparsenb bench loader
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/

@@ -1,0 +1,60 @@
+"""Command line: `python -m sparsenb <command>` (also installed as `sparsenb`).
+
+    python -m sparsenb demo            # the mini study, every notebook that exists, executed
+    python -m sparsenb bench loader    # images/s of the ffcv and torch loaders, ratio printed
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import ROOT
+
+
+def _run_notebook(nb: str, out: Path, params: dict) -> float:
+    import papermill as pm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    pm.execute_notebook(str(ROOT / "notebooks" / nb), str(out), parameters=params, kernel_name="python3",
+                        cwd=str(ROOT / "notebooks"), progress_bar=False)
+    return time.time() - t
+
+
+def demo(args) -> int:
+    from . import config
+
+    cfg = config.load("mini")
+    runs = ROOT / "outputs" / "runs" / "demo"
+    t0 = time.time()
+    print(f"== sparsenb demo (mini profile) -> {ROOT / 'outputs'}", flush=True)
+    for name in cfg.datasets:
+        dt = _run_notebook("00_data.ipynb", runs / f"00_data-{name}.ipynb", {"dataset": name, "profile": "mini"})
+        print(f"  00_data  {name:<14} {dt:6.1f} s   figures: outputs/data/{name}/", flush=True)
+    print(f"== done in {time.time() - t0:.0f} s; executed notebooks: {runs}")
+    print(f"   dataset figures and manifests: {ROOT / 'outputs' / 'data'}")
+    return 0
+
+
+def bench(args) -> int:
+    from . import bench as b
+
+    return b.main(args.what, quick=args.quick)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="sparsenb", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("demo", help="run the mini study end to end").set_defaults(fn=demo)
+    pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
+    pb.add_argument("what", choices=["loader"])
+    pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")
+    pb.set_defaults(fn=bench)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Batches for training and evaluation, from FFCV `.beton` files or a torchvision DataLoader.
+
+Both backends apply the same transforms (see `transforms`): "eval" = resize + centre crop,
+"train" = random resized crop + flip; both normalise and yield (float NCHW images, int64 labels).
+ffcv is the fast path (JPEG decoding and augmentation in compiled code, several processes);
+the torch backend is the fallback where ffcv cannot be installed, and what the mini profile uses.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import transforms as tr
+from .registry import DataError
+
+BACKENDS = ("torch", "ffcv")
+MODES = ("eval", "train")
+
+
+def write_beton(dataset, path: str | os.PathLike, max_resolution: int | None = None,
+                jpeg_quality: int = 90, raw: bool = False, num_workers: int = 1) -> Path:
+    """Write a dataset of (PIL image | HWC uint8 array, int label) items to an FFCV `.beton`.
+
+    Images are stored as JPEG (`raw=False`, the paper setting) or raw pixels, at most
+    `max_resolution` on their longer side. Written to a temporary file and renamed, so a killed
+    write never leaves a truncated `.beton` behind."""
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    fields = {
+        "image": RGBImageField(write_mode="raw" if raw else "jpg", max_resolution=max_resolution,
+                               jpeg_quality=jpeg_quality),
+        "label": IntField(),
+    }
+    transform, dataset.transform = getattr(dataset, "transform", None), None  # raw images in the file
+    try:
+        DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(dataset)
+    finally:
+        dataset.transform = transform
+    os.replace(tmp, path)
+    return path
+
+
+def check_beton(path: str | os.PathLike) -> None:
+    """Raise DataError when `path` is not a complete, readable `.beton`."""
+    from ffcv.reader import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"no .beton at {path}: write it with sparsenb.data.write_beton(dataset, '{path}')")
+    try:
+        reader = Reader(str(path))
+        n = int(reader.num_samples)
+        alloc = reader.alloc_table
+        end = int((alloc["ptr"] + alloc["size"]).max()) if len(alloc) else 0
+        size = path.stat().st_size
+    except Exception as e:
+        raise DataError(f"{path} is not a readable .beton ({type(e).__name__}: {e}); delete it and "
+                        f"write it again with sparsenb.data.write_beton") from e
+    if n <= 0 or end > size:
+        raise DataError(f"{path} is truncated or corrupt ({n} samples, data up to byte {end} but the file "
+                        f"has {size}); delete it and write it again with sparsenb.data.write_beton")
+
+
+def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale):
+    from ffcv.fields.decoders import (CenterCropRGBImageDecoder, IntDecoder,
+                                      RandomResizedCropRGBImageDecoder)
+    from ffcv.loader import Loader, OrderOption
+    from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+
+    check_beton(beton)
+    if mode == "train":
+        image = [RandomResizedCropRGBImageDecoder((size, size), scale=tuple(scale)), RandomHorizontalFlip()]
+    else:
+        image = [CenterCropRGBImageDecoder((size, size), ratio=224 / 256)]
+    image += [NormalizeImage(np.array(mean) * 255, np.array(std) * 255, np.float32), ToTensor(),
+              ToTorchImage(channels_last=False)]
+    return FFCVBatches(Loader(str(beton), batch_size=batch_size, num_workers=max(1, num_workers),
+                              order=OrderOption.RANDOM if shuffle else OrderOption.SEQUENTIAL, seed=seed,
+                              drop_last=drop_last, os_cache=True,
+                              pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze(1)]}))
+
+
+class FFCVBatches:
+    """An ffcv Loader made safe to use like a DataLoader: ffcv reuses its output buffers (a batch
+    kept past the next step would silently change), so batches are copied; and its reader thread
+    is closed when iteration stops early (otherwise the interpreter aborts at exit)."""
+
+    def __init__(self, ffcv_loader):
+        self.loader = ffcv_loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        try:
+            for images, labels in it:
+                yield images.clone(), labels.clone().long()
+        finally:
+            it.close()
+
+
+def loader(dataset=None, mode: str = "eval", size: int = 224, mean=tr.IMAGENET_MEAN, std=tr.IMAGENET_STD,
+           batch_size: int = 64, shuffle: bool = False, backend: str = "torch", beton=None,
+           num_workers: int = 0, seed: int = 0, drop_last: bool = False, scale=(0.08, 1.0),
+           bicubic: bool = False):
+    """An iterable of (images, labels) batches over `dataset` (torch) or `beton` (ffcv).
+
+    With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    if backend == "ffcv":
+        if beton is None:
+            raise ValueError("backend='ffcv' needs beton=<path to .beton> (written from `dataset` if missing)")
+        if not Path(beton).exists():
+            if dataset is None:
+                raise DataError(f"no .beton at {beton} and no dataset to write it from")
+            write_beton(dataset, beton)
+        return _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed,
+                            drop_last, scale)
+    if dataset is None:
+        raise ValueError("backend='torch' needs a dataset")
+    dataset.transform = (tr.train_augment(size, mean, std, scale, bicubic) if mode == "train"
+                         else tr.evaluation(size, mean, std, bicubic))
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      drop_last=drop_last, generator=g, persistent_workers=num_workers > 0)

@@ -1,0 +1,59 @@
+"""The paper's transforms, at any resolution (224 for the paper, 32 for the mini profile).
+
+- linear finetuning: Resize(size*256/224) -> CenterCrop(size), ImageNet mean/std, no augmentation;
+- full finetuning, train: RandomResizedCrop(size) + horizontal flip, the dataset's own mean/std;
+- full finetuning, test: Resize -> CenterCrop, the dataset's own mean/std.
+RigL checkpoints were trained on bicubic-resized images: pass `bicubic=True` for them.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import v2 as T
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_size(size: int) -> int:
+    """The resize before the centre crop: 256 for 224, in proportion elsewhere."""
+    return int(round(size * 256 / 224))
+
+
+def _interp(bicubic: bool):
+    return InterpolationMode.BICUBIC if bicubic else InterpolationMode.BILINEAR
+
+
+def _to_float(mean, std):
+    return [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
+
+
+def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False):
+    """Resize -> CenterCrop -> normalise (linear finetuning and every test split)."""
+    return T.Compose([T.ToImage(), T.Resize(resize_size(size), interpolation=_interp(bicubic), antialias=True),
+                      T.CenterCrop(size), *_to_float(mean, std)])
+
+
+def train_augment(size: int, mean, std, scale=(0.08, 1.0), bicubic: bool = False):
+    """RandomResizedCrop + horizontal flip -> normalise (full finetuning, train split)."""
+    return T.Compose([T.ToImage(), T.RandomResizedCrop(size, scale=tuple(scale), interpolation=_interp(bicubic),
+                                                       antialias=True),
+                      T.RandomHorizontalFlip(), *_to_float(mean, std)])
+
+
+def channel_stats(dataset, max_images: int = 5000, seed: int = 0) -> tuple[tuple, tuple]:
+    """Per-channel mean and std (in [0, 1]) of a dataset's raw images, on a seeded sample."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(dataset), generator=g)[:max_images].tolist()
+    to = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
+    s = torch.zeros(3, dtype=torch.float64)
+    s2 = torch.zeros(3, dtype=torch.float64)
+    n = 0
+    for i in idx:
+        x = to(dataset[i][0]).double().flatten(1)
+        s += x.sum(1)
+        s2 += (x ** 2).sum(1)
+        n += x.shape[1]
+    mean = s / n
+    std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
+    return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
