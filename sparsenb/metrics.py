@@ -32,6 +32,13 @@ def score(y_true, y_pred, metric: str) -> float:
     raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
 
 
+def real_accuracy(y_pred, real: list[list[int]]) -> float:
+    """ImageNet ReaL accuracy: a prediction is correct when it is in the image's set of reassessed
+    labels; images whose set is empty are excluded."""
+    hits = [int(p) in set(labels) for p, labels in zip(np.asarray(y_pred), real) if len(labels)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def relative_error_increase(acc_sparse, acc_dense):
     """alpha = (err_sparse - err_dense) / err_dense with err = 1 - accuracy (accuracies in [0, 1]).
     Negative: the sparse model makes fewer errors than the dense one."""

@@ -4,3 +4,4 @@ from .loaders import BACKENDS, check_beton, loader, write_beton  # noqa: F401
 from . import transforms  # noqa: F401
 from .manifest import digest, manifest, write_manifest  # noqa: F401,E402
 from .prepare import prepare  # noqa: F401,E402
+from .paper import IMAGENET_SETS, FileDataset, imagenet_eval, real_labels  # noqa: F401,E402
