@@ -28,10 +28,29 @@ def _to_float(mean, std):
     return [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
 
 
+class CenterCropFraction(torch.nn.Module):
+    """The centre square of side `ratio` x the short side (224/256: what Resize(256) -> CenterCrop(224)
+    keeps of any image), so it can be cropped first and resized once, as FFCV's decoder does."""
+
+    def __init__(self, ratio: float = 224 / 256):
+        super().__init__()
+        self.ratio = ratio
+
+    def forward(self, img):
+        h, w = img.shape[-2:]
+        side = max(1, int(round(min(h, w) * self.ratio)))
+        return T.functional.center_crop(img, [side, side])
+
+    def __repr__(self) -> str:
+        return f"CenterCropFraction(ratio={self.ratio:.6f})"
+
+
 def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False):
-    """Resize -> CenterCrop -> normalise (linear finetuning and every test split)."""
-    return T.Compose([T.ToImage(), T.Resize(resize_size(size), interpolation=_interp(bicubic), antialias=True),
-                      T.CenterCrop(size), *_to_float(mean, std)])
+    """Centre crop of 224/256 of the short side -> resize to `size` -> normalise: the paper's
+    Resize(256) -> CenterCrop(224) (linear finetuning and every test split), with one resampling."""
+    return T.Compose([T.ToImage(), CenterCropFraction(224 / 256),
+                      T.Resize([size, size], interpolation=_interp(bicubic), antialias=True),
+                      *_to_float(mean, std)])
 
 
 def train_augment(size: int, mean, std, scale=(0.08, 1.0), bicubic: bool = False):

@@ -1,0 +1,147 @@
+"""The generated mini suite, the transforms, and the two loader backends."""
+import numpy as np
+import pytest
+import torch
+
+from sparsenb import config, data
+from sparsenb.data import DataError, mini
+
+SMALL = {"classes": 128, "train_per_class": 3, "test_per_class": 2}
+
+
+def test_generation_is_deterministic_and_seeded():
+    a = mini.generate("shapes10", "train", SMALL, seed=0)
+    b = mini.generate("shapes10", "train", SMALL, seed=0)
+    c = mini.generate("shapes10", "train", SMALL, seed=1)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    train, test = a, mini.generate("shapes10", "test", SMALL, seed=0)
+    assert not np.array_equal(train[0][:5], test[0][:5])
+
+
+@pytest.mark.parametrize("task", list(mini.TASKS))
+def test_every_task_shapes_and_labels(task):
+    sizes = {"test_fraction": 0.4} if task == "digits" else dict(SMALL, imbalance=1.0)
+    x, y, classes = mini.generate(task, "train", sizes, seed=0)
+    assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
+    assert set(np.unique(y)) == set(range(len(classes))) == set(range(data.info(task).num_classes))
+    assert x.std() > 20    # not blank
+
+
+def test_downstream_classes_never_occur_upstream():
+    up, _ = mini.class_factors("upstream", 0)
+    key = lambda c: tuple(sorted((k, round(float(v), 4)) for k, v in c.items()))  # noqa: E731
+    up_keys = {key(c) for c in up}
+    assert len(up_keys) == 128
+    for task in ("shapes10", "objects40"):
+        down, _ = mini.class_factors(task, 0)
+        assert not up_keys & {key(c) for c in down}, task
+    # tasks defined by factors upstream never fixes use values off the upstream grid
+    freqs = {c["freq"] for c in mini.class_factors("textures16", 0)[0]}
+    assert not freqs & {1.5, 3.0}
+
+
+def test_imbalanced_tasks_and_their_metric():
+    counts = mini.class_counts(30, 60, imbalance=5.0, seed=0)
+    assert counts.max() == 60 and counts.min() == 12
+    x, y, _ = mini.generate("fine_shapes30", "train", {"train_per_class": 60, "test_per_class": 20,
+                                                       "imbalance": 5.0})
+    per = np.bincount(y)
+    assert per.max() / per.min() == pytest.approx(5.0, rel=0.1)
+    assert data.info("fine_shapes30").metric == "mean_per_class" and data.info("fine_shapes30").kind == "specialized"
+    kinds = {data.info(n).kind for n in data.names("mini")}
+    assert kinds == {"upstream", "general", "specialized"}
+
+
+def test_digits_are_real_and_split_disjoint():
+    xtr, ytr, _ = mini.generate("digits", "train", {"test_fraction": 0.4})
+    xte, yte, _ = mini.generate("digits", "test", {"test_fraction": 0.4})
+    assert len(xtr) + len(xte) == 1797          # scikit-learn's digits, all of them
+    assert abs(len(xte) / 1797 - 0.4) < 0.01
+    assert not {a.tobytes() for a in xtr} & {b.tobytes() for b in xte}
+
+
+def test_get_caches_and_regenerates_damaged_cache(tmp_path):
+    cfg = config.load("mini", {"mini_data.tasks.shapes10.train_per_class": 4})
+    a = data.get("shapes10", tmp_path, "train", cfg=cfg)
+    files = list((tmp_path / "mini").glob("shapes10-train-*.npz"))
+    assert len(files) == 1 and len(a) == 40
+    files[0].write_bytes(b"garbage")
+    b = data.get("shapes10", tmp_path, "train", cfg=cfg)
+    assert np.array_equal(a.images, b.images)
+    with pytest.raises(DataError, match="unknown split 'val'"):
+        data.get("shapes10", tmp_path, "val", cfg=cfg)
+
+
+def test_unknown_config_keys_list_valid_ones():
+    with pytest.raises(config.ConfigError, match="unknown config key 'linear.epoch'.*epochs"):
+        config.load("mini", {"linear.epoch": 3})
+    with pytest.raises(config.ConfigError, match="unknown profile 'huge'; valid: mini, paper"):
+        config.load("huge")
+
+
+def test_transforms_follow_the_paper():
+    from PIL import Image
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    ev = data.transforms.evaluation(224)(img)
+    assert ev.shape == (3, 224, 224) and ev.dtype == torch.float32
+    tr = data.transforms.train_augment(224, (0.5,) * 3, (0.25,) * 3)(img)
+    assert tr.shape == (3, 224, 224)
+    assert data.transforms.resize_size(224) == 256 and data.transforms.resize_size(32) == 37
+    assert "BICUBIC" in repr(data.transforms.evaluation(224, bicubic=True))
+    mean, std = data.transforms.channel_stats(data.ArrayDataset(
+        np.full((4, 8, 8, 3), 51, np.uint8), np.zeros(4, int), ["a"]))
+    assert mean == pytest.approx((0.2,) * 3, abs=1e-6) and std == pytest.approx((0.0,) * 3, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def small_ds():
+    x, y, c = mini.generate("shapes10", "train", {"train_per_class": 8, "test_per_class": 1}, size=64)
+    return data.ArrayDataset(x, y, c, name="shapes10-64")
+
+
+@pytest.mark.parametrize("raw,tol", [(True, 0.01), (False, 0.04)])
+def test_ffcv_and_torch_backends_agree(tmp_path, small_ds, raw, tol):
+    beton = data.write_beton(small_ds, tmp_path / "d.beton", raw=raw)
+    kw = dict(mode="eval", size=48, batch_size=100, mean=(0, 0, 0), std=(1, 1, 1))
+    xt, yt = next(iter(data.loader(small_ds, **kw)))
+    xf, yf = next(iter(data.loader(backend="ffcv", beton=beton, **kw)))
+    assert torch.equal(yt, yf)
+    diff = (xt - xf).abs().mean().item()
+    assert diff < tol, f"mean |torch - ffcv| = {diff:.4f} (raw={raw})"
+    # training pipeline: same shapes, same label multiset, similar pixel statistics
+    kw["mode"] = "train"
+    yt = torch.cat([y for _, y in data.loader(small_ds, shuffle=True, **kw)])
+    xs, ys = zip(*data.loader(backend="ffcv", beton=beton, shuffle=True, **kw))
+    assert sorted(torch.cat(ys).tolist()) == sorted(yt.tolist())
+    assert torch.cat(xs).shape == (80, 3, 48, 48)
+    assert abs(torch.cat(xs).mean().item() - xt.mean().item()) < 0.05
+
+
+def test_truncated_beton_is_a_clear_error(tmp_path, small_ds):
+    beton = data.write_beton(small_ds, tmp_path / "d.beton")
+    data.check_beton(beton)
+    raw = beton.read_bytes()
+    bad = tmp_path / "bad.beton"
+    bad.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt|not a readable .beton"):
+        data.loader(backend="ffcv", beton=bad, size=48)
+    bad.write_bytes(b"\0" * 100)
+    with pytest.raises(DataError, match="delete it and write it again"):
+        data.check_beton(bad)
+    with pytest.raises(DataError, match="no .beton at"):
+        data.check_beton(tmp_path / "none.beton")
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_prepare_writes_manifests_and_betons(tmp_path):
+    cfg = config.load("mini", {"data_root": str(tmp_path / "data"), "mini_data.tasks.textures16.train_per_class": 3,
+                               "mini_data.tasks.textures16.test_per_class": 2})
+    table = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
+    assert list(table.split) == ["train", "test"] and list(table.images) == [48, 32]
+    assert (tmp_path / "out" / "manifest-train.csv").exists()
+    for b in table.beton:
+        data.check_beton(b)
+    again = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
+    assert list(again.manifest_sha256) == list(table.manifest_sha256)
