@@ -184,7 +184,8 @@ def full_finetune(model: nn.Module, train_loader, test_loader, hp: dict, metric:
     weights get no gradient, momentum or weight-decay drift. The head should already be the new
     dense one (`models.replace_head`) and is not masked.
 
-    Returns {'best', 'final', 'best_epoch', 'curve', 'sparsity'}."""
+    Returns {'best', 'final', 'best_epoch', 'curve', 'sparsity'} (sparsity of the prunable backbone
+    layers: every conv but the stem)."""
     device = device or default_device()
     seed_everything(seed)
     fm_masks = fixed_masks if fixed_masks is not None else masklib.from_weights(model, include_head=False)
@@ -214,4 +215,6 @@ def full_finetune(model: nn.Module, train_loader, test_loader, hp: dict, metric:
         curve.append({"epoch": epoch, "loss": total / max(n, 1), "accuracy": acc})
         log(f"full epoch {epoch:>3}/{hp['epochs']}  loss {total / max(n, 1):.4f}  {metric} {acc:.4f}  "
             f"({time.time() - t0:.1f} s)")
-    return _summary(curve, time.time() - t0, sparsity=masklib.global_sparsity(model, include_head=False))
+    from .prune import target_sparsity
+
+    return _summary(curve, time.time() - t0, sparsity=target_sparsity(model, include_head=False))

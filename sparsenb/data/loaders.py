@@ -130,8 +130,66 @@ def loader(dataset=None, mode: str = "eval", size: int = 224, mean=tr.IMAGENET_M
                             drop_last, scale)
     if dataset is None:
         raise ValueError("backend='torch' needs a dataset")
+    if isinstance(getattr(dataset, "images", None), np.ndarray) and not hasattr(dataset, "samples"):
+        return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic)
     dataset.transform = (tr.train_augment(size, mean, std, scale, bicubic) if mode == "train"
                          else tr.evaluation(size, mean, std, bicubic))
     g = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       drop_last=drop_last, generator=g, persistent_workers=num_workers > 0)
+
+
+class ArrayBatches:
+    """The torch backend's fast path for datasets held in memory (the mini suite): each batch is
+    transformed as one tensor instead of image by image through PIL.
+    - eval: centre crop of 224/256 of the short side, antialiased resize to `size` (as `evaluation`);
+    - train: a random resized crop per image (area fraction in `scale`, aspect ratio in [3/4, 4/3],
+      as RandomResizedCrop samples them) and a random horizontal flip, done by one grid_sample."""
+
+    def __init__(self, dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic):
+        self.images, self.targets = dataset.images, torch.as_tensor(np.asarray(dataset.targets))
+        self.mode, self.size, self.batch_size, self.shuffle, self.drop_last = mode, size, batch_size, shuffle, drop_last
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.scale, self.interp = tuple(scale), "bicubic" if bicubic else "bilinear"
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        n = len(self.targets)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _eval(self, x):
+        h, w = x.shape[-2:]
+        side = max(1, int(round(min(h, w) * 224 / 256)))
+        top, left = int(round((h - side) / 2)), int(round((w - side) / 2))
+        x = x[..., top:top + side, left:left + side]
+        return torch.nn.functional.interpolate(x, size=(self.size, self.size), mode=self.interp, antialias=True,
+                                               align_corners=False)
+
+    def _train(self, x):
+        import math
+
+        b, g = x.shape[0], self.gen
+        area = torch.empty(b).uniform_(*self.scale, generator=g)
+        logr = torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)
+        ratio = torch.exp(logr)
+        cw = torch.sqrt(area * ratio).clamp(max=1.0)       # crop size as a fraction of the image side
+        ch = torch.sqrt(area / ratio).clamp(max=1.0)
+        cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - cw)
+        cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - ch)
+        flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 2] = cw * flip, cx
+        theta[:, 1, 1], theta[:, 1, 2] = ch, cy
+        grid = torch.nn.functional.affine_grid(theta, (b, 3, self.size, self.size), align_corners=False)
+        return torch.nn.functional.grid_sample(x, grid, mode=self.interp, padding_mode="reflection",
+                                               align_corners=False)
+
+    def __iter__(self):
+        n = len(self.targets)
+        order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = torch.from_numpy(self.images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
+            x = self._train(x) if self.mode == "train" else self._eval(x)
+            yield (x - self.mean) / self.std, self.targets[idx]

@@ -1,0 +1,69 @@
+"""Pruning: the upstream methods of the paper, scaled down for the mini study, and magnitude masks.
+
+    prune.magnitude(model, 0.9)                    # global magnitude, 90% of prunable weights zero
+    prune.magnitude(model, 0.9, scope="uniform")   # 90% in every prunable layer
+    method = prune.make("gmp", target=0.9, total_steps=..., **hp)   # then upstream.fit(model, method, ...)
+
+Prunable layers ("targets"): every conv and linear layer except the stem convolution, which the
+paper's checkpoints keep dense. Sparsity is always reported over the targets.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .. import masks as masklib
+
+SCOPES = ("global", "uniform")
+STEMS = ("conv1", "model.0.0")     # first conv of the ResNets and of MobileNetV1
+
+
+def targets(model: nn.Module, include_head: bool = True) -> dict[str, nn.Module]:
+    """The prunable layers: conv + linear minus the stem (and minus `fc` unless include_head)."""
+    return {n: m for n, m in masklib.prunable(model, include_head).items() if n not in STEMS}
+
+
+def target_sparsity(model: nn.Module, include_head: bool = True) -> float:
+    layers = targets(model, include_head).values()
+    return sum(int((m.weight == 0).sum()) for m in layers) / max(1, sum(m.weight.numel() for m in layers))
+
+
+def _exact_topk_mask(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
+    flat = scores.flatten()
+    mask = torch.ones_like(flat, dtype=torch.bool)
+    if n_prune > 0:
+        mask[torch.argsort(flat, stable=True)[:n_prune]] = False
+    return mask.view_as(scores)
+
+
+@torch.no_grad()
+def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "global") -> dict:
+    """Keep the highest-scoring weights: exactly round(sparsity * n) pruned, globally or per layer."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    if scope == "uniform":
+        return {n: _exact_topk_mask(s, int(round(sparsity * s.numel()))) for n, s in scores.items()}
+    flat = torch.cat([s.flatten() for s in scores.values()])
+    keep = _exact_topk_mask(flat, int(round(sparsity * flat.numel())))
+    out, i = {}, 0
+    for n, s in scores.items():
+        out[n] = keep[i:i + s.numel()].view_as(s)
+        i += s.numel()
+    return out
+
+
+def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = True) -> dict:
+    """Magnitude masks over the prunable layers (exact count, ties broken by index)."""
+    return masks_from_scores({n: m.weight.detach().abs() for n, m in targets(model, include_head).items()},
+                             sparsity, scope)
+
+
+def magnitude(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = True) -> nn.Module:
+    """Prune `model` in place by weight magnitude; returns it."""
+    masklib.apply(model, magnitude_masks(model, sparsity, scope, include_head))
+    return model
+
+
+from .methods import METHODS, make  # noqa: E402,F401

@@ -1,0 +1,246 @@
+"""Upstream models. Mini profile: train the dense model on the generated upstream task and prune it
+with one of our implementations of the paper's methods, cached as checkpoints in the same (IST)
+format the paper profile loads. Paper profile: the published checkpoint of (method, sparsity).
+
+    model, info = upstream.get("acdc", 0.9, cfg)      # trains (or loads from the cache) and evaluates
+    upstream.checkpoint_path("acdc", 0.9, cfg)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from . import data, masks, models, prune, train
+from .config import check_choice
+from .progress import bar, log
+
+METHODS = ("dense", "gmp", "woodfisher", "acdc", "rigl_erk_1x", "rigl_erk_5x", "str", "lth_t", "structured")
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+_NORM: dict[str, tuple] = {}
+
+
+def norm_stats(cfg) -> tuple[tuple, tuple]:
+    """The upstream task's mean/std: the mini profile's "ImageNet mean/std" (paper: ImageNet's)."""
+    if cfg["profile"] != "mini":
+        return data.transforms.IMAGENET_MEAN, data.transforms.IMAGENET_STD
+    key = json.dumps([cfg["data_root"], cfg["mini_data"], cfg["image_size"]], sort_keys=True)
+    if key not in _NORM:
+        _NORM[key] = data.transforms.channel_stats(data.get("upstream", cfg["data_root"], "train", cfg=cfg))
+    return _NORM[key]
+
+
+def loaders(cfg, batch_size: int, seed: int = 0):
+    mean, std = norm_stats(cfg)
+    tr = data.get("upstream", cfg["data_root"], "train", cfg=cfg)
+    te = data.get("upstream", cfg["data_root"], "test", cfg=cfg)
+    size, scale = cfg["image_size"], cfg["upstream"]["crop_scale"]
+    return (data.loader(tr, "train", size, mean, std, batch_size, shuffle=True, seed=seed, drop_last=True,
+                        scale=scale),
+            data.loader(te, "eval", size, mean, std, 512))
+
+
+# --- training loop -----------------------------------------------------------------------------
+
+def fit(model: nn.Module, method: prune.methods.Method, train_loader, epochs: float, lr: float, momentum: float,
+        weight_decay: float, device=None, test_loader=None, desc: str = "") -> dict:
+    """SGD (momentum, weight decay, cosine learning rate to zero) for `epochs` (may be fractional)
+    epochs, calling the method's hooks around every step; ends with method.finish()."""
+    device = device or train.default_device()
+    model.to(device).to(memory_format=torch.channels_last)
+    steps_per_epoch = len(train_loader)
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    method.total_steps = total
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+    method.start(model, opt)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(s / total * 3.14159265)).item()))
+    loss_fn = nn.CrossEntropyLoss()
+    step, t0, curve = 0, time.time(), []
+    model.train()
+    while step < total:
+        running, n = 0.0, 0
+        for x, y in bar(train_loader, desc=desc):
+            if step >= total:
+                break
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(x), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            method.after_backward(step)
+            opt.step()
+            method.after_step(step)
+            sched.step()
+            step += 1
+            running += loss.item() * len(y)
+            n += len(y)
+        row = {"epoch": round(step / steps_per_epoch, 2), "loss": running / max(n, 1)}
+        if method.masks is not None or method.name != "dense":
+            row["sparsity"] = prune.target_sparsity(model)
+        curve.append(row)
+        log(f"{desc} epoch {row['epoch']:.2f}/{epochs}  loss {row['loss']:.3f}"
+            + (f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "") + f"  ({time.time() - t0:.0f} s)")
+    method.finish()
+    out = {"steps": total, "seconds": time.time() - t0, "curve": curve, "sparsity": prune.target_sparsity(model)}
+    if test_loader is not None:
+        out["top1"] = train.evaluate(model, test_loader, "top1", device)
+    return out
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+def _key(cfg, method: str, sparsity: float, seed: int) -> str:
+    up = cfg["upstream"]
+    relevant = {"arch": cfg["arch"], "data": cfg["mini_data"]["upstream"], "seed_data": cfg["mini_data"]["seed"],
+                "dense": up["dense"], "method": up["methods"].get(method, {}), "sparse": up.get("sparse", {}),
+                "crop_scale": up["crop_scale"], "v": 1}
+    if method == "lth_t":
+        relevant["gmp"] = up["methods"].get("gmp", {})
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def checkpoint_path(method: str, sparsity: float, cfg, seed: int = 0) -> Path:
+    """Mini: <checkpoint_root>/<arch>/<method>-s<sparsity>-seed<seed>-<hparams hash>.pth;
+    paper: <checkpoint_root>/<method>/<sparsity>.pth (the published checkpoints, placed by hand)."""
+    check_choice("method", method, METHODS)
+    root = Path(cfg["checkpoint_root"])
+    if cfg["profile"] == "paper":
+        return root / method / f"{sparsity:g}.pth"
+    return root / cfg["arch"] / f"{method}-s{sparsity:g}-seed{seed}-{_key(cfg, method, sparsity, seed)}.pth"
+
+
+def _save(model, path, cfg, method, sparsity, seed, info) -> None:
+    models.save_checkpoint(model, path, cfg["arch"], method=method, sparsity=sparsity, seed=seed,
+                           dataset="mini-upstream", top1=info.get("top1"))
+    path.with_suffix(".json").write_text(json.dumps({"method": method, "sparsity": sparsity, "seed": seed, **info},
+                                                    indent=1, default=float))
+
+
+def info_of(path: Path) -> dict:
+    side = path.with_suffix(".json")
+    return json.loads(side.read_text()) if side.exists() else {}
+
+
+def get(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> tuple[nn.Module, dict]:
+    """The upstream model of (method, sparsity): loaded from the cache, or (mini) made now."""
+    check_choice("method", method, METHODS)
+    path = checkpoint_path(method, sparsity, cfg, seed)
+    if path.exists():
+        return models.load_upstream(path, cfg["arch"]), info_of(path)
+    if cfg["profile"] == "paper":
+        models.load_upstream(path, cfg["arch"])    # raises the clear "no checkpoint at ..." error
+    if method == "dense" or sparsity == 0:
+        return _dense(cfg, seed, device)
+    if method == "lth_t":
+        _lth(cfg, seed, device)
+        return models.load_upstream(path, cfg["arch"]), info_of(path)
+    return _sparse(method, sparsity, cfg, seed, device)
+
+
+def _dense(cfg, seed, device):
+    path = checkpoint_path("dense", 0.0, cfg, seed)
+    if path.exists():
+        return models.load_upstream(path, cfg["arch"]), info_of(path)
+    hp = cfg["upstream"]["dense"]
+    train.seed_everything(seed)
+    model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+    tr, te = loaders(cfg, hp["batch_size"], seed)
+    info = fit(model, prune.make("dense", 0.0, 1), tr, hp["epochs"], hp["lr"], hp["momentum"], hp["weight_decay"],
+               device, te, desc="dense")
+    _save(model, path, cfg, "dense", 0.0, seed, info)
+    return models.load_upstream(path, cfg["arch"]), info_of(path)
+
+
+def _sparse(method, sparsity, cfg, seed, device):
+    up = cfg["upstream"]
+    mhp = dict(up["methods"].get(method, {}))
+    base = up["dense"] if method in ("acdc", "str", "rigl_erk_1x", "rigl_erk_5x") else up["sparse"]
+    epochs = base["epochs"] * mhp.pop("epoch_multiplier", 1)
+    lr = mhp.pop("lr", base["lr"])
+    train.seed_everything(seed)
+    tr, te = loaders(cfg, up["dense"]["batch_size"], seed)
+    m = prune.make(method, sparsity, 1, seed=seed, **mhp)
+    if m.from_dense:
+        model, _ = _dense(cfg, seed, device)
+    else:
+        model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+    if method == "woodfisher":
+        m.grad_fn = _grad_fn(cfg, seed, mhp.get("fisher_batch", 16), device)
+    info = fit(model, m, tr, epochs, lr, up["dense"]["momentum"], up["dense"]["weight_decay"], device, te,
+               desc=f"{method} {sparsity:g}")
+    if method == "rigl_erk_1x" or method == "rigl_erk_5x":
+        info["mask_changes"] = m.changed
+    path = checkpoint_path(method, sparsity, cfg, seed)
+    _save(model, path, cfg, method, sparsity, seed, info)
+    return models.load_upstream(path, cfg["arch"]), info_of(path)
+
+
+def _grad_fn(cfg, seed, batch, device):
+    mean, std = norm_stats(cfg)
+    ds = data.get("upstream", cfg["data_root"], "train", cfg=cfg)
+    it = {"it": None}
+    loader = data.loader(ds, "train", cfg["image_size"], mean, std, batch, shuffle=True, seed=seed + 1,
+                         scale=cfg["upstream"]["crop_scale"])
+    loss_fn = nn.CrossEntropyLoss()
+
+    def grad_fn(model):
+        try:
+            x, y = next(it["it"])
+        except (StopIteration, TypeError):
+            it["it"] = iter(loader)
+            x, y = next(it["it"])
+        device_ = next(model.parameters()).device
+        loss_fn(model(x.to(device_)), y.to(device_)).backward()
+    return grad_fn
+
+
+def lth_masks(model: nn.Module, dense_state: dict, loader, sparsities, rate: float, round_epochs: float,
+              hp: dict, device=None, test_loader=None) -> dict[float, dict]:
+    """Iterative magnitude pruning with rewinding to the dense weights: each round trains the masked
+    dense weights for `round_epochs`, then prunes `rate` of the remaining weights by magnitude (or
+    exactly down to the next requested sparsity), and rewinds. Returns {sparsity: masks}."""
+    out, current, mask_now, rnd = {}, 0.0, None, 0
+    todo = sorted(sparsities)
+    while todo:
+        rnd += 1
+        nxt = 1 - (1 - current) * (1 - rate)
+        hit = nxt >= todo[0] - 1e-9
+        if hit:
+            nxt = todo.pop(0)
+        model.load_state_dict(dense_state)                       # rewind
+        fixed = prune.make("dense", current, 1, masks=mask_now)  # train under the current mask
+        fit(model, fixed, loader, round_epochs, hp["lr"], hp["momentum"], hp["weight_decay"], device,
+            desc=f"lth round {rnd} ({current:.2f})")
+        mask_now = prune.magnitude_masks(model, nxt)
+        current = nxt
+        if hit:
+            out[current] = {k: v.clone() for k, v in mask_now.items()}
+    model.load_state_dict(dense_state)
+    return out
+
+
+def _lth(cfg, seed, device) -> None:
+    """One IMP trajectory gives the LTH-T checkpoints of every configured sparsity."""
+    up = cfg["upstream"]
+    hp = dict(up["methods"]["lth_t"])
+    dense, _ = _dense(cfg, seed, device)
+    dense_state = {k: v.clone() for k, v in dense.state_dict().items()}
+    tr, te = loaders(cfg, up["dense"]["batch_size"], seed)
+    train.seed_everything(seed)
+    t0 = time.time()
+    found = lth_masks(dense, dense_state, tr, cfg["sparsities"], hp["rate"], hp["round_epochs"],
+                      {"lr": hp.get("lr", up["sparse"]["lr"]), "momentum": up["dense"]["momentum"],
+                       "weight_decay": up["dense"]["weight_decay"]}, device)
+    for sparsity, mk in found.items():
+        model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+        model.load_state_dict(dense_state)
+        masks.apply(model, mk)                      # the mask on the dense weights, no retraining
+        info = {"seconds": time.time() - t0, "sparsity": prune.target_sparsity(model),
+                "top1": train.evaluate(model.to(device or train.default_device()), te, "top1", device)}
+        _save(model, checkpoint_path("lth_t", sparsity, cfg, seed), cfg, "lth_t", sparsity, seed, info)
