@@ -235,11 +235,14 @@ class RigL(Method):
         super().start(model, optimizer)
         g = torch.Generator().manual_seed(int(self.hp.get("seed", 0)))
         dens = erk_densities({n: m.weight.shape for n, m in self.layers.items()}, 1 - self.target)
+        keep = {n: int(round(dens[n] * m.weight.numel())) for n, m in self.layers.items()}
+        total = sum(m.weight.numel() for m in self.layers.values())
+        largest = max(self.layers, key=lambda n: self.layers[n].weight.numel())
+        keep[largest] += int(round((1 - self.target) * total)) - sum(keep.values())   # exact overall count
         masks = {}
         for n, m in self.layers.items():
-            k = int(round(dens[n] * m.weight.numel()))
             r = torch.rand(m.weight.shape, generator=g)
-            masks[n] = _exact_topk_mask_keep(r, k)
+            masks[n] = _exact_topk_mask_keep(r, keep[n])
         self.set_masks(masks)
         self.changed = 0
 
@@ -254,19 +257,19 @@ class RigL(Method):
                 if grad is None:
                     continue
                 active = int(mask.sum())
-                k = int(frac * active)
+                k = min(int(frac * active), mask.numel() - active)   # dense (ERK) layers stay dense
                 if k == 0:
                     continue
-                score_drop = torch.where(mask, w.abs(), torch.full_like(w, float("inf")))
-                drop = torch.argsort(score_drop.flatten(), stable=True)[:k]
-                new = mask.flatten().clone()
-                new[drop] = False
-                score_grow = torch.where(new.view_as(mask), torch.full_like(w, -1.0), grad.abs())
-                # weights just dropped may not be regrown in the same update
-                score_grow.view(-1)[drop] = -1.0
-                grow = torch.argsort(score_grow.flatten(), descending=True, stable=True)[:k]
-                new[grow] = True
-                w.view(-1)[grow] = 0.0
+                score_drop = torch.where(mask, w.abs(), torch.full_like(w, float("inf"))).flatten()
+                dropped = torch.zeros(mask.numel(), dtype=torch.bool, device=mask.device)
+                dropped[torch.argsort(score_drop, stable=True)[:k]] = True
+                new = mask.flatten() & ~dropped
+                # grow where the dense gradient is largest, never a weight dropped in this update
+                score_grow = grad.abs().flatten().masked_fill(new | dropped, -1.0)
+                grown = torch.zeros_like(dropped)
+                grown[torch.argsort(score_grow, descending=True, stable=True)[:k]] = True
+                new = new | grown
+                w.masked_fill_(grown.view(mask.shape), 0.0)       # grown weights start at zero
                 self.changed += int((new != mask.flatten()).sum())
                 self.masks[n] = new.view_as(mask)
         super().after_backward(step)
@@ -359,21 +362,33 @@ class STR(Method):
         end = int((1 - self.hp.get("final", 0.2)) * self.total_steps)
         if step == end:
             self.fold()
-            self.set_masks(magnitude_masks(self.model, self.target))
         self.enforce()
 
+    @torch.no_grad()
     def fold(self) -> None:
-        """Replace every reparametrised weight by its thresholded value (no parametrisation left)."""
-        for m in self.layers.values():
-            if P.is_parametrized(m, "weight"):
-                P.remove_parametrizations(m, "weight", leave_parametrized=True)
+        """Replace every reparametrised weight by its thresholded value and fix the mask at exactly the
+        target: the weights with the largest margin |w| - threshold survive. Where the thresholds
+        pruned more than the target, the surviving weights below their threshold get back their
+        un-thresholded value; where they pruned less, the smallest margins are cut."""
+        if not any(P.is_parametrized(m, "weight") for m in self.layers.values()):
+            return
+        raw, margin = {}, {}
+        for n, m in self.layers.items():
+            w = m.parametrizations.weight.original
+            raw[n] = w.detach().clone()
+            margin[n] = w.abs() - torch.sigmoid(self.thresholds[n])
+        keep = masks_from_scores(margin, self.target)
+        for n, m in self.layers.items():
+            P.remove_parametrizations(m, "weight", leave_parametrized=True)
+            w = m.weight
+            w.copy_(torch.where(keep[n] & (w == 0), raw[n], w) * keep[n])
         # the optimizer held the original (now removed) tensors: point it at the new ones
         self.optimizer.param_groups[0]["params"] = list(self.model.parameters())
         self.optimizer.state.clear()
+        self.set_masks(keep)
 
     def finish(self) -> None:
-        if any(P.is_parametrized(m, "weight") for m in self.layers.values()):
-            self.fold()
+        self.fold()
         super().finish()
 
 

@@ -1,0 +1,201 @@
+"""Each upstream method on a tiny problem: exact target sparsity, the mask fixed where the method
+says so, and a property that tells the method apart."""
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from sparsenb import masks, models, prune, upstream
+from sparsenb.prune import methods
+
+
+def _task(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    x = torch.randn(n, 3, 16, 16, generator=g) * 0.3
+    for c in range(4):                        # each class a bright quadrant
+        r, col = divmod(c, 2)
+        x[y == c, :, r * 8:(r + 1) * 8, col * 8:(col + 1) * 8] += 1.0
+    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return models.build("mini_resnet_s", 4)
+
+
+def _zero_sets(model):
+    return {n: (m.weight == 0).clone() for n, m in prune.targets(model).items()}
+
+
+def _fit(model, method, epochs=3, lr=0.05):
+    return upstream.fit(model, method, _task(), epochs, lr, 0.9, 5e-4, device="cpu")
+
+
+def test_magnitude_exact_and_uniform():
+    m = _model()
+    prune.magnitude(m, 0.9)
+    assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-4)
+    assert masks.sparsity(m.conv1.weight) == 0.0                  # the stem stays dense
+    m2 = prune.magnitude(_model(), 0.8, scope="uniform")
+    for layer in prune.targets(m2).values():
+        assert masks.sparsity(layer.weight) == pytest.approx(0.8, abs=1 / layer.weight.numel())
+    with pytest.raises(ValueError, match="global, uniform"):
+        prune.magnitude(_model(), 0.5, scope="layerwise")
+
+
+def test_cubic_schedule():
+    s = [methods.cubic_schedule(t, 10, 110, 0.9) for t in (0, 10, 60, 110, 200)]
+    assert s[0] == s[1] == 0.0 and s[3] == s[4] == 0.9
+    assert s[2] == pytest.approx(0.9 * (1 - 0.5 ** 3))
+
+
+def test_gmp_gradual_then_fixed():
+    m = _model()
+    gmp = prune.make("gmp", 0.9, 1, start=0.0, end=0.5, every=0.1)
+    seen = []
+    orig = gmp.after_step
+
+    def spy(step):
+        orig(step)
+        seen.append((step, prune.target_sparsity(m), _zero_sets(m) if step == gmp.total_steps // 2 + 1 else None))
+    gmp.after_step = spy
+    _fit(m, gmp)
+    sparsities = [s for _, s, _ in seen]
+    assert sparsities[0] < sparsities[len(sparsities) // 4] < 0.9          # gradual
+    assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-4)
+    fixed_after = next(z for _, _, z in seen if z is not None)
+    for n, z in _zero_sets(m).items():                                      # fixed after the end of pruning
+        assert torch.equal(z, fixed_after[n]), n
+
+
+def test_acdc_alternates_and_ends_compressed():
+    m = _model()
+    acdc = prune.make("acdc", 0.9, 1, warmup=0.2, phase=0.2, final=0.2)
+    phases = []
+    orig = acdc.after_step
+
+    def spy(step):
+        orig(step)
+        phases.append((acdc.phase_at(step + 1), prune.target_sparsity(m)))   # the phase the new weights are in
+    acdc.after_step = spy
+    _fit(m, acdc, epochs=5)
+    kinds = [p for p, _ in phases]
+    assert kinds[0] == "dense" and kinds[-1] == "compressed" and "decompressed" in kinds
+    decompressed = [s for p, s in phases if p == "decompressed"]
+    assert max(decompressed[1:]) < 0.5            # pruned weights regrow in decompressed phases
+    assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-4)
+
+
+def test_erk_densities():
+    shapes = {"a": torch.Size([16, 3, 3, 3]), "b": torch.Size([64, 64, 3, 3]), "fc": torch.Size([10, 64])}
+    d = methods.erk_densities(shapes, 0.2)
+    total = sum(d[n] * torch.Size(s).numel() for n, s in shapes.items())
+    assert total == pytest.approx(0.2 * sum(s.numel() for s in shapes.values()), rel=1e-6)
+    assert d["a"] > d["b"] and all(0 < v <= 1 for v in d.values())
+
+
+def test_rigl_changes_mask_and_hits_target():
+    m = _model()
+    rigl = prune.make("rigl_erk_1x", 0.9, 1, alpha=0.3, every=0.05, end=0.75, seed=0)
+    _fit(m, rigl, epochs=4)
+    assert rigl.changed > 0                       # drop/grow moved the mask
+    assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-3)
+    layer_sp = {n: masks.sparsity(l.weight) for n, l in prune.targets(m).items()}
+    assert len(set(round(v, 2) for v in layer_sp.values())) > 1    # ERK: non-uniform per layer
+
+
+def test_str_thresholds_move_and_target_is_exact():
+    m = _model()
+    s = prune.make("str", 0.8, 1, s_init=-6.0, s_decay=1e-2, every=0.02, final=0.2)
+    _fit(m, s, epochs=4)
+    assert s.s_history and s.s_history[-1]["threshold_mean"] > torch.sigmoid(torch.tensor(-6.0)).item() * 1.5
+    assert s.s_history[-1]["sparsity"] > 0.3      # the thresholds themselves pruned weights
+    assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(l) for l in prune.targets(m).values())
+    assert not any("parametrizations" in k for k in m.state_dict())       # saves as a plain model
+
+
+def test_woodfisher_beats_magnitude_one_shot():
+    """On a least-squares problem with correlated inputs, OBS with the empirical Fisher keeps the
+    loss lower than magnitude pruning right after one-shot pruning to the same sparsity."""
+    g = torch.Generator().manual_seed(0)
+    d, n = 24, 2000
+    base = torch.randn(n, d, generator=g)
+    mix = torch.eye(d) + 0.8 * torch.randn(d, d, generator=g) / d ** 0.5
+    x = base @ mix * torch.linspace(0.2, 3.0, d)                     # correlated, different scales
+    w_true = torch.randn(d, generator=g)
+    y = x @ w_true + 0.05 * torch.randn(n, generator=g)
+    model = nn.Sequential(nn.Linear(d, 1, bias=False))
+    model[0].weight.data = torch.linalg.lstsq(x, y[:, None]).solution.T.clone()
+    loss = lambda mm: nn.functional.mse_loss(mm(x)[:, 0], y).item()   # noqa: E731
+    it = iter(range(10 ** 9))
+
+    def grad_fn(mm):
+        i = next(it) % n
+        nn.functional.mse_loss(mm(x[i:i + 1])[:, 0], y[i:i + 1]).backward()
+    layers = prune.targets(model)
+    finv = methods.fisher_inverse_blocks(model, layers, grad_fn, 400, 32, 1e-3)
+    wf = nn.Sequential(nn.Linear(d, 1, bias=False))
+    wf.load_state_dict(model.state_dict())
+    methods.obs_prune(prune.targets(wf), {"0": finv["0"]}, 0.5, 32)
+    mag = nn.Sequential(nn.Linear(d, 1, bias=False))
+    mag.load_state_dict(model.state_dict())
+    prune.magnitude(mag, 0.5)
+    assert prune.target_sparsity(wf) == pytest.approx(0.5) == prune.target_sparsity(mag)
+    assert loss(wf) < 0.7 * loss(mag), (loss(wf), loss(mag))
+
+
+def test_woodfisher_method_in_training_loop():
+    m = _model()
+    loader = _task(seed=1)
+    lf = nn.CrossEntropyLoss()
+    import itertools
+    batches = itertools.cycle(list(loader))
+
+    def grad_fn(mm):
+        x, y = next(batches)
+        lf(mm(x), y).backward()
+    wf = prune.make("woodfisher", 0.8, 1, start=0.0, end=0.5, every=0.25, fisher_samples=4, block=32, damp=1e-4)
+    wf.grad_fn = grad_fn
+    _fit(m, wf, epochs=2)
+    assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_lth_masks_on_dense_weights():
+    m = _model()
+    dense_state = {k: v.clone() for k, v in m.state_dict().items()}
+    found = upstream.lth_masks(m, dense_state, _task(), [0.5, 0.7], rate=0.2, round_epochs=0.5,
+                               hp={"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}, device="cpu")
+    assert list(found) == [0.5, 0.7]
+    for sp, mk in found.items():
+        ticket = _model(seed=9)
+        ticket.load_state_dict(dense_state)
+        masks.apply(ticket, mk)
+        assert prune.target_sparsity(ticket) == pytest.approx(sp, abs=1e-4)
+        for n, layer in prune.targets(ticket).items():
+            keep = mk[n]
+            assert torch.equal(layer.weight[keep], dense_state[n + ".weight"][keep])   # dense weights on the mask
+    # nested: the 70% mask lies inside the 50% one (iterative pruning)
+    for n in found[0.5]:
+        assert not (found[0.7][n] & ~found[0.5][n]).any()
+    assert torch.equal(m.state_dict()["layer1.0.conv1.weight"], dense_state["layer1.0.conv1.weight"])
+
+
+def test_structured_removes_whole_filters():
+    m = _model()
+    st = prune.make("structured", 0.5, 1, start=0.0, end=0.5, every=0.25)
+    _fit(m, st, epochs=2)
+    for n, layer in prune.targets(m).items():
+        if isinstance(layer, nn.Conv2d):
+            dead = (layer.weight.flatten(1) == 0).all(1)
+            assert dead.sum().item() == round(0.5 * layer.weight.shape[0]), n
+    df = masks.pruned_filters(m)
+    assert df.iloc[-1]["fraction"] > 0.4
+
+
+def test_unknown_method_lists_valid():
+    from sparsenb.config import ConfigError
+
+    with pytest.raises(ConfigError, match="gmp, woodfisher, acdc"):
+        prune.make("snip", 0.9, 1)
