@@ -44,3 +44,47 @@ def class_histogram(dataset, path=None, title: str = ""):
         ax.set_xticks(ax.get_xticks()[:: max(1, len(counts) // 20)])
     ax.set_title(title)
     return _save(fig, path)
+
+
+def layer_sparsity(report: pd.DataFrame, path=None, title: str = ""):
+    """Sparsity per layer (masks.report), the global value as a line."""
+    layers = report[report.layer != "global"]
+    fig, ax = plt.subplots(figsize=(max(5, len(layers) * 0.35), 3))
+    sns.barplot(data=layers, x="layer", y="sparsity", ax=ax, color="tab:blue")
+    glob = report[report.layer == "global"]
+    if len(glob):
+        ax.axhline(float(glob.sparsity.iloc[0]), color="k", ls="--", lw=1, label="global")
+        ax.legend(loc="lower right")
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=90, labelsize=7)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def curve(rows: list[dict], path=None, title: str = "", metric: str = "accuracy"):
+    """Test accuracy (and training loss) per epoch of one run."""
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    sns.lineplot(data=df, x="epoch", y="accuracy", marker="o", ax=ax, label=f"test {metric}")
+    ax2 = ax.twinx()
+    sns.lineplot(data=df, x="epoch", y="loss", color="tab:red", ax=ax2, label="train loss", legend=False)
+    ax2.set_ylabel("train loss", color="tab:red")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def pruned_filters(table: pd.DataFrame, path=None, title: str = "Fully pruned filters per layer"):
+    """App. E: the fraction of fully pruned conv filters per layer, one line per method, one panel
+    per sparsity."""
+    layers = table[table.layer != "total"]
+    sparsities = sorted(layers.sparsity.unique())
+    fig, axes = plt.subplots(1, max(1, len(sparsities)), figsize=(4.5 * max(1, len(sparsities)), 3.2), sharey=True,
+                             squeeze=False)
+    for ax, s in zip(axes[0], sparsities):
+        sub = layers[layers.sparsity == s]
+        sns.lineplot(data=sub, x="layer", y="fraction", hue="method", marker="o", ax=ax, sort=False)
+        ax.set_title(f"sparsity {s:.0%}")
+        ax.tick_params(axis="x", rotation=90, labelsize=6)
+        ax.set_ylabel("fully pruned filters")
+    fig.suptitle(title)
+    return _save(fig, path)

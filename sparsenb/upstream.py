@@ -244,3 +244,101 @@ def _lth(cfg, seed, device) -> None:
         info = {"seconds": time.time() - t0, "sparsity": prune.target_sparsity(model),
                 "top1": train.evaluate(model.to(device or train.default_device()), te, "top1", device)}
         _save(model, checkpoint_path("lth_t", sparsity, cfg, seed), cfg, "lth_t", sparsity, seed, info)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+def evaluate_imagenet(model: nn.Module, cfg, bicubic: bool = False, device=None, batch_size: int = 256) -> dict:
+    """Table 3 for one model: top-1 on the ImageNet validation set, on its ReaL labels and on the
+    three ImageNetV2 variants (and their mean). A set missing under data_root gives NaN and a note."""
+    from . import metrics
+
+    device = device or train.default_device()
+    model = model.to(device).eval()
+    tf = data.transforms.evaluation(cfg["image_size"], bicubic=bicubic)
+    out = {}
+    for name in data.IMAGENET_SETS:
+        if name == "imagenet_real":
+            continue
+        try:
+            ds = data.imagenet_eval(name, cfg["data_root"])
+        except data.DataError as e:
+            log(f"skipped: {e}")
+            out[name] = float("nan")
+            continue
+        ds.transform = tf
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=cfg.get("num_workers", 0))
+        y, p = train.predict(model, loader, device)
+        out[name] = metrics.top1(y, p)
+        if name == "imagenet_val":
+            real = Path(cfg["data_root"]) / "imagenet" / "real.json"
+            out["imagenet_real"] = metrics.real_accuracy(p, data.real_labels(ds, real)) if real.exists() else float("nan")
+    v2 = [out[k] for k in out if k.startswith("imagenetv2")]
+    out["imagenetv2_mean"] = float(sum(v2) / len(v2)) if v2 else float("nan")
+    return out
+
+
+def mini_row(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> dict:
+    """One upstream result row of the mini profile: top-1 on the upstream test split, sparsity over
+    the prunable layers, fully pruned filters, time it took to make the model."""
+    model, info = get(method, sparsity, cfg, seed, device)
+    _, te = loaders(cfg, 128, seed)
+    filt = masks.pruned_filters(model).iloc[-1]
+    return {"method": method, "sparsity": sparsity, "seed": seed,
+            "top1": train.evaluate(model.to(device or train.default_device()), te, "top1", device),
+            "achieved_sparsity": prune.target_sparsity(model), "pruned_filters": float(filt["fraction"]),
+            "train_seconds": info.get("seconds"), "checkpoint": str(checkpoint_path(method, sparsity, cfg, seed))}
+
+
+def result_row(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> dict:
+    """01_upstream's result: mini -> `mini_row`; paper -> the published checkpoint on Table 3's sets."""
+    if cfg["profile"] == "mini":
+        return mini_row(method, sparsity, cfg, seed, device)
+    model, _ = get(method, sparsity, cfg, seed, device)
+    row = {"method": method, "sparsity": sparsity, "seed": seed,
+           "achieved_sparsity": prune.target_sparsity(model),
+           "pruned_filters": float(masks.pruned_filters(model).iloc[-1]["fraction"]),
+           "checkpoint_format": getattr(model, "checkpoint_format", "")}
+    row.update(evaluate_imagenet(model, cfg, bicubic=method.startswith("rigl"), device=device))
+    return row
+
+
+def table3(df) -> "pd.DataFrame":
+    """The upstream table in Table 3's shape: one row per (sparsity, method), accuracy columns in %."""
+    cols = [c for c in ("top1", "imagenet_val", "imagenet_real", "imagenetv2_mean", "achieved_sparsity",
+                        "pruned_filters") if c in df.columns]
+    t = df.groupby(["sparsity", "method"])[cols].mean()
+    for c in cols:
+        if c not in ("achieved_sparsity", "pruned_filters"):
+            t[c] = (100 * t[c]).round(1)
+    return t.round(3)
+
+
+def available(cfg, seed: int = 0) -> list[tuple[str, float]]:
+    """(method, sparsity) of every upstream checkpoint present: mini, those made with the current
+    hyperparameters; paper, every <checkpoint_root>/<method>/<sparsity>.pth."""
+    out = []
+    sparsities = sorted(set(cfg.get("sparsities", [])) | set(cfg.get("upstream", {}).get("structured_sparsities", [])))
+    for method in METHODS:
+        candidates = [0.0] if method == "dense" else sparsities
+        if cfg["profile"] == "paper":
+            d = Path(cfg["checkpoint_root"]) / method
+            candidates = sorted(float(p.stem) for p in d.glob("*.pth")) if d.is_dir() else []
+        out += [(method, s) for s in candidates if checkpoint_path(method, s, cfg, seed).exists()]
+    return out
+
+
+def structure_table(cfg, seed: int = 0) -> "pd.DataFrame":
+    """Fully pruned filters per conv layer of every available upstream model (Sec. 3.5, App. E):
+    columns method, sparsity, layer, filters, pruned_filters, fraction (a 'total' row per model)."""
+    import pandas as pd
+
+    frames = []
+    for method, sparsity in available(cfg, seed):
+        model = models.load_upstream(checkpoint_path(method, sparsity, cfg, seed), cfg["arch"])
+        df = masks.pruned_filters(model).rename(columns={"sparsity": "layer_sparsity"})
+        df.insert(0, "sparsity", sparsity)
+        df.insert(0, "method", method)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["method", "sparsity", "layer", "filters", "pruned_filters", "layer_sparsity", "fraction"])

@@ -1,0 +1,80 @@
+"""One downstream run of the study, as notebooks 02 and 03 call it:
+
+    res = finetune.linear(cfg, "acdc", 0.9, "shapes10", seed=21)   # Sec. 3.3
+    res = finetune.full(cfg, "gmp", 0.9, "shapes10", seed=21)      # Sec. 3.4
+
+The upstream model comes from `upstream.get` (mini: made and cached; paper: the published
+checkpoint), the data from `data.get`, every hyperparameter from the profile. Returns the metrics
+of the run (best and final accuracy in the dataset's Table-2 metric, the per-epoch curve, ...).
+"""
+from __future__ import annotations
+
+import time
+
+from . import data, models, train, upstream
+from .data.prepare import beton_path
+
+FINETUNES = ("linear", "full")
+
+
+def _split(cfg, dataset: str, split: str):
+    return data.get(dataset, cfg["data_root"], split, cfg=cfg)
+
+
+def linear(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0,
+           device=None) -> dict:
+    """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
+    mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
+    meta = data.info(dataset)
+    model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
+    mean, std = upstream.norm_stats(cfg)
+    tf = data.transforms.evaluation(cfg["image_size"], mean, std,
+                                    bicubic=cfg["profile"] == "paper" and method.startswith("rigl"))
+    t0 = time.time()
+    (xtr, ytr), (xte, yte) = (train.extract_features(model, _split(cfg, dataset, s), tf, cfg["feature_cache"],
+                                                     num_workers=cfg.get("num_workers", 0), device=device,
+                                                     desc=f"features {s}") for s in ("train", "test"))
+    feature_seconds = time.time() - t0
+    res = train.linear_finetune(xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device)
+    res.pop("head")
+    return {"metric": meta.metric, **res, "feature_seconds": feature_seconds, "feature_dim": int(xtr.shape[1]),
+            "upstream_top1": up.get("top1"), "train_size": len(ytr), "test_size": len(yte)}
+
+
+def full(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0,
+         device=None) -> dict:
+    """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
+    RandomResizedCrop + flip with the dataset's own mean/std; lr per dataset from the profile."""
+    meta = data.info(dataset)
+    model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
+    head = models.replace_head(model, meta.num_classes)
+    tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
+    mean, std = data.transforms.channel_stats(tr)
+    hp = dict(cfg["full"])
+    hp["lr"] = hp.get("lr_overrides", {}).get(dataset, hp["lr"])
+    common = dict(size=cfg["image_size"], mean=mean, std=std, batch_size=hp["batch_size"],
+                  backend=cfg.get("backend", "torch"), num_workers=cfg.get("num_workers", 0),
+                  bicubic=cfg["profile"] == "paper" and method.startswith("rigl"))
+    train_loader = data.loader(tr, "train", shuffle=True, seed=seed, scale=hp["random_resized_crop_scale"],
+                               beton=beton_path(dataset, "train", cfg), **common)
+    test_loader = data.loader(te, "eval", beton=beton_path(dataset, "test", cfg), **common)
+    res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device)
+    return {"metric": meta.metric, **res, "lr": hp["lr"], "upstream_top1": up.get("top1"),
+            "sparsity_before_head": head["sparsity_before"], "train_size": len(tr), "test_size": len(te)}
+
+
+def run_config(cfg, finetune: str, method: str, sparsity: float, dataset: str, seed: int) -> dict:
+    """What identifies a downstream run (its hash is the run id): the key fields and every
+    hyperparameter it depends on."""
+    from .config import check_choice
+
+    check_choice("finetune", finetune, FINETUNES)
+    check_choice("method", method, upstream.METHODS)
+    data.info(dataset)
+    out = {"profile": cfg["profile"], "arch": cfg["arch"], "finetune": finetune, "method": method,
+           "sparsity": float(sparsity), "dataset": dataset, "seed": int(seed), "hp": dict(cfg[finetune]),
+           "image_size": cfg["image_size"]}
+    if cfg["profile"] == "mini":
+        out["mini_data"] = cfg["mini_data"]
+        out["upstream"] = cfg["upstream"]
+    return out

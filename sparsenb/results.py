@@ -1,0 +1,85 @@
+"""Run records: one JSON per finished run under outputs/results/<notebook>/<run_id>.json, written
+atomically (temp file + rename), so a killed sweep never leaves half a record; `load()` gives a tidy
+DataFrame of all of them.
+
+    rec = results.record("02_linear_ft", cfg_dict, {"best": .71, "final": .70, "curve": [...]}, started=t0)
+    df = results.load()                       # one row per run
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ROOT
+
+RESULTS = ROOT / "outputs" / "results"
+KEY_FIELDS = ("profile", "arch", "method", "sparsity", "dataset", "seed", "finetune")
+
+
+def run_id(config: dict) -> str:
+    """A stable id of a run: sha1 of its resolved config (sorted JSON), 12 hex digits."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+
+    from . import __version__
+    out = {"sparsenb": __version__, "python": platform.python_version(), "torch": torch.__version__,
+           "numpy": numpy.__version__}
+    try:
+        import deepsparse
+        out["deepsparse"] = deepsparse.__version__
+    except Exception:  # pragma: no cover - optional at run time
+        pass
+    return out
+
+
+def path_of(notebook: str, rid: str, root: str | os.PathLike | None = None) -> Path:
+    return Path(root or RESULTS) / notebook / f"{rid}.json"
+
+
+def exists(notebook: str, config: dict, root=None) -> bool:
+    return path_of(notebook, run_id(config), root).exists()
+
+
+def record(notebook: str, config: dict, metrics: dict, started: float | None = None, root=None) -> dict:
+    """Write the record of one finished run; returns it. `config` is the resolved configuration of
+    the run (its hash is the run id), `metrics` what it measured."""
+    now = time.time()
+    rec = {"notebook": notebook, "run_id": run_id(config),
+           **{k: config.get(k) for k in KEY_FIELDS if k in config},
+           **metrics, "config": config,
+           "wall_seconds": round(now - started, 2) if started else None,
+           "start": dt.datetime.fromtimestamp(started or now).isoformat(timespec="seconds"),
+           "end": dt.datetime.fromtimestamp(now).isoformat(timespec="seconds"),
+           "versions": versions(), "host": socket.gethostname(), "cpus": os.cpu_count()}
+    path = path_of(notebook, rec["run_id"], root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(rec, indent=1, default=float))
+    os.replace(tmp, path)
+    return rec
+
+
+def load(notebook: str | None = None, root=None) -> pd.DataFrame:
+    """All records (of one notebook, or all) as a DataFrame, one row per run; nested fields stay
+    as Python objects (curve, config, versions)."""
+    base = Path(root or RESULTS)
+    pattern = f"{notebook}/*.json" if notebook else "*/*.json"
+    rows = []
+    for p in sorted(base.glob(pattern)):
+        try:
+            rows.append(json.loads(p.read_text()))
+        except json.JSONDecodeError:
+            continue  # not ours to fix here; a record is written atomically, so this is foreign
+    return pd.DataFrame(rows)
