@@ -2,6 +2,7 @@
 
     python -m sparsenb demo            # the mini study, every notebook that exists, executed
     python -m sparsenb bench loader    # images/s of the ffcv and torch loaders, ratio printed
+    python -m sparsenb bench engine    # DeepSparse vs ONNX Runtime vs PyTorch on ResNet50, ratios printed
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="run the mini study end to end").set_defaults(fn=demo)
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
-    pb.add_argument("what", choices=["loader"])
+    pb.add_argument("what", choices=["loader", "engine"])
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)

@@ -70,6 +70,96 @@ def loader_bench(quick: bool = False, size: int = 128, stored: int = 160, worker
     return row
 
 
+
+
+# --- inference engines (Sec. 3.6) ----------------------------------------------------------------
+
+def _engine_worker(arch, image_size, batch_size, kind, sparsity, scope, iters, cores, queue):
+    """Runs in a fresh process (so peak RSS is this backend's alone): build, prune, compile, time."""
+    import resource
+
+    import torch
+
+    from . import engine, models, prune
+
+    torch.set_num_threads(cores)
+    torch.manual_seed(0)
+    model = models.build(arch, 1000).eval()
+    if sparsity:
+        prune.magnitude(model, sparsity, scope=scope, include_head=False)
+    t = time.perf_counter()
+    eng = engine.Engine(model, image_size, batch_size, kind, num_cores=cores)
+    compile_s = time.perf_counter() - t
+    x = np.random.default_rng(0).standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)
+    eng.run_batch(x)                                     # warm-up
+    t = time.perf_counter()
+    for _ in range(iters):
+        eng.run_batch(x)
+    dt = time.perf_counter() - t
+    queue.put({"img_s": iters * batch_size / dt, "compile_s": compile_s,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
+def _measure(**kw) -> dict:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_engine_worker, kwargs={**kw, "queue": q})
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def engine_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 224, batch_size: int = 64) -> dict:
+    """images/s of the ResNet50 backbone at 224 px, batch 64: PyTorch eager (channels_last, all cores,
+    the allocator settings of the environment), ONNX Runtime dense, DeepSparse dense and DeepSparse
+    at 80/90/95% sparsity (uniform per layer and global magnitude; the stem stays dense). Ratios are
+    against the fastest dense baseline. Also the mini model at its own resolution."""
+    from .engine import cpu_info
+
+    cores = cpu_info()["cores"]
+    iters = 2 if quick else 8
+    allocator = {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
+                                                "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_") if os.environ.get(k)}
+    sparsities = [0.9] if quick else [0.8, 0.9, 0.95]
+    runs = [("torch", 0.0, "-"), ("onnxruntime", 0.0, "-"), ("deepsparse", 0.0, "-")]
+    runs += [("deepsparse", s, scope) for s in sparsities for scope in ("uniform", "global")]
+    rows = []
+    for a, size, bs in [(arch, image_size, batch_size), ("mini_resnet_s", 32, 64)]:
+        for kind, s, scope in (runs if a == arch else [r for r in runs if r[1] in (0.0, 0.9) and r[2] != "global"]):
+            r = _measure(arch=a, image_size=size, batch_size=bs, kind=kind, sparsity=s, scope=scope,
+                         iters=iters * (20 if a.startswith("mini") else 1), cores=cores)
+            rows.append({"arch": a, "image_size": size, "batch_size": bs, "engine": kind, "sparsity": s,
+                         "scope": scope, **{k: round(v, 2) for k, v in r.items()}})
+            print(f"{a:<14}{kind:<12} sparsity {s:<5} {scope:<8} {r['img_s']:8.1f} img/s   peak RSS "
+                  f"{r['peak_rss_mb']:6.0f} MB   compile {r['compile_s']:5.1f} s", flush=True)
+    ratios = {}
+    for a in (arch, "mini_resnet_s"):
+        sub = [r for r in rows if r["arch"] == a]
+        dense = {r["engine"]: r["img_s"] for r in sub if r["sparsity"] == 0.0}
+        best = max(dense.values())
+        tag = "" if a == arch else "mini_"
+        for r in sub:
+            if r["sparsity"]:
+                key = f"{tag}deepsparse_s{int(r['sparsity'] * 100)}_{r['scope']}"
+                ratios[f"{key}_vs_best_dense"] = round(r["img_s"] / best, 2)
+        s90 = next(r["img_s"] for r in sub if r["sparsity"] == 0.9 and r["scope"] == "uniform")
+        ratios[f"{tag}deepsparse_s90_vs_ort_dense"] = round(s90 / dense["onnxruntime"], 2)
+        ratios[f"{tag}deepsparse_s90_vs_torch_dense"] = round(s90 / dense["torch"], 2)
+        ratios[f"{tag}best_dense"] = max(dense, key=dense.get)
+    path = _record("engine", {"quick": quick, "cores": cores, "isa": cpu_info()["isa"], "torch_allocator": allocator,
+                              "torch_settings": "channels_last, torch.set_num_threads(cores), no_grad",
+                              "rows": rows, "ratios": ratios})
+    print(f"appended to {path}")
+    print(json.dumps(ratios))
+    return ratios
+
+
+BENCHES = {"loader": loader_bench, "engine": engine_bench}
+
+
 def main(what: str, quick: bool = False) -> int:
-    {"loader": loader_bench}[what](quick=quick)
+    BENCHES[what](quick=quick)
     return 0

@@ -88,3 +88,19 @@ def pruned_filters(table: pd.DataFrame, path=None, title: str = "Fully pruned fi
         ax.set_ylabel("fully pruned filters")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning: epoch time vs accuracy gap"):
+    """Figure 4: average epoch time against the accuracy gap to dense, one point per method and
+    engine (dense in PyTorch and in DeepSparse)."""
+    d = df.copy()
+    d["label"] = d.method + " (" + d.engine + ")"
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    sns.scatterplot(data=d, x="accuracy_gap", y="epoch_seconds", hue="method", style="engine", s=90, ax=ax)
+    for _, r in d.iterrows():
+        ax.annotate(r.label, (r.accuracy_gap, r.epoch_seconds), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.axvline(0, color="gray", lw=0.8, ls=":")
+    ax.set_xlabel("accuracy gap to dense (best epoch)")
+    ax.set_ylabel("average epoch time (s)")
+    ax.set_title(title)
+    return _save(fig, path)

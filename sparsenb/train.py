@@ -218,3 +218,46 @@ def full_finetune(model: nn.Module, train_loader, test_loader, hp: dict, metric:
     from .prune import target_sparsity
 
     return _summary(curve, time.time() - t0, sparsity=target_sparsity(model, include_head=False))
+
+
+# --- online linear finetuning (Sec. 3.6) ----------------------------------------------------------
+
+def online_linear_finetune(embed, train_loader, test_loader, feature_dim: int, num_classes: int, hp: dict,
+                           metric: str = "top1", seed: int = 0) -> dict:
+    """Linear finetuning where every training batch (augmented) goes through the frozen backbone
+    `embed` (a callable images -> features: an `engine.Engine` or a torch module) on every step,
+    and the dense head trains in PyTorch. Returns the usual summary plus 'epoch_seconds' (the
+    training part of each epoch: feature extraction + head update)."""
+    g = seed_everything(seed)
+    head = nn.Linear(feature_dim, num_classes)
+    opt, sched = _sgd(head.parameters(), hp)
+    loss_fn = nn.CrossEntropyLoss()
+    curve, epoch_seconds = [], []
+    t_all = time.time()
+    for epoch in range(1, int(hp["epochs"]) + 1):
+        t0 = time.time()
+        total, n = 0.0, 0
+        head.train()
+        for x, y in bar(train_loader, desc=f"online epoch {epoch}"):
+            with torch.no_grad():
+                f = embed(x)
+            loss = loss_fn(head(f), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+            n += len(y)
+        sched.step()
+        epoch_seconds.append(time.time() - t0)
+        head.eval()
+        ys, ps = [], []
+        with torch.no_grad():
+            for x, y in test_loader:
+                ps.append(head(embed(x)).argmax(1))
+                ys.append(y)
+        acc = metrics.score(torch.cat(ys).numpy(), torch.cat(ps).numpy(), metric)
+        curve.append({"epoch": epoch, "loss": total / max(n, 1), "accuracy": acc, "seconds": epoch_seconds[-1]})
+        log(f"online epoch {epoch:>3}/{hp['epochs']}  loss {total / max(n, 1):.4f}  {metric} {acc:.4f}  "
+            f"epoch {epoch_seconds[-1]:.2f} s")
+    del g
+    return _summary(curve, time.time() - t_all, epoch_seconds=float(np.mean(epoch_seconds)))

@@ -1,0 +1,46 @@
+"""Sec. 3.6: training speed-up of linear finetuning with a sparse backbone on a sparsity-aware CPU
+engine (DeepSparse), in the online setting (augmented samples go through the backbone every step).
+
+    df = speedup.run(cfg, "shapes10", ["dense", "gmp", "acdc"], 0.9)    # one row per (method, engine)
+    plots.speedup(df)                                                   # Figure 4
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import data, upstream
+from .engine import Engine
+
+
+def run(cfg, dataset: str, methods, sparsity: float, seed: int = 0, batch_size: int = 64,
+        sparse_engine: str = "deepsparse") -> pd.DataFrame:
+    """Online linear finetuning of every method's backbone: dense in PyTorch and in `sparse_engine`,
+    every sparse model in `sparse_engine`. Columns: method, sparsity, engine, epoch_seconds, best,
+    final, metric, speedup (vs the fastest dense baseline), accuracy_gap (vs dense, same engine kind
+    irrelevant: features are equal up to 1e-4)."""
+    from .train import online_linear_finetune
+
+    meta = data.info(dataset)
+    mean, std = upstream.norm_stats(cfg)
+    tr, te = (data.get(dataset, cfg["data_root"], s, cfg=cfg) for s in ("train", "test"))
+    hp = dict(cfg["speedup"], **{k: v for k, v in cfg["linear"].items() if k not in cfg["speedup"]})
+    size = cfg["image_size"]
+    rows = []
+    for method in methods:
+        s = 0.0 if method == "dense" else float(sparsity)
+        model, _ = upstream.get(method, s, cfg, 0)
+        for kind in (["torch", sparse_engine] if method == "dense" else [sparse_engine]):
+            eng = Engine(model, size, batch_size, kind)
+            train_loader = data.loader(tr, "train", size, mean, std, batch_size, shuffle=True, seed=seed,
+                                       scale=cfg["full"]["random_resized_crop_scale"])
+            test_loader = data.loader(te, "eval", size, mean, std, batch_size)
+            res = online_linear_finetune(eng, train_loader, test_loader, model.fc.in_features, meta.num_classes,
+                                         hp, meta.metric, seed)
+            rows.append({"method": method, "sparsity": s, "engine": kind, "epoch_seconds": res["epoch_seconds"],
+                         "best": res["best"], "final": res["final"], "metric": meta.metric, **eng.info()})
+    df = pd.DataFrame(rows)
+    fastest_dense = df[df.method == "dense"].epoch_seconds.min()
+    dense_acc = df[df.method == "dense"].best.max()
+    df["speedup"] = fastest_dense / df.epoch_seconds
+    df["accuracy_gap"] = df.best - dense_acc
+    return df
