@@ -104,3 +104,55 @@ def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning:
     ax.set_ylabel("average epoch time (s)")
     ax.set_title(title)
     return _save(fig, path)
+
+
+def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8, path=None):
+    """Figure 2: (top) accuracy per task of every method at `sparsity` and dense, per finetuning mode;
+    (bottom) mean relative increase in error vs sparsity per method, standard-error bars."""
+    fts = [f for f in ("linear", "full") if f in set(c.finetune)]
+    fig, axes = plt.subplots(2, max(1, len(fts)), figsize=(7 * max(1, len(fts)), 7.5), squeeze=False)
+    for j, ft in enumerate(fts):
+        top = c[(c.finetune == ft) & ((c.sparsity == sparsity) | (c.method == "dense"))]
+        sns.barplot(data=top, x="dataset", y="mean", hue="method", ax=axes[0, j], errorbar=None)
+        lo = max(0.0, top["mean"].min() - 5)
+        axes[0, j].set_ylim(lo, min(100, top["mean"].max() + 2))
+        axes[0, j].set_title(f"{ft} finetuning: accuracy at {sparsity:.0%} (dense: 0%)")
+        axes[0, j].tick_params(axis="x", rotation=45, labelsize=7)
+        axes[0, j].legend(fontsize=6, ncol=2)
+        a = alpha_summary[alpha_summary.finetune == ft]
+        ax = axes[1, j]
+        for method, sub in a.groupby("method"):
+            sub = sub.sort_values("sparsity")
+            ax.errorbar(sub.sparsity, sub.alpha_mean, yerr=sub.alpha_se, marker="o", capsize=3, label=method)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel("upstream sparsity")
+        ax.set_ylabel("mean relative increase in error")
+        ax.set_title(f"{ft} finetuning: error relative to dense (lower is better)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsities=(0.8, 0.9), path=None):
+    """Figure 3: relative increase in error (linear finetuning) against task difficulty (dense full
+    minus dense linear accuracy), one panel per sparsity; marker: general vs specialized task."""
+    a = alphas[(alphas.finetune == "linear") & alphas.sparsity.isin(sparsities)]
+    a = a.merge(difficulty, on=[k for k in ("arch", "dataset") if k in a.columns and k in difficulty.columns])
+    a["kind"] = a.dataset.map(kinds)
+    fig, axes = plt.subplots(1, len(sparsities), figsize=(5.5 * len(sparsities), 3.8), squeeze=False, sharey=True)
+    for ax, s in zip(axes[0], sparsities):
+        sub = a[a.sparsity == s]
+        if len(sub):
+            sns.scatterplot(data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax)
+            for method, g in sub.groupby("method"):
+                if len(g) > 2:
+                    k, b = np.polyfit(g.difficulty, g.alpha, 1)
+                    xs = np.linspace(g.difficulty.min(), g.difficulty.max(), 10)
+                    ax.plot(xs, k * xs + b, lw=0.8, alpha=0.6)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel("task difficulty: dense full - dense linear accuracy (points)")
+        ax.set_ylabel("relative increase in error (linear)")
+        ax.set_title(f"sparsity {s:.0%}")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -177,3 +177,40 @@ def decision_guide(c: pd.DataFrame) -> pd.DataFrame:
     best["family"] = best.method.map(FAMILIES)
     best["matches_dense"] = best.alpha_mean <= 0.05
     return best[["finetune", "arch", "sparsity", "method", "family", "alpha_mean", "alpha_se", "matches_dense"]]
+
+
+def write(source: str, out_dir, root=None, arch: str | None = None) -> dict:
+    """Every table (CSV + Markdown) and figure (PNG) of the summary under `out_dir`; returns paths."""
+    from . import data, plots
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    c = cells(load(source, root))
+    if arch:
+        c = c[c.arch == arch]
+    elif len(c):
+        c = c[c.arch == c.arch.value_counts().index[0]]       # the main architecture of the source
+    paths = {}
+    if c.empty:
+        return paths
+    t1 = table1(c)
+    tables = {"table1": t1, "table1_wide": wide(t1).reset_index(), "alpha": alpha_summary(c),
+              "findings": findings(c), "decision_guide": decision_guide(c)}
+    for ft, name in (("linear", "tableC1_linear"), ("full", "tableC2_full")):
+        if (c.finetune == ft).any():
+            tables[name] = tables_c(c, ft).reset_index()
+    for name, t in tables.items():
+        t.to_csv(out_dir / f"{name}.csv", index=False)
+        (out_dir / f"{name}.md").write_text(t.to_markdown(index=False))
+        paths[name] = out_dir / f"{name}.csv"
+    kinds = {n: data.info(n).kind for n in set(c.dataset) if n in data.REGISTRY}
+    sparsity = 0.8 if (c.sparsity == 0.8).any() else sorted(c.sparsity.unique())[-1]
+    # as in the paper, LTH-T (designed for full finetuning) is left out of the linear-finetuning plots
+    no_lth_linear = lambda t: t[~((t.finetune == "linear") & (t.method == "lth_t"))]  # noqa: E731
+    plots.figure2(no_lth_linear(c), no_lth_linear(tables["alpha"]), sparsity, path=out_dir / "figure2.png")
+    paths["figure2"] = out_dir / "figure2.png"
+    d = difficulty(c)
+    if len(d):
+        plots.figure3(no_lth_linear(alphas(c)), d, kinds, path=out_dir / "figure3.png")
+        paths["figure3"] = out_dir / "figure3.png"
+    return paths

@@ -99,7 +99,7 @@ def _key(cfg, method: str, sparsity: float, seed: int) -> str:
     up = cfg["upstream"]
     relevant = {"arch": cfg["arch"], "data": cfg["mini_data"]["upstream"], "seed_data": cfg["mini_data"]["seed"],
                 "dense": up["dense"], "method": up["methods"].get(method, {}), "sparse": up.get("sparse", {}),
-                "crop_scale": up["crop_scale"], "v": 1}
+                "crop_scale": up["crop_scale"], "v": 2}   # v: bump when a method changes
     if method == "lth_t":
         relevant["gmp"] = up["methods"].get("gmp", {})
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]

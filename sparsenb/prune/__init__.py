@@ -5,7 +5,9 @@
     method = prune.make("gmp", target=0.9, total_steps=..., **hp)   # then upstream.fit(model, method, ...)
 
 Prunable layers ("targets"): every conv and linear layer except the stem convolution, which the
-paper's checkpoints keep dense. Sparsity is always reported over the targets.
+paper's checkpoints keep dense, and the classifier `fc`, which transfer replaces by a new dense head
+(pruning it upstream can also cut the whole network off at high sparsity: a global magnitude
+threshold may remove every classifier weight). Sparsity is always reported over the targets.
 """
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ SCOPES = ("global", "uniform")
 STEMS = ("conv1", "model.0.0")     # first conv of the ResNets and of MobileNetV1
 
 
-def targets(model: nn.Module, include_head: bool = True) -> dict[str, nn.Module]:
+def targets(model: nn.Module, include_head: bool = False) -> dict[str, nn.Module]:
     """The prunable layers: conv + linear minus the stem (and minus `fc` unless include_head)."""
     return {n: m for n, m in masklib.prunable(model, include_head).items() if n not in STEMS}
 
 
-def target_sparsity(model: nn.Module, include_head: bool = True) -> float:
+def target_sparsity(model: nn.Module, include_head: bool = False) -> float:
     layers = targets(model, include_head).values()
     return sum(int((m.weight == 0).sum()) for m in layers) / max(1, sum(m.weight.numel() for m in layers))
 
@@ -54,13 +56,13 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: s
     return out
 
 
-def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = True) -> dict:
+def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = False) -> dict:
     """Magnitude masks over the prunable layers (exact count, ties broken by index)."""
     return masks_from_scores({n: m.weight.detach().abs() for n, m in targets(model, include_head).items()},
                              sparsity, scope)
 
 
-def magnitude(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = True) -> nn.Module:
+def magnitude(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = False) -> nn.Module:
     """Prune `model` in place by weight magnitude; returns it."""
     masklib.apply(model, magnitude_masks(model, sparsity, scope, include_head))
     return model
