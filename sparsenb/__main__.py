@@ -1,6 +1,7 @@
 """Command line: `python -m sparsenb <command>` (also installed as `sparsenb`).
 
     python -m sparsenb demo            # the mini study, every notebook that exists, executed
+    python -m sparsenb sweep params/sweeps/mini_linear.yaml [--executor local|slurm] [--jobs N]
     python -m sparsenb bench loader    # images/s of the ffcv and torch loaders, ratio printed
     python -m sparsenb bench engine    # DeepSparse vs ONNX Runtime vs PyTorch on ResNet50, ratios printed
 """
@@ -39,6 +40,13 @@ def demo(args) -> int:
     return 0
 
 
+def sweep(args) -> int:
+    from . import sweep as sw
+
+    failures = sw.run_sweep(args.file, args.executor, args.jobs, dry_run=args.dry_run)
+    return 1 if failures else 0
+
+
 def bench(args) -> int:
     from . import bench as b
 
@@ -49,6 +57,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="sparsenb", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="run the mini study end to end").set_defaults(fn=demo)
+    ps = sub.add_parser("sweep", help="run a grid of notebooks (resumable); see params/sweeps/")
+    ps.add_argument("file", help="params/sweeps/<name>.yaml")
+    ps.add_argument("--executor", choices=["local", "slurm"], default="local")
+    ps.add_argument("--jobs", type=int, default=1, help="local runs at a time")
+    ps.add_argument("--dry-run", action="store_true", help="list what would run")
+    ps.set_defaults(fn=sweep)
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
     pb.add_argument("what", choices=["loader", "engine"])
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")

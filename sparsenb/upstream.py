@@ -342,3 +342,13 @@ def structure_table(cfg, seed: int = 0) -> "pd.DataFrame":
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["method", "sparsity", "layer", "filters", "pruned_filters", "layer_sparsity", "fraction"])
+
+
+def run_config(cfg, method: str, sparsity: float, seed: int = 0) -> dict:
+    """What identifies an 01_upstream run (its hash is the run id)."""
+    check_choice("method", method, METHODS)
+    out = {"profile": cfg["profile"], "arch": cfg["arch"], "method": method, "sparsity": float(sparsity),
+           "seed": int(seed)}
+    if cfg["profile"] == "mini":
+        out["key"] = _key(cfg, method, sparsity, seed)
+    return out

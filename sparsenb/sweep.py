@@ -1,0 +1,178 @@
+"""Sweeps: a grid of notebook runs, resumable, local or on SLURM.
+
+    python -m sparsenb sweep params/sweeps/mini_linear.yaml [--executor local|slurm] [--jobs N]
+
+A sweep file names the notebooks, the profile, a grid (every combination is one run) and fixed
+parameters; `slurm:` holds the resources of the job array. Each run is one papermill process
+(`-k python3`) whose executed notebook is saved under outputs/runs/<sweep>/. A run is skipped when
+its result record exists (02/03/01: the run id the notebook itself would write) or when an earlier
+sweep finished it (a `.done` marker beside the executed notebook), so a sweep killed midway and
+started again reruns only what is missing. A failed run does not stop the sweep: the failures are
+listed at the end and the exit status is non-zero.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import config, results
+from .config import ROOT, ConfigError
+
+
+@dataclass
+class Run:
+    notebook: str                   # name (notebooks/<name>.ipynb) or a path to a notebook
+    params: dict
+    sweep: str
+    out_dir: Path
+    record: tuple | None = None     # (notebook, run config) of its result record, when known
+    grid_keys: tuple = ()           # the parameters that vary: they name the run
+    name: str = field(init=False)
+
+    def __post_init__(self):
+        import re
+
+        stem = Path(self.notebook).stem
+        tag = "".join(f"-{k}={self.params[k]}" for k in self.grid_keys if k in self.params)
+        self.name = re.sub(r"[^A-Za-z0-9._=+-]", "_", f"{stem}-{self.params.get('profile', '')}{tag}")
+
+    @property
+    def path(self) -> Path:
+        p = Path(self.notebook)
+        return p if p.suffix == ".ipynb" else ROOT / "notebooks" / f"{self.notebook}.ipynb"
+
+    @property
+    def output(self) -> Path:
+        return self.out_dir / f"{self.name}.ipynb"
+
+    @property
+    def marker(self) -> Path:
+        return self.out_dir / f".{self.name}.done"
+
+    def finished(self) -> bool:
+        if self.marker.exists():
+            return True
+        return self.record is not None and results.exists(*self.record)
+
+
+def _record_of(notebook: str, params: dict):
+    """(notebook, run config) as the notebook will record it, for the notebooks that record."""
+    from . import finetune, upstream
+
+    name = Path(notebook).stem
+    if name not in ("01_upstream", "02_linear_ft", "03_full_ft"):
+        return None
+    ft = {"02_linear_ft": "linear", "03_full_ft": "full"}.get(name)
+    overrides = {f"{ft}.epochs": int(params["epochs"])} if ft and params.get("epochs") else {}
+    if name == "01_upstream" and params.get("arch"):
+        overrides["arch"] = params["arch"]
+    cfg = config.load(params.get("profile", "mini"), overrides)
+    if name == "01_upstream":
+        return name, upstream.run_config(cfg, params.get("method", "gmp"), float(params.get("sparsity", 0.9)),
+                                         int(params.get("seed", 0)))
+    return name, finetune.run_config(cfg, ft, params.get("method", "gmp"), float(params.get("sparsity", 0.9)),
+                                     params.get("dataset", "shapes10"), int(params.get("seed", 21)))
+
+
+def load_sweep(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no sweep file {path}; the sweeps are: "
+                          f"{', '.join(str(p.relative_to(ROOT)) for p in sorted((ROOT / 'params' / 'sweeps').glob('*.yaml')))}")
+    spec = yaml.safe_load(path.read_text()) or {}
+    unknown = set(spec) - {"notebooks", "profile", "grid", "parameters", "slurm", "dense_only_at_zero", "name"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: notebooks, profile, grid, parameters, "
+                          f"slurm, dense_only_at_zero, name")
+    if not spec.get("notebooks"):
+        raise ConfigError(f"{path}: 'notebooks' is missing (a list of notebook names)")
+    spec.setdefault("name", path.stem)
+    return spec
+
+
+def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
+    """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order."""
+    out_dir = Path(out_root or ROOT / "outputs" / "runs") / spec["name"]
+    grid = spec.get("grid") or {}
+    keys = list(grid)
+    runs, seen = [], set()
+    for nb in spec["notebooks"]:
+        for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
+            params = {"profile": spec.get("profile", "mini"), **(spec.get("parameters") or {}), **dict(zip(keys, values))}
+            if spec.get("dense_only_at_zero", True) and params.get("method") == "dense":
+                params["sparsity"] = 0.0
+            key = (nb, json.dumps(params, sort_keys=True))
+            if key in seen:
+                continue
+            seen.add(key)
+            runs.append(Run(nb, params, spec["name"], out_dir, _record_of(nb, params), tuple(keys)))
+    return runs
+
+
+def execute(run: Run) -> tuple[str, int, float, str]:
+    """One run in its own papermill process; returns (name, exit status, seconds, last error line)."""
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "papermill", str(run.path), str(run.output), "-k", "python3", "--no-progress-bar",
+           "--cwd", str(run.path.parent)]
+    for k, v in run.params.items():
+        cmd += ["-p", k, str(v)] if not isinstance(v, str) else ["-r", k, v]
+    t = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SPARSENB_PROGRESS": "0"})
+    if proc.returncode == 0:
+        run.marker.write_text(json.dumps(run.params))
+    err = ""
+    if proc.returncode:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        err = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1] if lines else "")
+    return run.name, proc.returncode, time.time() - t, err
+
+
+def run_sweep(path: str | Path, executor: str = "local", jobs: int = 1, out_root=None, cluster: str | None = None,
+              dry_run: bool = False) -> int:
+    """Run every missing run of the sweep; returns the number of failures."""
+    spec = load_sweep(path)
+    runs = expand(spec, out_root)
+    todo = [r for r in runs if not r.finished()]
+    print(f"== sweep {spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run "
+          f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})", flush=True)
+    if dry_run or not todo:
+        for r in todo:
+            print("  todo", r.name)
+        return 0
+    failures = []
+    t0 = time.time()
+    if executor == "local":
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for i, (name, rc, secs, err) in enumerate(pool.map(execute, todo), 1):
+                print(f"  [{i}/{len(todo)}] {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s){'  ' + err if err else ''}",
+                      flush=True)
+                if rc:
+                    failures.append((name, err))
+    elif executor == "slurm":
+        import submitit
+
+        ex = submitit.AutoExecutor(folder=str(todo[0].out_dir / "slurm"), cluster=cluster)
+        res = dict(spec.get("slurm") or {})
+        ex.update_parameters(**({k: v for k, v in res.items()} if cluster != "debug" else {}))
+        job_list = ex.map_array(execute, todo)
+        for job in job_list:
+            name, rc, secs, err = job.result()
+            print(f"  {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s){'  ' + err if err else ''}", flush=True)
+            if rc:
+                failures.append((name, err))
+    else:
+        raise ConfigError(f"unknown executor {executor!r}; valid: local, slurm")
+    print(f"== sweep {spec['name']}: {len(todo) - len(failures)} ok, {len(failures)} failed in {time.time() - t0:.0f} s; "
+          f"executed notebooks under {todo[0].out_dir}")
+    for name, err in failures:
+        print(f"  failed: {name}: {err}")
+    return len(failures)

@@ -1,0 +1,102 @@
+"""Sweeps: grid expansion, skipping finished runs, surviving failures, resuming after a kill."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from sparsenb import config, finetune, results, sweep
+
+
+def _notebook(path: Path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    p = nbformat.v4.new_code_cell('profile = "mini"\nx = 0\nlog = ""\nsleep = 0.0')
+    p.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import time\nassert x != 3, 'x=3 is the broken run'\ntime.sleep(sleep)\n"
+        "open(log, 'a').write(f'{x}\\n')")
+    nb.cells = [p, body]
+    nbformat.write(nb, path)
+
+
+def _sweep_file(tmp_path, xs, sleep=0.0):
+    nbp = tmp_path / "toy.ipynb"
+    _notebook(nbp)
+    f = tmp_path / "toy.yaml"
+    f.write_text(yaml.safe_dump({"notebooks": [str(nbp)], "grid": {"x": xs},
+                                 "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep}}))
+    return f
+
+
+def test_expand_dense_only_at_zero_and_record_ids():
+    spec = {"name": "t", "notebooks": ["02_linear_ft"], "profile": "mini",
+            "grid": {"method": ["dense", "gmp"], "sparsity": [0.8, 0.9], "dataset": ["shapes10"], "seed": [21]}}
+    runs = sweep.expand(spec)
+    assert [(r.params["method"], r.params["sparsity"]) for r in runs] == [("dense", 0.0), ("gmp", 0.8), ("gmp", 0.9)]
+    cfg = config.load("mini")
+    nb, rc = runs[1].record
+    assert nb == "02_linear_ft" and rc == finetune.run_config(cfg, "linear", "gmp", 0.8, "shapes10", 21)
+
+
+def test_failures_are_listed_and_the_rest_runs(tmp_path):
+    f = _sweep_file(tmp_path, [1, 3, 2])
+    failures = sweep.run_sweep(f, jobs=2, out_root=tmp_path / "runs")
+    assert failures == 1
+    assert sorted((tmp_path / "log.txt").read_text().split()) == ["1", "2"]
+    assert (tmp_path / "runs" / "toy" / "toy-mini-x=1.ipynb").exists()
+    # a second call runs only the failed one again
+    assert sweep.run_sweep(f, out_root=tmp_path / "runs") == 1
+    assert sorted((tmp_path / "log.txt").read_text().split()) == ["1", "2"]
+
+
+def test_cli_exit_status_and_unknown_sweep(tmp_path):
+    f = _sweep_file(tmp_path, [3])
+    proc = subprocess.run([sys.executable, "-m", "sparsenb", "sweep", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "failed: toy" in proc.stdout
+    with pytest.raises(config.ConfigError, match="no sweep file .*the sweeps are"):
+        sweep.load_sweep(tmp_path / "nope.yaml")
+
+
+def test_killed_sweep_reruns_only_what_is_missing(tmp_path):
+    f = _sweep_file(tmp_path, [10, 11, 12, 13, 14], sleep=1.0)
+    out = tmp_path / "runs"
+    code = (f"import sys; from sparsenb import sweep; "
+            f"sys.exit(sweep.run_sweep({str(f)!r}, out_root={str(out)!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "toy").glob(".*.done"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "toy").glob(".*.done")))
+    assert 2 <= done_before < 5
+    logged_before = (tmp_path / "log.txt").read_text().split()
+    assert sweep.run_sweep(f, out_root=out) == 0
+    logged = (tmp_path / "log.txt").read_text().split()
+    assert sorted(set(logged)) == ["10", "11", "12", "13", "14"]
+    # finished runs were not repeated: only the run killed mid-way can appear twice
+    assert len(logged) - 5 <= len(logged_before) - done_before
+    assert len(list((out / "toy").glob(".*.done"))) == 5
+
+
+def test_slurm_executor_through_submitit(tmp_path):
+    f = _sweep_file(tmp_path, [7, 8])
+    assert sweep.run_sweep(f, executor="slurm", out_root=tmp_path / "runs", cluster="debug") == 0
+    assert sorted((tmp_path / "log.txt").read_text().split()) == ["7", "8"]
+
+
+def test_skips_runs_with_a_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "RESULTS", tmp_path / "results")
+    spec = {"name": "t", "notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "dataset": ["shapes10"]}}
+    run = sweep.expand(spec, tmp_path / "runs")[0]
+    assert not run.finished()
+    results.record(*run.record, {"best": 0.5, "final": 0.5})
+    assert run.finished()
