@@ -109,7 +109,9 @@ def alpha_summary(c: pd.DataFrame) -> pd.DataFrame:
 def difficulty(c: pd.DataFrame) -> pd.DataFrame:
     """Task difficulty (Sec. 3.3): dense full minus dense linear accuracy, per (arch, dataset)."""
     d = c[c.method == "dense"].pivot_table(index=["arch", "dataset"], columns="finetune", values="mean")
-    d = d.dropna(subset=[k for k in ("full", "linear") if k in d.columns])
+    if not {"full", "linear"} <= set(d.columns):
+        return pd.DataFrame(columns=["arch", "dataset", "difficulty"])
+    d = d.dropna(subset=["full", "linear"])
     d["difficulty"] = d["full"] - d["linear"]
     return d.reset_index()[["arch", "dataset", "difficulty"]]
 

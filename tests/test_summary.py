@@ -77,3 +77,34 @@ def test_cells_and_wide_format():
     w = summary.wide(c, index=("method", "sparsity"))
     assert w.loc[("gmp", 0.9), "x"] == "60.0 ± 10.0"
     assert np.isfinite(c["std"]).all()
+
+
+def _rec(root, nb, method, sparsity, dataset, seed, acc):
+    from sparsenb import results
+    ft = "linear" if nb == "02_linear_ft" else "full"
+    cfg = {"profile": "mini", "arch": "mini_resnet_s", "finetune": ft, "method": method, "sparsity": sparsity,
+           "dataset": dataset, "seed": seed}
+    results.record(nb, cfg, {"best": acc + 0.01, "final": acc, "metric": "top1"}, root=root)
+
+
+def test_write_from_our_records(tmp_path):
+    from sparsenb import results
+    for nb in ("02_linear_ft", "03_full_ft"):
+        for ds, base in (("shapes10", 0.8), ("digits", 0.9)):
+            for seed in (21, 51):
+                _rec(tmp_path, nb, "dense", 0.0, ds, seed, base)
+                _rec(tmp_path, nb, "gmp", 0.8, ds, seed, base - 0.02)
+                _rec(tmp_path, nb, "acdc", 0.8, ds, seed, base + 0.01)
+    df = summary.load("results", root=tmp_path)
+    assert len(df) == 24 and set(df.finetune) == {"linear", "full"}
+    paths = summary.write("results", tmp_path / "out", root=tmp_path)
+    t1 = pd.read_csv(paths["table1"])
+    best = t1[(t1.finetune == "linear") & (t1.sparsity == 0.8)]
+    assert set(best.method) == {"acdc"} and (tmp_path / "out" / "figure2.png").exists()
+    assert (tmp_path / "out" / "table1.md").read_text().startswith("|")
+    # a lone sparse record (no dense yet) still summarises without error
+    lone = tmp_path / "lone"
+    _rec(lone, "02_linear_ft", "gmp", 0.9, "shapes10", 21, 0.5)
+    assert "table1" in summary.write("results", tmp_path / "out2", root=lone)
+    assert results.load(root=tmp_path / "empty").empty and summary.write("results", tmp_path / "o3",
+                                                                         root=tmp_path / "empty") == {}
