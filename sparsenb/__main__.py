@@ -25,19 +25,40 @@ def _run_notebook(nb: str, out: Path, params: dict) -> float:
     return time.time() - t
 
 
+DEMO_SWEEPS = [("mini_upstream", 1), ("mini_structured", 1), ("mini_linear", 2), ("demo_full", 2)]
+
+
 def demo(args) -> int:
-    from . import config
+    """The mini study end to end: data -> upstream models -> linear and full grids -> structure ->
+    speed-up -> summary. Everything is cached or resumable: a second run only does what is missing."""
+    from . import config, sweep
 
     cfg = config.load("mini")
     runs = ROOT / "outputs" / "runs" / "demo"
     t0 = time.time()
+    failures = 0
     print(f"== sparsenb demo (mini profile) -> {ROOT / 'outputs'}", flush=True)
     for name in cfg.datasets:
         dt = _run_notebook("00_data.ipynb", runs / f"00_data-{name}.ipynb", {"dataset": name, "profile": "mini"})
         print(f"  00_data  {name:<14} {dt:6.1f} s   figures: outputs/data/{name}/", flush=True)
-    print(f"== done in {time.time() - t0:.0f} s; executed notebooks: {runs}")
-    print(f"   dataset figures and manifests: {ROOT / 'outputs' / 'data'}")
-    return 0
+    for name, jobs in DEMO_SWEEPS:
+        failures += sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs)
+    steps = [("04_structure.ipynb", {"profile": "mini"}),
+             ("05_speedup.ipynb", {"profile": "mini", "dataset": "shapes10", "sparsity": 0.9,
+                                   "methods": "dense,gmp,woodfisher,acdc,str,rigl_erk_1x,rigl_erk_5x,lth_t"}),
+             ("07_summary.ipynb", {"source": "results"}), ("07_summary.ipynb", {"source": "published"})]
+    for nb, params in steps:
+        tag = "-".join(str(v) for k, v in params.items() if k in ("source",))
+        dt = _run_notebook(nb, runs / f"{Path(nb).stem}{'-' + tag if tag else ''}.ipynb", params)
+        print(f"  {nb:<20} {dt:6.1f} s", flush=True)
+    summary_dir = ROOT / "outputs" / "summary" / "results"
+    print(f"== demo done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs); executed notebooks: {runs}")
+    table = summary_dir / "table1_wide.md"
+    if table.exists():
+        print("\nTable 1 (mini profile, accuracy %):\n" + table.read_text())
+    for p in sorted(summary_dir.glob("*.png")) + sorted((ROOT / "outputs").glob("s*/mini/*.png")):
+        print("  figure:", p)
+    return 1 if failures else 0
 
 
 def sweep(args) -> int:

@@ -78,3 +78,41 @@ def run_config(cfg, finetune: str, method: str, sparsity: float, dataset: str, s
         out["mini_data"] = cfg["mini_data"]
         out["upstream"] = cfg["upstream"]
     return out
+
+
+def scratch_gmp(cfg, sparsity: float, dataset: str, seed: int = 0, device=None) -> dict:
+    """The baseline the paper argues against (Sec. 3.1, App. A): no upstream model -- train the
+    architecture from random initialisation on the downstream task, pruning it with GMP to
+    `sparsity` along the way (hyperparameters: profile section `scratch`)."""
+    from . import prune, train as tr
+
+    meta = data.info(dataset)
+    hp = cfg["scratch"]
+    tr.seed_everything(seed)
+    model = models.build(cfg["arch"], meta.num_classes)
+    trs, tes = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
+    mean, std = data.transforms.channel_stats(trs)
+    train_loader = data.loader(trs, "train", cfg["image_size"], mean, std, hp["batch_size"], shuffle=True, seed=seed,
+                               scale=cfg["full"]["random_resized_crop_scale"])
+    test_loader = data.loader(tes, "eval", cfg["image_size"], mean, std, 256)
+    method = prune.make("gmp", sparsity, 1, **hp["gmp"]) if sparsity else prune.make("dense", 0, 1)
+    info = upstream.fit(model, method, train_loader, hp["epochs"], hp["lr"], cfg["full"]["momentum"],
+                        cfg["full"]["weight_decay"], device, desc=f"scratch+gmp {sparsity:g} {dataset}")
+    y, p = tr.predict(model, test_loader, device)
+    from . import metrics
+
+    acc = metrics.score(y, p, meta.metric)
+    return {"metric": meta.metric, "best": acc, "final": acc, "curve": info["curve"], "sparsity": info["sparsity"],
+            "train_seconds": info["seconds"]}
+
+
+def structured_vs_unstructured(runs: "pd.DataFrame", upstream_rows: "pd.DataFrame") -> "pd.DataFrame":
+    """App. J: per upstream model, its upstream top-1 and its mean full-finetuning accuracy over the
+    tasks it was run on -- structured models against unstructured ones."""
+    full = runs[runs.finetune == "full"] if "finetune" in runs else runs
+    down = full.groupby(["method", "sparsity"]).agg(downstream=("final", "mean"), tasks=("dataset", "nunique"))
+    up = upstream_rows.groupby(["method", "sparsity"]).agg(upstream_top1=("top1", "mean"))
+    out = up.join(down, how="inner").reset_index()
+    out["kind"] = out.method.map(lambda m: "structured" if m == "structured" else "dense" if m == "dense"
+                                 else "unstructured")
+    return out.sort_values(["kind", "upstream_top1"])

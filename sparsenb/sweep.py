@@ -36,6 +36,7 @@ class Run:
     out_dir: Path
     record: tuple | None = None     # (notebook, run config) of its result record, when known
     grid_keys: tuple = ()           # the parameters that vary: they name the run
+    env: dict = field(default_factory=dict)   # extra environment of its process
     name: str = field(init=False)
 
     def __post_init__(self):
@@ -126,7 +127,7 @@ def execute(run: Run) -> tuple[str, int, float, str]:
     for k, v in run.params.items():
         cmd += ["-p", k, str(v)] if not isinstance(v, str) else ["-r", k, v]
     t = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SPARSENB_PROGRESS": "0"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SPARSENB_PROGRESS": "0", **run.env})
     if proc.returncode == 0:
         run.marker.write_text(json.dumps(run.params))
     err = ""
@@ -151,6 +152,10 @@ def run_sweep(path: str | Path, executor: str = "local", jobs: int = 1, out_root
     failures = []
     t0 = time.time()
     if executor == "local":
+        if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:      # share the cores, do not oversubscribe
+            threads = str(max(1, (os.cpu_count() or 1) // jobs))
+            for r in todo:
+                r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             for i, (name, rc, secs, err) in enumerate(pool.map(execute, todo), 1):
                 print(f"  [{i}/{len(todo)}] {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s){'  ' + err if err else ''}",
