@@ -10,6 +10,12 @@ import pandas as pd
 import seaborn as sns
 
 
+def _palette(methods) -> dict:
+    """One fixed colour per method, whatever subset a figure shows."""
+    names = sorted(set(methods) | {"dense"}, key=lambda m: (m != "dense", m))
+    return dict(zip(names, sns.color_palette("tab10", len(names))))
+
+
 def _save(fig, path):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +119,9 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
     fig, axes = plt.subplots(2, max(1, len(fts)), figsize=(7 * max(1, len(fts)), 7.5), squeeze=False)
     for j, ft in enumerate(fts):
         top = c[(c.finetune == ft) & ((c.sparsity == sparsity) | (c.method == "dense"))]
-        sns.barplot(data=top, x="dataset", y="mean", hue="method", ax=axes[0, j], errorbar=None)
+        order = sorted(top.method.unique(), key=lambda m: (m != "dense", m))      # same colours in every panel
+        sns.barplot(data=top, x="dataset", y="mean", hue="method", hue_order=order, ax=axes[0, j], errorbar=None,
+                    palette=_palette(c.method.unique()))
         lo = max(0.0, top["mean"].min() - 5)
         axes[0, j].set_ylim(lo, min(100, top["mean"].max() + 2))
         axes[0, j].set_title(f"{ft} finetuning: accuracy at {sparsity:.0%} (dense: 0%)")
@@ -121,9 +129,11 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
         axes[0, j].legend(fontsize=6, ncol=2)
         a = alpha_summary[alpha_summary.finetune == ft]
         ax = axes[1, j]
+        pal = _palette(c.method.unique())
         for method, sub in a.groupby("method"):
             sub = sub.sort_values("sparsity")
-            ax.errorbar(sub.sparsity, sub.alpha_mean, yerr=sub.alpha_se, marker="o", capsize=3, label=method)
+            ax.errorbar(sub.sparsity, sub.alpha_mean, yerr=sub.alpha_se, marker="o", capsize=3, label=method,
+                        color=pal[method])
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("upstream sparsity")
         ax.set_ylabel("mean relative increase in error")
