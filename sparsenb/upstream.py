@@ -50,9 +50,14 @@ def loaders(cfg, batch_size: int, seed: int = 0):
 # --- training loop -----------------------------------------------------------------------------
 
 def fit(model: nn.Module, method: prune.methods.Method, train_loader, epochs: float, lr: float, momentum: float,
-        weight_decay: float, device=None, test_loader=None, desc: str = "") -> dict:
+        weight_decay: float, device=None, test_loader=None, desc: str = "", grad_clip: float | None = None) -> dict:
     """SGD (momentum, weight decay, cosine learning rate to zero) for `epochs` (may be fractional)
-    epochs, calling the method's hooks around every step; ends with method.finish()."""
+    epochs, calling the method's hooks around every step; ends with method.finish().
+
+    `grad_clip` bounds the gradient norm (after the method masked it). It matters when weights come
+    back to life (AC/DC's decompressed phases, RigL's growth): behind BatchNorm the gradient of a
+    pruned weight in a very sparse layer is huge (it scales with 1 / the layer's output std), and one
+    unclipped step blows the weights up by 100x, which freezes training at chance level."""
     device = device or train.default_device()
     model.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_loader)
@@ -74,6 +79,8 @@ def fit(model: nn.Module, method: prune.methods.Method, train_loader, epochs: fl
             opt.zero_grad(set_to_none=True)
             loss.backward()
             method.after_backward(step)
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             method.after_step(step)
             sched.step()
@@ -99,7 +106,7 @@ def _key(cfg, method: str, sparsity: float, seed: int) -> str:
     up = cfg["upstream"]
     relevant = {"arch": cfg["arch"], "data": cfg["mini_data"]["upstream"], "seed_data": cfg["mini_data"]["seed"],
                 "dense": up["dense"], "method": up["methods"].get(method, {}), "sparse": up.get("sparse", {}),
-                "crop_scale": up["crop_scale"], "v": 2}   # v: bump when a method changes
+                "crop_scale": up["crop_scale"], "grad_clip": up.get("grad_clip"), "v": 2}   # v: bump when a method changes
     if method == "lth_t":
         relevant["gmp"] = up["methods"].get("gmp", {})
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
@@ -152,7 +159,7 @@ def _dense(cfg, seed, device):
     model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
     tr, te = loaders(cfg, hp["batch_size"], seed)
     info = fit(model, prune.make("dense", 0.0, 1), tr, hp["epochs"], hp["lr"], hp["momentum"], hp["weight_decay"],
-               device, te, desc="dense")
+               device, te, desc="dense", grad_clip=cfg["upstream"].get("grad_clip"))
     _save(model, path, cfg, "dense", 0.0, seed, info)
     return models.load_upstream(path, cfg["arch"]), info_of(path)
 
@@ -173,7 +180,7 @@ def _sparse(method, sparsity, cfg, seed, device):
     if method == "woodfisher":
         m.grad_fn = _grad_fn(cfg, seed, mhp.get("fisher_batch", 16), device)
     info = fit(model, m, tr, epochs, lr, up["dense"]["momentum"], up["dense"]["weight_decay"], device, te,
-               desc=f"{method} {sparsity:g}")
+               desc=f"{method} {sparsity:g}", grad_clip=up.get("grad_clip"))
     if method == "rigl_erk_1x" or method == "rigl_erk_5x":
         info["mask_changes"] = m.changed
     path = checkpoint_path(method, sparsity, cfg, seed)
@@ -216,7 +223,7 @@ def lth_masks(model: nn.Module, dense_state: dict, loader, sparsities, rate: flo
         model.load_state_dict(dense_state)                       # rewind
         fixed = prune.make("dense", current, 1, masks=mask_now)  # train under the current mask
         fit(model, fixed, loader, round_epochs, hp["lr"], hp["momentum"], hp["weight_decay"], device,
-            desc=f"lth round {rnd} ({current:.2f})")
+            desc=f"lth round {rnd} ({current:.2f})", grad_clip=hp.get("grad_clip"))
         mask_now = prune.magnitude_masks(model, nxt)
         current = nxt
         if hit:
@@ -236,7 +243,7 @@ def _lth(cfg, seed, device) -> None:
     t0 = time.time()
     found = lth_masks(dense, dense_state, tr, cfg["sparsities"], hp["rate"], hp["round_epochs"],
                       {"lr": hp.get("lr", up["sparse"]["lr"]), "momentum": up["dense"]["momentum"],
-                       "weight_decay": up["dense"]["weight_decay"]}, device)
+                       "weight_decay": up["dense"]["weight_decay"], "grad_clip": up.get("grad_clip")}, device)
     for sparsity, mk in found.items():
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         model.load_state_dict(dense_state)

@@ -328,8 +328,8 @@ class STR(Method):
             s = nn.Parameter(torch.tensor(float(self.hp.get("s_init", -8.0))))
             self.thresholds[n] = s
             P.register_parametrization(m, "weight", SoftThreshold(s))
-        self.s_opt = torch.optim.SGD(list(self.thresholds.values()), lr=optimizer.param_groups[0]["lr"],
-                                     momentum=0.9)
+        # no momentum on the thresholds: the controller below must see the effect of its last change
+        self.s_opt = torch.optim.SGD(list(self.thresholds.values()), lr=optimizer.param_groups[0]["lr"])
         self.decay = float(self.hp.get("s_decay", 1e-3))
         self.s_history = []
 
@@ -352,7 +352,7 @@ class STR(Method):
         if step % every == 0:
             want = cubic_schedule(step, 0, end, self.target)
             have = self._effective_sparsity()
-            self.decay *= 1.5 if have < want else 0.67
+            self.decay = min(max(self.decay * (1.25 if have < want else 0.8), 1e-7), 10.0)
             self.s_history.append({"step": step, "sparsity": have, "want": want,
                                    "threshold_mean": float(torch.stack([torch.sigmoid(s) for s in
                                                                         self.thresholds.values()]).mean())})
