@@ -110,7 +110,8 @@ def test_str_thresholds_move_and_target_is_exact():
     s = prune.make("str", 0.8, 1, s_init=-6.0, s_decay=1e-2, every=0.02, final=0.2)
     _fit(m, s, epochs=4)
     assert s.s_history and s.s_history[-1]["threshold_mean"] > torch.sigmoid(torch.tensor(-6.0)).item() * 1.5
-    assert s.s_history[-1]["sparsity"] > 0.3      # the thresholds themselves pruned weights
+    # the thresholds themselves pruned weights, more and more
+    assert s.s_history[-1]["sparsity"] > s.s_history[0]["sparsity"] + 0.05
     assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
     assert not any(torch.nn.utils.parametrize.is_parametrized(l) for l in prune.targets(m).values())
     assert not any("parametrizations" in k for k in m.state_dict())       # saves as a plain model
