@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,6 +53,10 @@ def demo(args) -> int:
         dt = _run_notebook(nb, runs / f"{Path(nb).stem}{'-' + tag if tag else ''}.ipynb", params)
         print(f"  {nb:<20} {dt:6.1f} s", flush=True)
     summary_dir = ROOT / "outputs" / "summary" / "results"
+    for source in ("results", "published"):   # the executed summary notebooks are kept beside their tables
+        nb = runs / f"07_summary-{source}.ipynb"
+        if nb.exists():
+            shutil.copy(nb, ROOT / "outputs" / "summary" / source / "07_summary.ipynb")
     print(f"== demo done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs); executed notebooks: {runs}")
     table = summary_dir / "table1_wide.md"
     if table.exists():
