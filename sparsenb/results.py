@@ -56,9 +56,11 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
     """Write the record of one finished run; returns it. `config` is the resolved configuration of
     the run (its hash is the run id), `metrics` what it measured."""
     now = time.time()
-    rec = {"notebook": notebook, "run_id": run_id(config),
-           **{k: config.get(k) for k in KEY_FIELDS if k in config},
-           **metrics, "config": config,
+    clash = [k for k in KEY_FIELDS if k in metrics and k in config and metrics[k] != config[k]]
+    if clash:
+        raise ValueError(f"metrics would overwrite the run's {clash}: rename them (e.g. 'achieved_{clash[0]}')")
+    rec = {"notebook": notebook, "run_id": run_id(config), **metrics,
+           **{k: config.get(k) for k in KEY_FIELDS if k in config}, "config": config,
            "wall_seconds": round(now - started, 2) if started else None,
            "start": dt.datetime.fromtimestamp(started or now).isoformat(timespec="seconds"),
            "end": dt.datetime.fromtimestamp(now).isoformat(timespec="seconds"),

@@ -20,3 +20,12 @@ def test_record_and_load(tmp_path):
     (tmp_path / "02_linear_ft" / "junk.json").write_text("{")
     assert len(results.load("02_linear_ft", root=tmp_path)) == 1
     assert json.loads(results.path_of("02_linear_ft", rec["run_id"], tmp_path).read_text())["final"] == 0.75
+
+
+def test_metrics_cannot_overwrite_the_run_identity(tmp_path):
+    import pytest
+    cfg = {"method": "gmp", "sparsity": 0.9}
+    with pytest.raises(ValueError, match="achieved_sparsity"):
+        results.record("03_full_ft", cfg, {"sparsity": 0.89999}, root=tmp_path)
+    rec = results.record("03_full_ft", cfg, {"sparsity": 0.9, "best": 1.0}, root=tmp_path)
+    assert rec["sparsity"] == 0.9
