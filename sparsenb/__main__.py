@@ -26,7 +26,8 @@ def _run_notebook(nb: str, out: Path, params: dict) -> float:
     return time.time() - t
 
 
-DEMO_SWEEPS = [("mini_upstream", 1), ("mini_structured", 1), ("mini_linear", 2), ("demo_full", 2)]
+DEMO_SWEEPS = [("mini_upstream", 1), ("mini_structured", 1), ("mini_linear", 2), ("demo_full", 2),
+               ("demo_full_structured", 2)]
 
 
 def demo(args) -> int:
@@ -47,6 +48,7 @@ def demo(args) -> int:
     steps = [("04_structure.ipynb", {"profile": "mini"}),
              ("05_speedup.ipynb", {"profile": "mini", "dataset": "shapes10", "sparsity": 0.9,
                                    "methods": "dense,gmp,woodfisher,acdc,str,rigl_erk_1x,rigl_erk_5x,lth_t"}),
+             ("06_extensions.ipynb", {"profile": "mini"}),
              ("07_summary.ipynb", {"source": "results"}), ("07_summary.ipynb", {"source": "published"})]
     for nb, params in steps:
         tag = "-".join(str(v) for k, v in params.items() if k in ("source",))
