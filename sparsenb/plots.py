@@ -153,12 +153,14 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
     for ax, s in zip(axes[0], sparsities):
         sub = a[a.sparsity == s]
         if len(sub):
-            sns.scatterplot(data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax)
+            pal = _palette(a.method.unique())
+            sns.scatterplot(data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax,
+                            palette=pal)
             for method, g in sub.groupby("method"):
                 if len(g) > 2:
                     k, b = np.polyfit(g.difficulty, g.alpha, 1)
                     xs = np.linspace(g.difficulty.min(), g.difficulty.max(), 10)
-                    ax.plot(xs, k * xs + b, lw=0.8, alpha=0.6)
+                    ax.plot(xs, k * xs + b, lw=0.8, alpha=0.6, color=pal[method])
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("task difficulty: dense full - dense linear accuracy (points)")
         ax.set_ylabel("relative increase in error (linear)")

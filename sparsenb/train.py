@@ -228,7 +228,7 @@ def online_linear_finetune(embed, train_loader, test_loader, feature_dim: int, n
     `embed` (a callable images -> features: an `engine.Engine` or a torch module) on every step,
     and the dense head trains in PyTorch. Returns the usual summary plus 'epoch_seconds' (the
     training part of each epoch: feature extraction + head update)."""
-    g = seed_everything(seed)
+    seed_everything(seed)
     head = nn.Linear(feature_dim, num_classes)
     opt, sched = _sgd(head.parameters(), hp)
     loss_fn = nn.CrossEntropyLoss()
@@ -259,5 +259,4 @@ def online_linear_finetune(embed, train_loader, test_loader, feature_dim: int, n
         curve.append({"epoch": epoch, "loss": total / max(n, 1), "accuracy": acc, "seconds": epoch_seconds[-1]})
         log(f"online epoch {epoch:>3}/{hp['epochs']}  loss {total / max(n, 1):.4f}  {metric} {acc:.4f}  "
             f"epoch {epoch_seconds[-1]:.2f} s")
-    del g
     return _summary(curve, time.time() - t_all, epoch_seconds=float(np.mean(epoch_seconds)))
