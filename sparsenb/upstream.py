@@ -178,7 +178,7 @@ def _sparse(method, sparsity, cfg, seed, device):
     else:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
     if method == "woodfisher":
-        m.grad_fn = _grad_fn(cfg, seed, mhp.get("fisher_batch", 16), device)
+        m.grad_fn = _grad_fn(cfg, seed, mhp.get("fisher_batch", 16))
     info = fit(model, m, tr, epochs, lr, up["dense"]["momentum"], up["dense"]["weight_decay"], device, te,
                desc=f"{method} {sparsity:g}", grad_clip=up.get("grad_clip"))
     if method == "rigl_erk_1x" or method == "rigl_erk_5x":
@@ -188,7 +188,7 @@ def _sparse(method, sparsity, cfg, seed, device):
     return models.load_upstream(path, cfg["arch"]), info_of(path)
 
 
-def _grad_fn(cfg, seed, batch, device):
+def _grad_fn(cfg, seed, batch):
     mean, std = norm_stats(cfg)
     ds = data.get("upstream", cfg["data_root"], "train", cfg=cfg)
     it = {"it": None}
@@ -202,8 +202,8 @@ def _grad_fn(cfg, seed, batch, device):
         except (StopIteration, TypeError):
             it["it"] = iter(loader)
             x, y = next(it["it"])
-        device_ = next(model.parameters()).device
-        loss_fn(model(x.to(device_)), y.to(device_)).backward()
+        device = next(model.parameters()).device
+        loss_fn(model(x.to(device)), y.to(device)).backward()
     return grad_fn
 
 

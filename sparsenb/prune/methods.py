@@ -103,10 +103,6 @@ class GMP(Method):
         every = max(1, int(self.hp.get("every", 0.05) * self.total_steps))
         return s0 <= step <= s1 and (step - s0) % every == 0, s0, s1
 
-    def sparsity_at(self, step: int) -> float:
-        _, s0, s1 = self._due(step)
-        return cubic_schedule(step, s0, s1, self.target)
-
     def prune_to(self, sparsity: float) -> None:
         self.set_masks(magnitude_masks(self.model, sparsity))
 
@@ -333,10 +329,6 @@ class STR(Method):
         self.decay = float(self.hp.get("s_decay", 1e-3))
         self.s_history = []
 
-    def _effective_sparsity(self) -> float:
-        z = sum(int((m.weight == 0).sum()) for m in self.layers.values())
-        return z / sum(m.weight.numel() for m in self.layers.values())
-
     @torch.no_grad()
     def after_backward(self, step: int) -> None:
         end = int((1 - self.hp.get("final", 0.2)) * self.total_steps)
@@ -351,7 +343,7 @@ class STR(Method):
         every = max(1, int(self.hp.get("every", 0.02) * self.total_steps))
         if step % every == 0:
             want = cubic_schedule(step, 0, end, self.target)
-            have = self._effective_sparsity()
+            have = self.sparsity()            # reads the thresholded weights
             self.decay = min(max(self.decay * (1.25 if have < want else 0.8), 1e-7), 10.0)
             self.s_history.append({"step": step, "sparsity": have, "want": want,
                                    "threshold_mean": float(torch.stack([torch.sigmoid(s) for s in
