@@ -26,23 +26,19 @@ def _run_notebook(nb: str, out: Path, params: dict) -> float:
     return time.time() - t
 
 
-DEMO_SWEEPS = [("mini_upstream", 1), ("mini_structured", 1), ("mini_linear", 2), ("demo_full", 2),
+DEMO_SWEEPS = [("mini_data", 2), ("mini_upstream", 2), ("mini_structured", 1), ("mini_linear", 2), ("demo_full", 2),
                ("demo_full_structured", 2)]
 
 
 def demo(args) -> int:
     """The mini study end to end: data -> upstream models -> linear and full grids -> structure ->
     speed-up -> summary. Everything is cached or resumable: a second run only does what is missing."""
-    from . import config, sweep
+    from . import sweep
 
-    cfg = config.load("mini")
     runs = ROOT / "outputs" / "runs" / "demo"
     t0 = time.time()
     failures = 0
     print(f"== sparsenb demo (mini profile) -> {ROOT / 'outputs'}", flush=True)
-    for name in cfg.datasets:
-        dt = _run_notebook("00_data.ipynb", runs / f"00_data-{name}.ipynb", {"dataset": name, "profile": "mini"})
-        print(f"  00_data  {name:<14} {dt:6.1f} s   figures: outputs/data/{name}/", flush=True)
     for name, jobs in DEMO_SWEEPS:
         failures += sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs)
     steps = [("04_structure.ipynb", {"profile": "mini"}),

@@ -48,9 +48,10 @@ class MiniResNet(nn.Module):
     """The mini profile's model: a CIFAR-style ResNet (3x3 stem, three stages of basic blocks,
     widths w, 2w, 4w), torchvision-like names (conv1, bn1, layerN, fc)."""
 
-    def __init__(self, num_classes: int = 10, width: int = 32, blocks=(1, 1, 1)):
+    def __init__(self, num_classes: int = 10, width: int = 32, blocks=(1, 1, 1), stem_stride: int = 1,
+                 expand: int = 0):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(3, width, 3, stem_stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         cin = width
@@ -60,6 +61,11 @@ class MiniResNet(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
             cin = cout
         self.num_stages = len(blocks)
+        self.expand = None
+        if expand:   # a 1x1 expansion before pooling, as ResNet50's last 1x1 convs (2048 features)
+            self.expand = nn.Sequential(nn.Conv2d(cin, expand, 1, bias=False), nn.BatchNorm2d(expand),
+                                        nn.ReLU(inplace=True))
+            cin = expand
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
 
@@ -67,6 +73,8 @@ class MiniResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
+        if self.expand is not None:
+            x = self.expand(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
@@ -112,6 +120,8 @@ _BUILDERS = {
     "mobilenet_v1": lambda n: MobileNetV1(n),
     "mini_resnet": lambda n: MiniResNet(n, width=32),
     "mini_resnet_s": lambda n: MiniResNet(n, width=16),
+    # the mini profile's default: strided stem (as ImageNet ResNets), widths 24/48/96, 256 features
+    "mini_resnet_x": lambda n: MiniResNet(n, width=24, stem_stride=2, expand=256),
 }
 ARCHS = tuple(_BUILDERS)
 

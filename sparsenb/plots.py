@@ -7,13 +7,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
+
+
+def _sns():
+    import seaborn   # imported when a figure needs it (a second of start-up for every notebook otherwise)
+
+    return seaborn
 
 
 def _palette(methods) -> dict:
     """One fixed colour per method, whatever subset a figure shows."""
     names = sorted(set(methods) | {"dense"}, key=lambda m: (m != "dense", m))
-    return dict(zip(names, sns.color_palette("tab10", len(names))))
+    return dict(zip(names, _sns().color_palette("tab10", len(names))))
 
 
 def _save(fig, path):
@@ -43,7 +48,7 @@ def class_histogram(dataset, path=None, title: str = ""):
     """Images per class (train imbalance is what makes mean per-class accuracy matter)."""
     counts = pd.Series(np.asarray(dataset.targets)).value_counts().sort_index()
     fig, ax = plt.subplots(figsize=(max(4, len(counts) * 0.12), 2.8))
-    sns.barplot(x=counts.index, y=counts.values, ax=ax, color="tab:blue")
+    _sns().barplot(x=counts.index, y=counts.values, ax=ax, color="tab:blue")
     ax.set_xlabel("class")
     ax.set_ylabel("images")
     if len(counts) > 30:
@@ -56,7 +61,7 @@ def layer_sparsity(report: pd.DataFrame, path=None, title: str = ""):
     """Sparsity per layer (masks.report), the global value as a line."""
     layers = report[report.layer != "global"]
     fig, ax = plt.subplots(figsize=(max(5, len(layers) * 0.35), 3))
-    sns.barplot(data=layers, x="layer", y="sparsity", ax=ax, color="tab:blue")
+    _sns().barplot(data=layers, x="layer", y="sparsity", ax=ax, color="tab:blue")
     glob = report[report.layer == "global"]
     if len(glob):
         ax.axhline(float(glob.sparsity.iloc[0]), color="k", ls="--", lw=1, label="global")
@@ -69,11 +74,14 @@ def layer_sparsity(report: pd.DataFrame, path=None, title: str = ""):
 
 def curve(rows: list[dict], path=None, title: str = "", metric: str = "accuracy"):
     """Test accuracy (and training loss) per epoch of one run."""
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows)     # plain matplotlib: one per run, and seaborn costs a second to import
     fig, ax = plt.subplots(figsize=(5, 3))
-    sns.lineplot(data=df, x="epoch", y="accuracy", marker="o", ax=ax, label=f"test {metric}")
+    ax.plot(df["epoch"], df["accuracy"], marker="o", label=f"test {metric}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="lower right")
     ax2 = ax.twinx()
-    sns.lineplot(data=df, x="epoch", y="loss", color="tab:red", ax=ax2, label="train loss", legend=False)
+    ax2.plot(df["epoch"], df["loss"], color="tab:red", label="train loss")
     ax2.set_ylabel("train loss", color="tab:red")
     ax.set_title(title)
     return _save(fig, path)
@@ -88,7 +96,7 @@ def pruned_filters(table: pd.DataFrame, path=None, title: str = "Fully pruned fi
                              squeeze=False)
     for ax, s in zip(axes[0], sparsities):
         sub = layers[layers.sparsity == s]
-        sns.lineplot(data=sub, x="layer", y="fraction", hue="method", marker="o", ax=ax, sort=False)
+        _sns().lineplot(data=sub, x="layer", y="fraction", hue="method", marker="o", ax=ax, sort=False)
         ax.set_title(f"sparsity {s:.0%}")
         ax.tick_params(axis="x", rotation=90, labelsize=6)
         ax.set_ylabel("fully pruned filters")
@@ -102,7 +110,7 @@ def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning:
     d = df.copy()
     d["label"] = d.method + " (" + d.engine + ")"
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    sns.scatterplot(data=d, x="accuracy_gap", y="epoch_seconds", hue="method", style="engine", s=90, ax=ax)
+    _sns().scatterplot(data=d, x="accuracy_gap", y="epoch_seconds", hue="method", style="engine", s=90, ax=ax)
     for _, r in d.iterrows():
         ax.annotate(r.label, (r.accuracy_gap, r.epoch_seconds), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.axvline(0, color="gray", lw=0.8, ls=":")
@@ -120,7 +128,7 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
     for j, ft in enumerate(fts):
         top = c[(c.finetune == ft) & ((c.sparsity == sparsity) | (c.method == "dense"))]
         order = sorted(top.method.unique(), key=lambda m: (m != "dense", m))      # same colours in every panel
-        sns.barplot(data=top, x="dataset", y="mean", hue="method", hue_order=order, ax=axes[0, j], errorbar=None,
+        _sns().barplot(data=top, x="dataset", y="mean", hue="method", hue_order=order, ax=axes[0, j], errorbar=None,
                     palette=_palette(c.method.unique()))
         lo = max(0.0, top["mean"].min() - 5)
         axes[0, j].set_ylim(lo, min(100, top["mean"].max() + 2))
@@ -154,7 +162,7 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
         sub = a[a.sparsity == s]
         if len(sub):
             pal = _palette(a.method.unique())
-            sns.scatterplot(data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax,
+            _sns().scatterplot(data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax,
                             palette=pal)
             for method, g in sub.groupby("method"):
                 if len(g) > 2:

@@ -7,6 +7,8 @@ format the paper profile loads. Paper profile: the published checkpoint of (meth
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import time
@@ -106,7 +108,8 @@ def _key(cfg, method: str, sparsity: float, seed: int) -> str:
     up = cfg["upstream"]
     relevant = {"arch": cfg["arch"], "data": cfg["mini_data"]["upstream"], "seed_data": cfg["mini_data"]["seed"],
                 "dense": up["dense"], "method": up["methods"].get(method, {}), "sparse": up.get("sparse", {}),
-                "crop_scale": up["crop_scale"], "grad_clip": up.get("grad_clip"), "v": 2}   # v: bump when a method changes
+                "crop_scale": up["crop_scale"], "grad_clip": up.get("grad_clip"), "v": 2,
+                "generator": data.mini.GENERATOR_VERSION}   # v: bump when a method changes
     if method == "lth_t":
         relevant["gmp"] = up["methods"].get("gmp", {})
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
@@ -134,6 +137,19 @@ def info_of(path: Path) -> dict:
     return json.loads(side.read_text()) if side.exists() else {}
 
 
+@contextlib.contextmanager
+def _making(path: Path):
+    """Held while a checkpoint is made: runs in parallel (a sweep with --jobs 2) that need the same
+    model wait for the first to finish it and then load it, instead of training it twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def get(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> tuple[nn.Module, dict]:
     """The upstream model of (method, sparsity): loaded from the cache, or (mini) made now."""
     check_choice("method", method, METHODS)
@@ -144,16 +160,25 @@ def get(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> tuple[
         models.load_upstream(path, cfg["arch"])    # raises the clear "no checkpoint at ..." error
     if method == "dense" or sparsity == 0:
         return _dense(cfg, seed, device)
-    if method == "lth_t":
-        _lth(cfg, seed, device)
-        return models.load_upstream(path, cfg["arch"]), info_of(path)
-    return _sparse(method, sparsity, cfg, seed, device)
+    # one LTH-T trajectory makes every sparsity: one lock for all of them
+    with _making(checkpoint_path(method, 0.0, cfg, seed) if method == "lth_t" else path):
+        if not path.exists():
+            if method == "lth_t":
+                _lth(cfg, seed, device)
+            else:
+                _sparse(method, sparsity, cfg, seed, device)
+    return models.load_upstream(path, cfg["arch"]), info_of(path)
 
 
 def _dense(cfg, seed, device):
     path = checkpoint_path("dense", 0.0, cfg, seed)
-    if path.exists():
-        return models.load_upstream(path, cfg["arch"]), info_of(path)
+    with _making(path):
+        if not path.exists():
+            _train_dense(path, cfg, seed, device)
+    return models.load_upstream(path, cfg["arch"]), info_of(path)
+
+
+def _train_dense(path, cfg, seed, device) -> None:
     hp = cfg["upstream"]["dense"]
     train.seed_everything(seed)
     model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
@@ -161,7 +186,6 @@ def _dense(cfg, seed, device):
     info = fit(model, prune.make("dense", 0.0, 1), tr, hp["epochs"], hp["lr"], hp["momentum"], hp["weight_decay"],
                device, te, desc="dense", grad_clip=cfg["upstream"].get("grad_clip"))
     _save(model, path, cfg, "dense", 0.0, seed, info)
-    return models.load_upstream(path, cfg["arch"]), info_of(path)
 
 
 def _sparse(method, sparsity, cfg, seed, device):
@@ -183,9 +207,7 @@ def _sparse(method, sparsity, cfg, seed, device):
                desc=f"{method} {sparsity:g}", grad_clip=up.get("grad_clip"))
     if method == "rigl_erk_1x" or method == "rigl_erk_5x":
         info["mask_changes"] = m.changed
-    path = checkpoint_path(method, sparsity, cfg, seed)
-    _save(model, path, cfg, method, sparsity, seed, info)
-    return models.load_upstream(path, cfg["arch"]), info_of(path)
+    _save(model, checkpoint_path(method, sparsity, cfg, seed), cfg, method, sparsity, seed, info)
 
 
 def _grad_fn(cfg, seed, batch):

@@ -33,9 +33,16 @@ def test_downstream_classes_never_occur_upstream():
     key = lambda c: tuple(sorted((k, round(float(v), 4)) for k, v in c.items()))  # noqa: E731
     up_keys = {key(c) for c in up}
     assert len(up_keys) == 128
-    for task in ("shapes10", "objects40"):
+    for task in ("shapes10", "objects40", "scenes20", "fine_shapes30"):
         down, _ = mini.class_factors(task, 0)
+        assert len({key(c) for c in down}) == len(down), task
         assert not up_keys & {key(c) for c in down}, task
+    # every upstream appearance is worn by several shapes: no single cue names an object class
+    looks = [(c["tex"], c["freq"], c["hue1"], c["hue2"]) for c in up if "tex" in c and "obj" not in c]
+    assert min(looks.count(lk) for lk in set(looks)) >= 2
+    # glyphs of the fine-grained task are never upstream glyphs
+    up_glyphs = {c["glyph"] for c in up if c.get("obj") == 1}
+    assert not up_glyphs & {c["glyph"] for c in mini.class_factors("fine_shapes30", 0)[0]}
     # tasks defined by factors upstream never fixes use values off the upstream grid
     freqs = {c["freq"] for c in mini.class_factors("textures16", 0)[0]}
     assert not freqs & {1.5, 3.0}

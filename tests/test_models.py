@@ -33,12 +33,18 @@ def _assert_same(a: nn.Module, b: nn.Module):
 
 
 @pytest.mark.parametrize("arch,n", [("resnet18", 7), ("resnet34", 5), ("resnet50", 1000), ("mobilenet_v1", 10),
-                                    ("mini_resnet", 128), ("mini_resnet_s", 3)])
+                                    ("mini_resnet", 128), ("mini_resnet_s", 3), ("mini_resnet_x", 128)])
 def test_build_forward_and_fc(arch, n):
     m = models.build(arch, n).eval()
     size = 32 if arch.startswith("mini") else 64
     assert m(torch.randn(2, 3, size, size)).shape == (2, n)
     assert isinstance(m.fc, nn.Linear) and m.fc.out_features == n
+
+
+def test_mini_resnet_x_has_strided_stem_and_256_features():
+    m = models.build("mini_resnet_x", 10)
+    assert m.conv1.stride == (2, 2) and models.feature_dim(m) == 256
+    assert models.backbone(m)(torch.randn(2, 3, 32, 32)).shape == (2, 256)
 
 
 def test_unknown_arch_lists_valid():

@@ -1,11 +1,13 @@
 """The offline mini suite: generated images standing in for ImageNet and for the downstream tasks.
 
-Every image is an object (a lobed shape, maybe hollow or elongated, filled with a texture in two
-colours) on a background (gradient, stripes, blobs or noise) with clutter (distractor discs), pixel
-noise and random pose (position, scale, rotation). A *class* fixes some of these factors; the
-others are drawn per image as nuisance. The upstream task (`upstream`, 128 classes) and the
-downstream tasks share the low-level vocabulary (edges, textures, colours) but not their classes:
-downstream classes are factor combinations, values or factors that no upstream class has.
+Every image is an object -- a lobed shape (maybe hollow or elongated) or a stroke glyph, filled with
+one of 8 textures in two colours -- on a background (gradient, stripes, blobs, noise, horizon, or
+plain paper under writing) with clutter (distractor discs), pixel noise and pose (position, scale,
+rotation). A *class* fixes some of these factors; the others are drawn per image as nuisance.
+The upstream task (`upstream`, 128 classes: objects, scenes and glyphs, as ImageNet mixes objects,
+scenes and text) and the downstream tasks share the low-level vocabulary (edges, strokes, textures,
+colours, layouts) but not their classes: downstream classes are factor combinations, values, glyphs
+or layouts that no upstream class has.
 
     imgs, labels, classes = generate("shapes10", "train", sizes, seed=0)
 
@@ -18,13 +20,51 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GENERATOR_VERSION = 1  # bump when the renderer changes: it is part of every cache key
+GENERATOR_VERSION = 2  # bump when the renderer changes: it is part of every cache key
 
 # --- the renderer ----------------------------------------------------------------------------
 
-FACTORS = ("k", "amp", "aspect", "hollow", "tex", "freq", "tangle", "hue1", "hue2", "bgtype", "bghue")
-N_TEX = 5       # stripes, checker, dots, rings, gradient
-N_BG = 4        # gradient, stripes, blobs, noise
+FACTORS = ("obj", "glyph", "k", "amp", "aspect", "hollow", "tex", "freq", "tangle", "hue1", "hue2",
+           "bgtype", "bghue", "cx", "cy", "scale", "rot")
+TEXTURES = ("stripes", "checker", "dots", "rings", "gradient", "crosshatch", "waves", "sectors")
+BACKGROUNDS = ("gradient", "stripes", "blobs", "noise", "horizon", "paper")
+N_TEX = len(TEXTURES)
+N_BG = 5        # nuisance backgrounds; "paper" (plain and light, for writing) only where a class says so
+
+
+def _glyph_table(n: int = 96, seed: int = 12345) -> np.ndarray:
+    """`n` distinct stroke glyphs (a tiny handwriting font): each three strokes between points of a
+    3x3 grid, a stroke either straight (between neighbours, diagonals too) or a half circle (between
+    points two steps apart, bulging to one side), the half circle drawn as 4 segments. Returns
+    (n, 12, 2, 2) segment endpoints in object coordinates (unused segments repeat a point)."""
+    gx, gy = (-0.5, 0.0, 0.5), (-0.65, 0.0, 0.65)
+    pts = [np.array([gx[i % 3], gy[i // 3]]) for i in range(9)]
+    strokes = []
+    for i in range(9):
+        for j in range(i + 1, 9):
+            dx, dy = abs(i % 3 - j % 3), abs(i // 3 - j // 3)
+            if max(dx, dy) == 1:
+                strokes.append([(pts[i], pts[j])])
+            if (dx, dy) in ((0, 1), (1, 0), (0, 2), (2, 0)):
+                c, h = (pts[i] + pts[j]) / 2, (pts[j] - pts[i]) / 2
+                normal = np.array([-h[1], h[0]])
+                for side in (1, -1):
+                    ang = np.linspace(0, np.pi, 5)
+                    arc = [c - h * np.cos(a) + side * normal * np.sin(a) for a in ang]
+                    strokes.append(list(zip(arc[:-1], arc[1:])))
+    rng = np.random.default_rng(seed)
+    seen, out = set(), []
+    while len(out) < n:
+        pick = tuple(sorted(rng.choice(len(strokes), 4, replace=False)))
+        if pick not in seen:
+            seen.add(pick)
+            segs = [seg for k in pick for seg in strokes[k]]
+            segs += [segs[-1][:1] * 2] * (16 - len(segs))
+            out.append(segs)
+    return np.asarray(out, np.float32)
+
+
+GLYPHS = _glyph_table()
 
 
 def _hsv_to_rgb(h, s, v):
@@ -42,30 +82,46 @@ def _hsv_to_rgb(h, s, v):
     return out
 
 
+def _select(index, options):
+    """Per image, the option its integer `index` (B, 1, 1) names, from a list of (B, H, W) arrays."""
+    out = np.zeros_like(options[0])
+    for i, o in enumerate(options):
+        out = np.where(index == i, o, out)
+    return out
+
+
 def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """Draw one image per row of the factor arrays `f` (each shape (B,)); returns uint8 (B, H, W, 3)."""
-    B = len(f["k"])
     lin = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
     yy, xx = np.meshgrid(lin, lin, indexing="ij")
     col = lambda a: np.asarray(a, np.float32)[:, None, None]  # noqa: E731
+    B = len(f["k"])
 
-    # pose (per image nuisance)
-    cx, cy = rng.uniform(-0.3, 0.3, B), rng.uniform(-0.3, 0.3, B)
-    scale = rng.uniform(0.45, 0.75, B)
-    rot = rng.uniform(0, 2 * np.pi, B)
-    x, y = xx[None] - col(cx), yy[None] - col(cy)
-    c, s = col(np.cos(rot)), col(np.sin(rot))
-    u = (x * c + y * s) / col(scale)
-    v = (-x * s + y * c) / col(scale * f["aspect"])
+    # pose: object coordinates (u, v), the object's radius is 1
+    x, y = xx[None] - col(f["cx"]), yy[None] - col(f["cy"])
+    c, s = col(np.cos(f["rot"])), col(np.sin(f["rot"]))
+    u = (x * c + y * s) / col(f["scale"])
+    v = (-x * s + y * c) / col(f["scale"] * f["aspect"])
     r = np.hypot(u, v)
     th = np.arctan2(v, u)
 
-    # object silhouette: r < R(theta), soft edge, optional hole
+    # object silhouette: a lobed shape r < R(theta) with a soft edge, maybe hollow ...
     amp, k = col(f["amp"]), col(f["k"])
     R = (1 + amp * np.cos(k * th)) / (1 + amp)
     alpha = np.clip((R - r) / 0.12 + 0.5, 0, 1)
     hole = np.clip((r - 0.5 * R) / 0.12 + 0.5, 0, 1)
     alpha = np.where(col(f["hollow"]) > 0.5, alpha * hole, alpha)
+    # ... or a glyph: three strokes (distance to the nearest segment below the stroke width)
+    segs = GLYPHS[np.asarray(f["glyph"], np.int64) % len(GLYPHS)]           # (B, 3, 2, 2)
+    dist = np.full_like(u, 9.0)
+    for j in range(segs.shape[1]):
+        p0, p1 = segs[:, j, 0], segs[:, j, 1]
+        d = p1 - p0
+        t = ((u - col(p0[:, 0])) * col(d[:, 0]) + (v - col(p0[:, 1])) * col(d[:, 1])) / col(np.maximum((d ** 2).sum(1), 1e-6))
+        t = np.clip(t, 0, 1)
+        dist = np.minimum(dist, np.hypot(u - col(p0[:, 0]) - t * col(d[:, 0]), v - col(p0[:, 1]) - t * col(d[:, 1])))
+    stroke = np.clip((0.25 - dist) / 0.25 + 0.5, 0, 1)
+    alpha = np.where(col(f["obj"]) > 0.5, stroke, alpha)
 
     # texture in object coordinates
     ta = col(f["tangle"])
@@ -73,42 +129,48 @@ def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -
     w2 = -u * np.sin(ta) + v * np.cos(ta)
     fr = col(f["freq"]) * 2 * np.pi
     s1, s2 = np.sin(fr * w1), np.sin(fr * w2)
-    textures = [
-        0.5 + 0.5 * s1,                                   # stripes
-        0.5 + 0.5 * np.tanh(4 * s1 * s2),                 # checker
-        (s1 * s2 > 0.35).astype(np.float32),              # dots
-        0.5 + 0.5 * np.sin(fr * 1.5 * r),                 # rings
-        np.clip(0.5 + 0.6 * w1, 0, 1),                    # gradient
-    ]
-    tex = np.zeros_like(u)
-    for i, t in enumerate(textures):
-        tex = np.where(col(f["tex"]) == i, t, tex)
+    tex = _select(col(f["tex"]), [
+        0.5 + 0.5 * s1,                                           # stripes
+        0.5 + 0.5 * np.tanh(4 * s1 * s2),                         # checker
+        (s1 * s2 > 0.35).astype(np.float32),                      # dots
+        0.5 + 0.5 * np.sin(fr * 1.5 * r),                         # rings
+        np.clip(0.5 + 0.6 * w1, 0, 1),                            # gradient
+        np.maximum(s1, s2) > 0.6,                                 # crosshatch
+        0.5 + 0.5 * np.sin(fr * w1 + 2.0 * np.sin(fr * 0.5 * w2)),  # waves
+        0.5 + 0.5 * np.sin(np.round(col(f["freq"]) * 2.5) * th),  # sectors
+    ]).astype(np.float32)
 
     sat = rng.uniform(0.55, 0.95, (B, 2))
     val = rng.uniform(0.6, 1.0, (B, 2))
     c1 = _hsv_to_rgb(f["hue1"], sat[:, 0], val[:, 0])[:, None, None, :]
     c2 = _hsv_to_rgb(f["hue2"], sat[:, 1], val[:, 1] * 0.6)[:, None, None, :]
     obj = tex[..., None] * c1 + (1 - tex[..., None]) * c2
+    obj = np.where(col(f["bgtype"])[..., None] == 5, obj * 0.35, obj)     # on paper: dark ink
 
-    # background
-    b0 = _hsv_to_rgb(f["bghue"], rng.uniform(0.2, 0.6, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
-    b1 = _hsv_to_rgb(f["bghue"] + 0.5, rng.uniform(0.2, 0.6, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
+    # background: a layout mixing two colours (hue bghue and its complement)
+    b0 = _hsv_to_rgb(f["bghue"], rng.uniform(0.25, 0.65, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
+    b1 = _hsv_to_rgb(f["bghue"] + 0.5, rng.uniform(0.25, 0.65, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
     ga = rng.uniform(0, 2 * np.pi, B)
     gx, gy = col(np.cos(ga)), col(np.sin(ga))
-    grad = 0.5 + 0.5 * (xx[None] * gx + yy[None] * gy)
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * (xx[None] * gx + yy[None] * gy) + col(rng.uniform(0, 6.3, B)))
-    blobs = np.zeros_like(grad)
+    blobs = np.zeros((B, size, size), np.float32)
     for _ in range(3):
         bx, by = col(rng.uniform(-1, 1, B)), col(rng.uniform(-1, 1, B))
         blobs = np.maximum(blobs, np.exp(-((xx[None] - bx) ** 2 + (yy[None] - by) ** 2) / 0.08))
-    noise = np.zeros_like(grad)
+    noise = np.zeros_like(blobs)
     for _ in range(3):
         fx, fy = col(rng.uniform(-4, 4, B)), col(rng.uniform(-4, 4, B))
         noise += np.sin(fx * xx[None] * np.pi + fy * yy[None] * np.pi + col(rng.uniform(0, 6.3, B))) / 3
-    noise = 0.5 + 0.5 * noise
-    mix = np.zeros_like(grad)
-    for i, m in enumerate([grad, stripes, blobs, noise]):
-        mix = np.where(col(f["bgtype"]) == i, m, mix)
+    tilt = col(rng.uniform(-0.3, 0.3, B))
+    mix = _select(col(f["bgtype"]), [
+        0.5 + 0.5 * (xx[None] * gx + yy[None] * gy),                                            # gradient
+        0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * (xx[None] * gx + yy[None] * gy) + col(rng.uniform(0, 6.3, B))),
+        blobs,
+        0.5 + 0.5 * noise,
+        1 / (1 + np.exp(-(yy[None] + tilt * xx[None] - col(rng.uniform(-0.4, 0.4, B))) / 0.06)),  # horizon
+        np.zeros_like(blobs),                                                                    # paper
+    ])
+    paper = _hsv_to_rgb(f["bghue"], rng.uniform(0.0, 0.15, B), rng.uniform(0.8, 1.0, B))[:, None, None, :]
+    b0 = np.where(col(f["bgtype"])[..., None] == 5, paper, b0)
     bg = mix[..., None] * b1 + (1 - mix[..., None]) * b0
 
     # clutter: up to three small discs of random colour, behind the object
@@ -131,32 +193,75 @@ def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -
 def _nuisance(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Every factor drawn at random from its full range (what a class does not fix)."""
     return {
+        "obj": np.zeros(n, np.float32),            # 0: lobed shape, 1: glyph (only where a class says so)
+        "glyph": rng.integers(0, len(GLYPHS), n).astype(np.float32),
         "k": rng.choice([0, 3, 4, 5, 6, 7], n).astype(np.float32),
         "amp": rng.uniform(0.15, 0.45, n),
         "aspect": rng.uniform(0.55, 1.0, n),
         "hollow": (rng.random(n) < 0.3).astype(np.float32),
         "tex": rng.integers(0, N_TEX, n).astype(np.float32),
-        "freq": rng.uniform(1.2, 4.5, n),
+        "freq": rng.uniform(1.2, 3.5, n),
         "tangle": rng.uniform(0, np.pi, n),
         "hue1": rng.random(n),
         "hue2": rng.random(n),
         "bgtype": rng.integers(0, N_BG, n).astype(np.float32),
         "bghue": rng.random(n),
+        "cx": rng.uniform(-0.3, 0.3, n),
+        "cy": rng.uniform(-0.3, 0.3, n),
+        "scale": rng.uniform(0.45, 0.75, n),
+        "rot": rng.uniform(0, 2 * np.pi, n),
     }
 
 
-# Upstream classes are drawn from this coarse grid; downstream "combination" tasks use grid
-# points upstream does not have, or values off the grid.
-_UP_GRID = dict(k=[0, 3, 4, 5, 6], aspect=[1.0, 0.55], hollow=[0, 1], tex=list(range(N_TEX)),
-                freq=[1.5, 3.0], hue1=[i / 8 for i in range(8)], hue_off=[0.33, 0.5])
+def _pose(rng: np.random.Generator, n: int, scale=(0.45, 0.75), shift: float = 0.3, rot: float | None = None):
+    """Per-image pose; `rot` None = any rotation, else a normal spread (radians) around upright."""
+    return {"cx": rng.uniform(-shift, shift, n), "cy": rng.uniform(-shift, shift, n), "scale": rng.uniform(*scale, n),
+            "rot": rng.uniform(0, 2 * np.pi, n) if rot is None else rng.normal(0, rot, n)}
 
 
-def _grid_combos(hue_shift: float = 0.0):
+# How a task photographs its objects (a large, centred object for fine-grained tasks, as in the
+# paper's; glyphs are upright, as writing is). Everything else uses the nuisance pose above.
+TASK_POSE = {"fine_colors24": dict(scale=(0.6, 0.85), shift=0.15),
+             "textures16": dict(scale=(1.2, 1.5), shift=0.1)}
+GLYPH_POSE = dict(scale=(1.0, 1.35), shift=0.1, rot=0.2)
+
+# Upstream classes: 48 objects, 24 scenes (background layout x fine hue, any object) and 56 glyphs (stroke
+# characters, upright, most in dark ink on paper). An object class is a shape (lobes x elongation x hollow)
+# in an appearance (texture x frequency x colour pair); every appearance is worn by 4 shapes and every
+# shape by several appearances, so neither alone tells a class apart (as no single cue does in
+# ImageNet). Downstream tasks use combinations, hues, layouts and factor groupings upstream lacks.
+_UP_GRID = dict(k=[0, 3, 4, 5, 6], aspect=[1.0, 0.55], hollow=[0, 1], tex=[0, 1, 2, 3, 4],
+                freq=[1.5, 3.0], hue1=[i / 12 for i in range(12)], hue_off=[0.33, 0.5])
+_UP_SPLIT = {"appearances": 12, "shapes_per_appearance": 4, "scenes": 24, "glyphs": 56}
+_SCENE_LAYOUTS = [0, 2]          # gradient, blobs: upstream scenes are told apart by fine hue steps
+_SCENE_HUES = {"upstream": [i / 24 for i in range(12)], "scenes20": [1 / 48, 7 / 48, 13 / 48, 19 / 48]}
+
+
+def _object(shape, look, hue_shift: float = 0.0) -> dict:
+    (k, aspect, hollow), (tex, freq, h1, off) = shape, look
+    return dict(k=k, amp=0.3, aspect=aspect, hollow=hollow, tex=tex, freq=freq,
+                hue1=h1 + hue_shift, hue2=h1 + hue_shift + off)
+
+
+def _object_grid(rng: np.random.Generator):
+    """Upstream object classes and the unused (shape, appearance) pairs of the same appearances."""
     g = _UP_GRID
-    for k, aspect, hollow, tex, freq, h1, off in itertools.product(
-            g["k"], g["aspect"], g["hollow"], g["tex"], g["freq"], g["hue1"], g["hue_off"]):
-        yield dict(k=k, amp=0.3, aspect=aspect, hollow=hollow, tex=tex, freq=freq,
-                   hue1=h1 + hue_shift, hue2=h1 + hue_shift + off)
+    shapes = list(itertools.product(g["k"], g["aspect"], g["hollow"]))
+    # appearances come in twins: same texture and frequency, hues one grid step apart, so that
+    # colour has to be seen finely (as texture and shape have to be)
+    patterns = list(itertools.product(g["tex"], g["freq"]))
+    step = g["hue1"][1] - g["hue1"][0]
+    looks = []
+    for pi in rng.permutation(len(patterns))[:_UP_SPLIT["appearances"] // 2]:
+        h, off = g["hue1"][rng.integers(len(g["hue1"]))], g["hue_off"][rng.integers(len(g["hue_off"]))]
+        looks += [(*patterns[pi], h, off), (*patterns[pi], (h + step) % 1.0, off)]
+    used, unused = [], []
+    for look in looks:
+        order = rng.permutation(len(shapes))
+        n = _UP_SPLIT["shapes_per_appearance"]
+        used += [(shapes[i], look) for i in order[:n]]
+        unused += [(shapes[i], look) for i in order[n:n + 1]]
+    return used, unused
 
 
 @dataclass(frozen=True)
@@ -170,17 +275,18 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("upstream", "upstream", "top1", "ImageNet",
-             "128 classes: shape x elongation x hollow x texture x frequency x colour pair"),
+             "128 classes: 48 objects (shape x elongation x hollow in an appearance: texture x frequency x "
+             "colour pair), 24 scenes (background layout x fine hue), 56 stroke glyphs (upright; ink on paper or on a scene)"),
     TaskSpec("shapes10", "general", "top1", "CIFAR-10",
-             "10 factor combinations absent upstream"),
+             "10 objects: upstream appearances on shapes they never have upstream"),
     TaskSpec("objects40", "general", "mean_per_class", "Caltech-101/256",
-             "40 combinations in colours shifted off the upstream hues, mildly imbalanced"),
+             "40 upstream objects in colours shifted off the upstream hues, mildly imbalanced"),
     TaskSpec("textures16", "general", "top1", "DTD",
-             "texture x new frequency x angle; shape and colours are nuisance"),
+             "8 textures (3 never a class upstream) x 2 frequencies on a large object; shape and colours are nuisance"),
     TaskSpec("scenes20", "general", "top1", "SUN397",
-             "background layout x background hue; the object is nuisance"),
+             "background layout (one new) x hues between the upstream scene hues; the object is nuisance"),
     TaskSpec("fine_shapes30", "specialized", "mean_per_class", "FGVC Aircraft / Stanford Cars",
-             "fine steps of lobes x lobe depth x elongation, imbalanced; texture and colours are nuisance"),
+             "30 stroke glyphs never seen upstream, told apart by single strokes, imbalanced; colours are nuisance"),
     TaskSpec("fine_colors24", "specialized", "mean_per_class", "Oxford Flowers / Birdsnap",
              "five-lobed 'flowers' told apart by fine hue steps, imbalanced"),
     TaskSpec("digits", "specialized", "top1", "(real images)",
@@ -191,25 +297,25 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in [
 def class_factors(task: str, seed: int, n_classes: int | None = None) -> tuple[list[dict], list[str]]:
     """The class-level factor values of a generated task and readable class names."""
     rng = np.random.default_rng([seed, 7919])
-    up = list(_grid_combos())
-    up_idx = rng.permutation(len(up))
+    used, unused = _object_grid(rng)
     if task == "upstream":
-        combos = [up[i] for i in up_idx[: n_classes or 128]]
-    elif task == "shapes10":
-        combos = [up[i] for i in up_idx[128:138]]                    # never upstream classes
+        scenes = [dict(bgtype=b, bghue=h) for b, h in itertools.product(_SCENE_LAYOUTS, _SCENE_HUES["upstream"])]
+        glyphs = [dict(obj=1, glyph=g) for g in range(_UP_SPLIT["glyphs"])]
+        combos = [_object(*c) for c in used] + scenes + glyphs
+        combos = combos[: n_classes or len(combos)]
+    elif task == "shapes10":                                          # new shapes for upstream appearances
+        combos = [_object(*unused[i]) for i in rng.permutation(len(unused))[:10]]
     elif task == "objects40":
-        shifted = list(_grid_combos(hue_shift=1 / 16))
+        shifted = [_object(*c, hue_shift=1 / 16) for c in used]
         combos = [shifted[i] for i in rng.permutation(len(shifted))[:40]]
     elif task == "textures16":
-        combos = [dict(tex=t, freq=fq, tangle=a) for t, fq, a in
-                  itertools.product(range(4), [2.2, 4.2], [0.0, np.pi / 2])]
+        combos = [dict(tex=t, freq=fq) for t, fq in itertools.product(range(N_TEX), [1.2, 2.6])]
     elif task == "scenes20":
-        combos = [dict(bgtype=b, bghue=h) for b, h in itertools.product(range(N_BG), [0.0, 0.2, 0.4, 0.6, 0.8])]
+        combos = [dict(bgtype=b, bghue=h) for b, h in itertools.product(range(N_BG), _SCENE_HUES["scenes20"])]
     elif task == "fine_shapes30":
-        combos = [dict(k=k, amp=a, aspect=asp) for k, a, asp in
-                  itertools.product([3, 4, 5, 6, 7], [0.15, 0.3, 0.45], [1.0, 0.7])]
+        combos = [dict(obj=1, glyph=_UP_SPLIT["glyphs"] + g) for g in range(30)]      # glyphs never upstream
     elif task == "fine_colors24":
-        combos = [dict(k=5, amp=0.4, aspect=1.0, hollow=0, tex=3, freq=2.0, hue1=h / 12 + 0.02, hue2=h / 12 + 0.02 + d)
+        combos = [dict(k=5, amp=0.4, aspect=1.0, hollow=0, tex=3, freq=2.0, hue1=h / 12 + 1 / 24, hue2=h / 12 + 1 / 24 + d)
                   for h, d in itertools.product(range(12), [0.1, -0.1])]
     else:
         raise KeyError(task)
@@ -247,11 +353,18 @@ def generate(task: str, split: str, sizes: dict, seed: int = 0, size: int = 32,
     task_seed = sum(map(ord, task))  # stable across interpreter runs, unlike hash()
     rng = np.random.default_rng([seed, task_seed, split_seed, GENERATOR_VERSION])
     f = _nuisance(rng, len(labels))
+    if task in TASK_POSE:
+        f.update(_pose(rng, len(labels), **TASK_POSE[task]))
     for j, combo in enumerate(combos):
         m = labels == j
         for key, val in combo.items():
             if key in f:
                 f[key][m] = val
+    glyph = f["obj"] > 0.5                      # glyphs: upright strokes, plain proportions
+    for key, val in _pose(rng, int(glyph.sum()), **GLYPH_POSE).items():
+        f[key][glyph] = val
+    f["aspect"][glyph], f["hollow"][glyph], f["tex"][glyph] = 1.0, 0.0, 4
+    f["bgtype"][glyph & (rng.random(len(labels)) < 0.75)] = 5   # most writing is ink on paper
     # class-fixed continuous factors still jitter a little per image (no two images alike)
     f["hue1"] = f["hue1"] + rng.normal(0, 0.01, len(labels))
     f["hue2"] = f["hue2"] + rng.normal(0, 0.01, len(labels))
