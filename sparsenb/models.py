@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from .config import check_choice
 
@@ -104,18 +103,24 @@ class MobileNetV1(nn.Module):
         return self.fc(torch.flatten(self.model(x), 1))
 
 
+def _tv_models():
+    import torchvision.models   # on demand: importing torchvision costs ~1.5 s, the mini models need none of it
+
+    return torchvision.models
+
+
 def _resnet50_rigl(num_classes: int) -> nn.Module:
     """torchvision's ResNet50 with the max-pool of RigL's TF port: pad right/bottom by one, then a
     3x3/2 pool without padding (torchvision pads by one on every side). Same weights, other outputs."""
-    m = torchvision.models.resnet50(num_classes=num_classes)
+    m = _tv_models().resnet50(num_classes=num_classes)
     m.maxpool = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.MaxPool2d(3, stride=2, padding=0))
     return m
 
 
 _BUILDERS = {
-    "resnet18": lambda n: torchvision.models.resnet18(num_classes=n),
-    "resnet34": lambda n: torchvision.models.resnet34(num_classes=n),
-    "resnet50": lambda n: torchvision.models.resnet50(num_classes=n),
+    "resnet18": lambda n: _tv_models().resnet18(num_classes=n),
+    "resnet34": lambda n: _tv_models().resnet34(num_classes=n),
+    "resnet50": lambda n: _tv_models().resnet50(num_classes=n),
     "resnet50_rigl": _resnet50_rigl,
     "mobilenet_v1": lambda n: MobileNetV1(n),
     "mini_resnet": lambda n: MiniResNet(n, width=32),

@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader
 
 from . import masks as masklib
 from . import metrics
+from .data.loaders import loader as data_loader
+from .data.transforms import Evaluation
 from .models import backbone
 from .progress import bar, log
 
@@ -109,9 +111,13 @@ def extract_features(model: nn.Module, dataset, transform, cache_dir: str | Path
                 path.unlink()  # damaged cache entry: recompute
     net = backbone(model).to(device).eval()
     old = getattr(dataset, "transform", None)
-    dataset.transform = transform
     try:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        if isinstance(transform, Evaluation):   # in-memory datasets: whole batches as tensors
+            loader = data_loader(dataset, "eval", transform.size, transform.mean, transform.std, batch_size,
+                                 num_workers=num_workers, bicubic=transform.bicubic)
+        else:
+            dataset.transform = transform
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         feats, labels = [], []
         for x, y in bar(loader, desc=desc):
             feats.append(net(x.to(device)).float().cpu())

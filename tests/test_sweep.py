@@ -100,3 +100,26 @@ def test_skips_runs_with_a_record(tmp_path, monkeypatch):
     assert not run.finished()
     results.record(*run.record, {"best": 0.5, "final": 0.5})
     assert run.finished()
+
+
+def test_parallel_runs_make_a_checkpoint_once(tmp_path):
+    """Two runs of a `--jobs 2` sweep that need the same upstream model: the second waits for the
+    first (a file lock next to the checkpoint) instead of training it a second time."""
+    import threading
+
+    from sparsenb import upstream
+
+    order = []
+
+    def run(tag):
+        with upstream._making(tmp_path / "model.pth"):
+            order.append(f"{tag} in")
+            time.sleep(0.3)
+            order.append(f"{tag} out")
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2 as T
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,11 +19,20 @@ def resize_size(size: int) -> int:
     return int(round(size * 256 / 224))
 
 
+def _v2():
+    from torchvision.transforms import v2   # on demand (~1.5 s): in-memory datasets never need it
+
+    return v2
+
+
 def _interp(bicubic: bool):
+    from torchvision.transforms import InterpolationMode
+
     return InterpolationMode.BICUBIC if bicubic else InterpolationMode.BILINEAR
 
 
 def _to_float(mean, std):
+    T = _v2()
     return [T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
 
 
@@ -40,22 +47,46 @@ class CenterCropFraction(torch.nn.Module):
     def forward(self, img):
         h, w = img.shape[-2:]
         side = max(1, int(round(min(h, w) * self.ratio)))
-        return T.functional.center_crop(img, [side, side])
+        return _v2().functional.center_crop(img, [side, side])
 
     def __repr__(self) -> str:
         return f"CenterCropFraction(ratio={self.ratio:.6f})"
 
 
-def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False):
+class Evaluation:
     """Centre crop of 224/256 of the short side -> resize to `size` -> normalise: the paper's
-    Resize(256) -> CenterCrop(224) (linear finetuning and every test split), with one resampling."""
-    return T.Compose([T.ToImage(), CenterCropFraction(224 / 256),
-                      T.Resize([size, size], interpolation=_interp(bicubic), antialias=True),
-                      *_to_float(mean, std)])
+    Resize(256) -> CenterCrop(224) (linear finetuning and every test split), with one resampling.
+    Applied to PIL images by torchvision (built on first use); in-memory datasets get the same
+    operations on whole batches instead (`loaders.ArrayBatches`, see `train.extract_features`)."""
+
+    def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False):
+        self.size, self.mean, self.std, self.bicubic = int(size), tuple(mean), tuple(std), bool(bicubic)
+        self._compose = None
+
+    def compose(self):
+        if self._compose is None:
+            T = _v2()
+            self._compose = T.Compose([T.ToImage(), CenterCropFraction(224 / 256),
+                                       T.Resize([self.size, self.size], interpolation=_interp(self.bicubic),
+                                                antialias=True), *_to_float(self.mean, self.std)])
+        return self._compose
+
+    def __call__(self, img):
+        return self.compose()(img)
+
+    def __repr__(self) -> str:   # stable, and part of the feature-cache key
+        return (f"Evaluation(CenterCropFraction(ratio={224 / 256:.6f}), Resize({self.size}, "
+                f"{'BICUBIC' if self.bicubic else 'BILINEAR'}, antialias), Normalize({self.mean}, {self.std}))")
+
+
+def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False) -> Evaluation:
+    """The evaluation transform (see `Evaluation`)."""
+    return Evaluation(size, mean, std, bicubic)
 
 
 def train_augment(size: int, mean, std, scale=(0.08, 1.0), bicubic: bool = False):
     """RandomResizedCrop + horizontal flip -> normalise (full finetuning, train split)."""
+    T = _v2()
     return T.Compose([T.ToImage(), T.RandomResizedCrop(size, scale=tuple(scale), interpolation=_interp(bicubic),
                                                        antialias=True),
                       T.RandomHorizontalFlip(), *_to_float(mean, std)])
@@ -71,6 +102,7 @@ def channel_stats(dataset, max_images: int = 5000, seed: int = 0) -> tuple[tuple
         mean = x.mean(0)
         std = (x.pow(2).mean(0) - mean ** 2).clamp_min(1e-12).sqrt()
         return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
+    T = _v2()
     to = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
     s = torch.zeros(3, dtype=torch.float64)
     s2 = torch.zeros(3, dtype=torch.float64)
