@@ -121,6 +121,14 @@ def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
     return runs
 
 
+def _quiet_worker() -> None:
+    """Sweep workers (and the kernels they start) write to the executed notebooks, not the terminal:
+    without this every kernel prints jupyter's "running over TCP" warning into the sweep's log."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+
+
 def execute_here(run: Run) -> tuple[str, int, float, str]:
     """One run through papermill's API from this (worker) process: the notebook still gets a kernel
     process of its own, but the papermill start-up (2-3 s, more than many mini runs compute) is paid
@@ -179,7 +187,8 @@ def run_sweep(path: str | Path, executor: str = "local", jobs: int = 1, out_root
             for r in todo:
                 r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         # worker processes (spawned: this process may hold torch's threads) run one notebook at a time
-        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_quiet_worker) as pool:
             for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
                 print(f"  [{i}/{len(todo)}] {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s){'  ' + err if err else ''}",
                       flush=True)
