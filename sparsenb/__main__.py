@@ -26,7 +26,7 @@ def _run_notebook(nb: str, out: Path, params: dict) -> float:
     return time.time() - t
 
 
-DEMO_SWEEPS = [("mini_data", 2), ("mini_upstream", 2), ("mini_structured", 1), ("mini_linear", 2), ("demo_full", 2),
+DEMO_SWEEPS = [("mini_data", 2), ("mini_upstream", 2), ("mini_structured", 1), ("demo_linear", 2), ("demo_full", 2),
                ("demo_full_structured", 2)]
 
 
