@@ -108,8 +108,9 @@ def _key(cfg, method: str, sparsity: float, seed: int) -> str:
     up = cfg["upstream"]
     relevant = {"arch": cfg["arch"], "data": cfg["mini_data"]["upstream"], "seed_data": cfg["mini_data"]["seed"],
                 "dense": up["dense"], "method": up["methods"].get(method, {}), "sparse": up.get("sparse", {}),
-                "crop_scale": up["crop_scale"], "grad_clip": up.get("grad_clip"), "v": 2,
-                "generator": data.mini.GENERATOR_VERSION}   # v: bump when a method changes
+                "crop_scale": up["crop_scale"], "grad_clip": up.get("grad_clip"),
+                "v": 2,                                       # v: bump when a method changes
+                "generator": data.mini.GENERATOR_VERSION}
     if method == "lth_t":
         relevant["gmp"] = up["methods"].get("gmp", {})
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]

@@ -232,7 +232,7 @@ GLYPH_POSE = dict(scale=(1.0, 1.35), shift=0.1, rot=0.2)
 # ImageNet). Downstream tasks use combinations, hues, layouts and factor groupings upstream lacks.
 _UP_GRID = dict(k=[0, 3, 4, 5, 6], aspect=[1.0, 0.55], hollow=[0, 1], tex=[0, 1, 2, 3, 4],
                 freq=[1.5, 3.0], hue1=[i / 12 for i in range(12)], hue_off=[0.33, 0.5])
-_UP_SPLIT = {"appearances": 12, "shapes_per_appearance": 4, "scenes": 24, "glyphs": 56}
+_UP_SPLIT = {"appearances": 12, "shapes_per_appearance": 4, "glyphs": 56}   # scenes: layouts x hues below
 _SCENE_LAYOUTS = [0, 2]          # gradient, blobs: upstream scenes are told apart by fine hue steps
 _SCENE_HUES = {"upstream": [i / 24 for i in range(12)], "scenes20": [1 / 48, 7 / 48, 13 / 48, 19 / 48]}
 
