@@ -15,7 +15,7 @@ export MALLOC_TOP_PAD_ := 1073741824
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup test demo unit notebooks lab bench clean-outputs
+.PHONY: setup test demo study upstream unit notebooks lab bench
 
 setup: $(STAMP)
 
@@ -33,6 +33,18 @@ notebooks: setup
 
 demo: setup
 	$(BIN)/python -m sparsenb demo
+
+# The whole mini grid on the shipped upstream models (resumable).
+study: setup
+	$(BIN)/python -m sparsenb study
+
+# Rebuild the mini upstream reference checkpoints (outputs/upstream/mini): what is missing or stale,
+# two workers with one core each (each takes the next model nobody holds; both resumable).
+upstream: setup
+	$(BIN)/python -m sparsenb upstream plan
+	OMP_NUM_THREADS=1 $(BIN)/python -m sparsenb upstream build & \
+	  OMP_NUM_THREADS=1 $(BIN)/python -m sparsenb upstream build; wait
+	$(BIN)/python -m sparsenb upstream verify
 
 bench: setup
 	$(BIN)/python -m sparsenb bench loader

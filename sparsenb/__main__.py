@@ -77,6 +77,64 @@ def bench(args) -> int:
     return b.main(args.what, quick=args.quick)
 
 
+def upstream_cmd(args) -> int:
+    """`upstream convergence` measures D; `upstream build` makes the reference set (resumable, seed
+    by seed, every model registered in manifest.csv as it finishes); `upstream verify` checks it."""
+    from . import config, upstream as up
+
+    cfg = config.load("mini")
+    if args.what == "convergence":
+        out = ROOT / "outputs" / "upstream"
+        conv = up.convergence(cfg, out)
+        print(conv.to_string(index=False))
+        D = up.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"])
+        print(f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
+              f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}")
+        return 0
+    if args.what == "calibrate-str":
+        calib = up.str_calibration(cfg, ROOT / "outputs" / "upstream")
+        print(calib.to_string(index=False))
+        chosen = {s: up.choose_s_init(calib, s) for s in cfg["sparsities"]}
+        print(f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}")
+        return 0
+    todo = [(m, s, seed) for m, s, seed in up.reference_set(cfg) if args.seed is None or seed == args.seed]
+    if args.what == "plan":
+        import pandas as pd
+
+        conv = ROOT / "outputs" / "upstream" / "convergence.csv"
+        rows = pd.read_csv(conv) if conv.exists() else None
+        per_epoch = float((rows.seconds / rows.epochs).median()) if rows is not None and len(rows) else 10.0
+        plan = up.planned_seconds(cfg, per_epoch)
+        left = [t for t in todo if up.verify(cfg, *t) != "ok"]
+        core = sum(plan[t] for t in left)
+        print(f"== upstream reference set: {len(todo)} models, {len(todo) - len(left)} present; to make: {len(left)}, "
+              f"planned {core / 60:.0f} core-min at {per_epoch:.1f} s/epoch (convergence.csv) = ~{core / 120:.0f} min "
+              f"on 2 cores", flush=True)
+        return 0
+    if args.what == "verify":
+        bad = [(m, s, seed, st) for m, s, seed in todo if (st := up.verify(cfg, m, s, seed)) != "ok"]
+        for m, s, seed, st in bad:
+            print(f"  {st:8} {up.checkpoint_path(m, s, cfg, seed)}")
+        print(f"{len(todo) - len(bad)} of {len(todo)} reference checkpoints verified (sha256 + recipe)")
+        return 1 if bad else 0
+    t0 = time.time()
+    left = [t for t in todo if up.verify(cfg, *t) != "ok"]
+    print(f"== upstream reference set: {len(todo) - len(left)} of {len(todo)} present; making {len(left)} "
+          f"(run this command in two shells to use two cores: each takes the next model nobody holds)", flush=True)
+    for m, s, seed in left:
+        claim = up._claim(up.checkpoint_path(m, 0.0 if m == "lth_t" else s, cfg, seed).with_suffix(".claim"))
+        if claim is None or up.verify(cfg, m, s, seed) == "ok":
+            continue
+        t = time.time()
+        up.get(m, s, cfg, seed)
+        claim.close()
+        e = up.entry(cfg, m, s, seed)
+        print(f"  {m:<12} {s:<5g} seed {seed}: {time.time() - t:7.1f} s  top1 {e['top1']:.3f}  "
+              f"sparsity {e['achieved_sparsity']:.3f}", flush=True)
+    print(f"== upstream reference set: {(time.time() - t0) / 60:.1f} min")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="sparsenb", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -87,6 +145,10 @@ def main(argv=None) -> int:
     ps.add_argument("--jobs", type=int, default=1, help="local runs at a time")
     ps.add_argument("--dry-run", action="store_true", help="list what would run")
     ps.set_defaults(fn=sweep)
+    pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
+    pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify"])
+    pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
+    pu.set_defaults(fn=upstream_cmd)
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
     pb.add_argument("what", choices=["loader", "engine"])
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")

@@ -9,6 +9,7 @@ Relative paths in a profile are relative to the project root, whatever the worki
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params"
 PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "results_root")
+# environment variables that override a profile's value (a machine's own data or model folders)
+ENV_KEYS = {"data_root": "SPARSENB_DATA_ROOT", "checkpoint_root": "SPARSENB_CHECKPOINT_ROOT"}
 
 
 class ConfigError(ValueError):
@@ -61,11 +64,15 @@ def _set_dotted(cfg: dict, key: str, value: Any) -> None:
 
 
 def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read `params/<profile>.yaml`, apply dotted-key overrides, resolve paths."""
+    """Read `params/<profile>.yaml`, apply the environment (SPARSENB_DATA_ROOT, SPARSENB_CHECKPOINT_ROOT),
+    then dotted-key overrides, and resolve paths."""
     check_choice("profile", profile, profiles())
     with open(PARAMS / f"{profile}.yaml") as f:
         cfg = yaml.safe_load(f)
     cfg = copy.deepcopy(cfg)
+    for key, var in ENV_KEYS.items():
+        if os.environ.get(var):
+            cfg[key] = os.environ[var]
     for key, value in (overrides or {}).items():
         _set_dotted(cfg, key, value)
     for key in PATH_KEYS:

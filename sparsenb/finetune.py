@@ -21,6 +21,11 @@ def _split(cfg, dataset: str, split: str):
     return data.get(dataset, cfg["data_root"], split, cfg=cfg)
 
 
+def _splits(cfg) -> tuple[str, ...]:
+    """Mini: train, val, test (the epoch is chosen on val); paper: the paper's train and test."""
+    return ("train", "val", "test") if cfg["profile"] == "mini" else ("train", "test")
+
+
 def linear(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0,
            device=None) -> dict:
     """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
@@ -31,14 +36,17 @@ def linear(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstr
     tf = data.transforms.evaluation(cfg["image_size"], mean, std,
                                     bicubic=cfg["profile"] == "paper" and method.startswith("rigl"))
     t0 = time.time()
-    (xtr, ytr), (xte, yte) = (train.extract_features(model, _split(cfg, dataset, s), tf, cfg["feature_cache"],
-                                                     num_workers=cfg.get("num_workers", 0), device=device,
-                                                     desc=f"features {s}") for s in ("train", "test"))
+    feats = {s: train.extract_features(model, _split(cfg, dataset, s), tf, cfg["feature_cache"],
+                                       num_workers=cfg.get("num_workers", 0), device=device, desc=f"features {s}")
+             for s in _splits(cfg)}
     feature_seconds = time.time() - t0
-    res = train.linear_finetune(xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device)
+    (xtr, ytr), (xte, yte) = feats["train"], feats["test"]
+    res = train.linear_finetune(xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device,
+                                val=feats.get("val"))
     res.pop("head")
     return {"metric": meta.metric, **res, "feature_seconds": feature_seconds, "feature_dim": int(xtr.shape[1]),
-            "upstream_top1": up.get("top1"), "train_size": len(ytr), "test_size": len(yte)}
+            "upstream_top1": up.get("top1"), "train_size": len(ytr), "test_size": len(yte),
+            "val_size": len(feats["val"][1]) if "val" in feats else 0}
 
 
 def full(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0,
@@ -58,13 +66,16 @@ def full(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstrea
     train_loader = data.loader(tr, "train", shuffle=True, seed=seed, scale=hp["random_resized_crop_scale"],
                                beton=beton_path(dataset, "train", cfg), **common)
     test_loader = data.loader(te, "eval", beton=beton_path(dataset, "test", cfg), **common)
-    res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device)
+    val_loader = (data.loader(_split(cfg, dataset, "val"), "eval", beton=beton_path(dataset, "val", cfg), **common)
+                  if "val" in _splits(cfg) else None)
+    res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device, val_loader=val_loader)
     res["achieved_sparsity"] = res.pop("sparsity")
     return {"metric": meta.metric, **res, "lr": hp["lr"], "upstream_top1": up.get("top1"),
             "sparsity_before_head": head["sparsity_before"], "train_size": len(tr), "test_size": len(te)}
 
 
-def run_config(cfg, finetune: str, method: str, sparsity: float, dataset: str, seed: int) -> dict:
+def run_config(cfg, finetune: str, method: str, sparsity: float, dataset: str, seed: int,
+               upstream_seed: int = 0) -> dict:
     """What identifies a downstream run (its hash is the run id): the key fields and every
     hyperparameter it depends on."""
     from .config import check_choice
@@ -73,11 +84,11 @@ def run_config(cfg, finetune: str, method: str, sparsity: float, dataset: str, s
     check_choice("method", method, upstream.METHODS)
     data.info(dataset)
     out = {"profile": cfg["profile"], "arch": cfg["arch"], "finetune": finetune, "method": method,
-           "sparsity": float(sparsity), "dataset": dataset, "seed": int(seed), "hp": dict(cfg[finetune]),
-           "image_size": cfg["image_size"]}
+           "sparsity": float(sparsity), "dataset": dataset, "seed": int(seed), "upstream_seed": int(upstream_seed),
+           "hp": dict(cfg[finetune]), "image_size": cfg["image_size"]}
     if cfg["profile"] == "mini":
         out["mini_data"] = cfg["mini_data"]
-        out["upstream"] = cfg["upstream"]
+        out["upstream_recipe"] = upstream.recipe_key(cfg, method)
     return out
 
 
@@ -97,13 +108,15 @@ def scratch_gmp(cfg, sparsity: float, dataset: str, seed: int = 0, device=None) 
                                scale=cfg["full"]["random_resized_crop_scale"])
     test_loader = data.loader(tes, "eval", cfg["image_size"], mean, std, 256)
     method = prune.make("gmp", sparsity, 1, **hp["gmp"]) if sparsity else prune.make("dense", 0, 1)
-    info = upstream.fit(model, method, train_loader, hp["epochs"], hp["lr"], cfg["full"]["momentum"],
-                        cfg["full"]["weight_decay"], device, desc=f"scratch+gmp {sparsity:g} {dataset}")
+    opt = {"lr": hp["lr"], "momentum": cfg["full"]["momentum"], "nesterov": False,
+           "weight_decay": cfg["full"]["weight_decay"]}
+    info = upstream.fit(model, method, train_loader, hp["epochs"], opt, device, desc=f"scratch+gmp {sparsity:g} {dataset}")
     y, p = tr.predict(model, test_loader, device)
     from . import metrics
 
     acc = metrics.score(y, p, meta.metric)
-    return {"metric": meta.metric, "best": acc, "final": acc, "curve": info["curve"], "achieved_sparsity": info["sparsity"],
+    return {"metric": meta.metric, "best": acc, "final": acc, "reported": acc, "curve": info["curve"],
+            "achieved_sparsity": info["sparsity"],
             "train_seconds": info["seconds"]}
 
 

@@ -270,6 +270,43 @@ def _guess_arch(sd: dict) -> str | None:
     return None
 
 
+_MASK, _VALUES, _SHAPE = ".__compact_mask", ".__compact_values", ".__compact_shape"
+
+
+def compact_state_dict(sd: dict) -> dict:
+    """Float tensors of >= 1,024 entries with over half zeros -> packed bit pattern + nonzero values."""
+    import numpy as np
+
+    out = {}
+    for k, v in sd.items():
+        if v.is_floating_point() and v.numel() >= 1024 and float((v == 0).float().mean()) > 0.5:
+            nz = (v != 0).flatten()
+            out[k + _MASK] = torch.from_numpy(np.packbits(nz.numpy()))
+            out[k + _VALUES] = v.flatten()[nz].clone()
+            out[k + _SHAPE] = torch.tensor(list(v.shape), dtype=torch.int64)
+        else:
+            out[k] = v
+    return out
+
+
+def expand_state_dict(sd: dict) -> dict:
+    """Inverse of compact_state_dict (a dict without compact entries is returned as is)."""
+    import numpy as np
+
+    if not any(k.endswith(_MASK) for k in sd):
+        return sd
+    out = {k: v for k, v in sd.items() if not k.endswith((_MASK, _VALUES, _SHAPE))}
+    for k in [k[: -len(_MASK)] for k in sd if k.endswith(_MASK)]:
+        shape = tuple(int(i) for i in sd[k + _SHAPE])
+        n = int(np.prod(shape))
+        nz = torch.from_numpy(np.unpackbits(sd[k + _MASK].numpy())[:n].astype(bool))
+        values = sd[k + _VALUES]
+        full = torch.zeros(n, dtype=values.dtype)
+        full[nz] = values
+        out[k] = full.view(shape)
+    return out
+
+
 def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -> nn.Module:
     """Load an upstream checkpoint of any supported format into `arch`; the format is detected.
 
@@ -290,6 +327,7 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
                               f"{str(e).splitlines()[0][:200]}); the file may be truncated or corrupt: "
                               f"download or copy it again") from e
     raw, model_config = _unwrap(obj, path)
+    raw = expand_state_dict(raw)
     sd, fmt = convert_state_dict(raw)
     cfg_arch = str(model_config.get("arch", "")).lower()
     if cfg_arch and arch.split("_")[0] not in cfg_arch.replace("_", ""):
@@ -324,14 +362,19 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
     return model.eval()
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, arch: str, **config) -> Path:
+def save_checkpoint(model: nn.Module, path: str | Path, arch: str, compact: bool = False, **config) -> Path:
     """Save in the IST common format ({'model_config', 'model_state_dict'}), which load_upstream
-    reads; written to a temp file and renamed."""
+    reads; written to a temp file and renamed. `compact`: tensors that are mostly zero are stored as
+    their packed nonzero pattern + nonzero values (`<name>.__compact_mask` / `__compact_values`), a
+    third of the size at 80% sparsity; load_upstream restores them bit-exactly."""
     import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save({"model_config": {"arch": arch, **config}, "model_state_dict": model.state_dict()}, tmp)
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if compact:
+        sd = compact_state_dict(sd)
+    torch.save({"model_config": {"arch": arch, **config}, "model_state_dict": sd}, tmp)
     os.replace(tmp, path)
     return path

@@ -83,7 +83,8 @@ def _record_of(notebook: str, params: dict):
         return name, upstream.run_config(cfg, params.get("method", "gmp"), float(params.get("sparsity", 0.9)),
                                          int(params.get("seed", 0)))
     return name, finetune.run_config(cfg, ft, params.get("method", "gmp"), float(params.get("sparsity", 0.9)),
-                                     params.get("dataset", "shapes10"), int(params.get("seed", 21)))
+                                     params.get("dataset", "shapes10"), int(params.get("seed", 21)),
+                                     int(params.get("upstream_seed", 0)))
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -111,7 +112,7 @@ def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
     for nb in spec["notebooks"]:
         for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
             params = {"profile": spec.get("profile", "mini"), **(spec.get("parameters") or {}), **dict(zip(keys, values))}
-            if spec.get("dense_only_at_zero", True) and params.get("method") == "dense":
+            if spec.get("dense_only_at_zero", True) and params.get("method") in ("dense", "dense_5x"):
                 params["sparsity"] = 0.0
             key = (nb, json.dumps(params, sort_keys=True))
             if key in seen:

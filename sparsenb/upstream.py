@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from . import data, masks, models, prune, train
 from .config import check_choice
 from .progress import bar, log
 
-METHODS = ("dense", "gmp", "woodfisher", "acdc", "rigl_erk_1x", "rigl_erk_5x", "str", "lth_t", "structured")
+METHODS = tuple(prune.METHODS)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -39,111 +40,163 @@ def norm_stats(cfg) -> tuple[tuple, tuple]:
     return _NORM[key]
 
 
-def loaders(cfg, batch_size: int, seed: int = 0):
+def loaders(cfg, seed: int = 0):
+    """(train, {"val": ..., "test": ...}) loaders of the mini upstream task, the recipe's augmentation."""
     mean, std = norm_stats(cfg)
-    tr = data.get("upstream", cfg["data_root"], "train", cfg=cfg)
-    te = data.get("upstream", cfg["data_root"], "test", cfg=cfg)
-    size, scale = cfg["image_size"], cfg["upstream"]["crop_scale"]
-    return (data.loader(tr, "train", size, mean, std, batch_size, shuffle=True, seed=seed, drop_last=True,
-                        scale=scale),
-            data.loader(te, "eval", size, mean, std, 512))
+    up = cfg["upstream"]
+    size = cfg["image_size"]
+    split = {s: data.get("upstream", cfg["data_root"], s, cfg=cfg) for s in ("train", "val", "test")}
+    train_loader = data.loader(split["train"], "train", size, mean, std, up["optimizer"]["batch_size"], shuffle=True,
+                               seed=seed, drop_last=True, scale=up["crop_scale"])
+    return train_loader, {s: data.loader(split[s], "eval", size, mean, std, up["eval_batch_size"]) for s in ("val", "test")}
 
 
-# --- training loop -----------------------------------------------------------------------------
+# --- the recipe: one optimizer and schedule for every method, budgets as multiples of D ----------
 
-def fit(model: nn.Module, method: prune.methods.Method, train_loader, epochs: float, lr: float, momentum: float,
-        weight_decay: float, device=None, test_loader=None, desc: str = "", grad_clip: float | None = None) -> dict:
-    """SGD (momentum, weight decay, cosine learning rate to zero) for `epochs` (may be fractional)
-    epochs, calling the method's hooks around every step; ends with method.finish().
+def budget(method: str, cfg, D: float | None = None) -> tuple[float, float]:
+    """(epochs of the method's own run, total epochs from random initialisation) for `method`:
+    own = budget * D; a method that starts from the dense model adds the dense model's D."""
+    check_choice("method", method, METHODS)
+    up = cfg["upstream"]
+    D = float(up["D"] if D is None else D)
+    hp = up["methods"][method]
+    if method == "lth_t":                        # no training of its own beyond the IMP rounds
+        return 0.0, D
+    own = float(hp["budget"]) * D
+    return own, own + (D if prune.METHODS[method].from_dense else 0.0)
 
-    `grad_clip` bounds the gradient norm (after the method masked it). It matters when weights come
-    back to life (AC/DC's decompressed phases, RigL's growth): behind BatchNorm the gradient of a
-    pruned weight in a very sparse layer is huge (it scales with 1 / the layer's output std), and one
-    unclipped step blows the weights up by 100x, which freezes training at chance level."""
+
+def method_hp(method: str, cfg) -> dict:
+    """The method's hyperparameters from params, without the budget."""
+    return {k: v for k, v in cfg["upstream"]["methods"][method].items() if k != "budget"}
+
+
+def fit(model: nn.Module, method: prune.Method, train_loader, epochs: float, opt: dict, device=None,
+        evals: dict | None = None, desc: str = "", grad_clip: float | None = None) -> dict:
+    """Train for `epochs` (may be fractional) with SGD (`opt`: lr, momentum, nesterov, weight_decay)
+    and a cosine learning rate to zero over the run, calling the method's hooks around every step;
+    ends with method.finish(), then top-1 on each loader of `evals` ({"val": ..., "test": ...}).
+
+    `grad_clip` bounds the gradient norm (after the method masked it). It is part of the one recipe
+    (dense included) because weights coming back to life (AC/DC's decompressed phases, RigL's growth)
+    behind BatchNorm get huge gradients in very sparse layers; convergence.csv shows its effect on
+    dense training."""
     device = device or train.default_device()
     model.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_loader)
     total = max(1, int(round(epochs * steps_per_epoch)))
-    method.total_steps = total
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
-    method.start(model, opt)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(s / total * 3.14159265)).item()))
+    method.total_steps, method.steps_per_epoch = total, steps_per_epoch
+    method.prepare(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=opt["lr"], momentum=opt["momentum"],
+                                weight_decay=opt["weight_decay"], nesterov=opt["nesterov"])
+    method.start(model, optimizer)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     loss_fn = nn.CrossEntropyLoss()
     step, t0, curve = 0, time.time(), []
     model.train()
     while step < total:
-        running, n = 0.0, 0
+        running, n = torch.zeros(()), 0
         for x, y in bar(train_loader, desc=desc):
             if step >= total:
                 break
             x = x.to(device).contiguous(memory_format=torch.channels_last)
             loss = loss_fn(model(x), y.to(device))
-            opt.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             method.after_backward(step)
             if grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            optimizer.step()
             method.after_step(step)
             sched.step()
             step += 1
-            running += loss.item() * len(y)
+            running += loss.detach() * len(y)
             n += len(y)
-        row = {"epoch": round(step / steps_per_epoch, 2), "loss": running / max(n, 1)}
-        if method.masks is not None or method.name != "dense":
+        row = {"epoch": round(step / steps_per_epoch, 2), "loss": float(running) / max(n, 1)}
+        if method.name != "dense" and method.family != "control":
             row["sparsity"] = prune.target_sparsity(model)
         curve.append(row)
-        log(f"{desc} epoch {row['epoch']:.2f}/{epochs}  loss {row['loss']:.3f}"
+        log(f"{desc} epoch {row['epoch']:.2f}/{epochs:g}  loss {row['loss']:.3f}"
             + (f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "") + f"  ({time.time() - t0:.0f} s)")
     method.finish()
-    out = {"steps": total, "seconds": time.time() - t0, "curve": curve, "sparsity": prune.target_sparsity(model)}
-    if test_loader is not None:
-        out["top1"] = train.evaluate(model, test_loader, "top1", device)
+    out = {"steps": total, "epochs": epochs, "seconds": time.time() - t0, "curve": curve,
+           "sparsity": prune.target_sparsity(model)}
+    for name, loader in (evals or {}).items():
+        out[f"{name}_top1"] = train.evaluate(model, loader, "top1", device)
+    if "test_top1" in out:
+        out["top1"] = out["test_top1"]
     return out
 
 
-# --- checkpoints -------------------------------------------------------------------------------
+# --- checkpoints: the shipped reference set (mini) and the published ones (paper) ---------------
 
-def _key(cfg, method: str, sparsity: float, seed: int) -> str:
+RECIPE_VERSION = 3      # bump when a method's code changes what it produces: part of every recipe key
+
+
+def recipe_key(cfg, method: str) -> str:
+    """Hash of everything that makes the mini upstream model of `method`: arch, data, the shared
+    recipe, D, the method's hyperparameters (and those of dense where it starts from dense)."""
     up = cfg["upstream"]
     relevant = {"arch": cfg["arch"], "data": cfg["mini_data"]["upstream"], "seed_data": cfg["mini_data"]["seed"],
-                "dense": up["dense"], "method": up["methods"].get(method, {}), "sparse": up.get("sparse", {}),
-                "crop_scale": up["crop_scale"], "grad_clip": up.get("grad_clip"),
-                "v": 2,                                       # v: bump when a method changes
-                "generator": data.mini.GENERATOR_VERSION}
-    if method == "lth_t":
-        relevant["gmp"] = up["methods"].get("gmp", {})
-    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+                "image_size": cfg["image_size"], "optimizer": up["optimizer"], "crop_scale": up["crop_scale"],
+                "grad_clip": up["grad_clip"], "D": up["D"], "method": up["methods"][method],
+                "v": RECIPE_VERSION, "generator": data.mini.GENERATOR_VERSION}
+    if prune.METHODS[method].from_dense:
+        relevant["dense"] = up["methods"]["dense"]
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def checkpoint_path(method: str, sparsity: float, cfg, seed: int = 0) -> Path:
-    """Mini: <checkpoint_root>/<arch>/<method>-s<sparsity>-seed<seed>-<hparams hash>.pth;
+    """Mini: <checkpoint_root>/<method>/s<sparsity>-seed<seed>.pth (listed in manifest.csv);
     paper: <checkpoint_root>/<method>/<sparsity>.pth (the published checkpoints, placed by hand)."""
     check_choice("method", method, METHODS)
     root = Path(cfg["checkpoint_root"])
     if cfg["profile"] == "paper":
         return root / method / f"{sparsity:g}.pth"
-    return root / cfg["arch"] / f"{method}-s{sparsity:g}-seed{seed}-{_key(cfg, method, sparsity, seed)}.pth"
+    return root / method / f"s{sparsity:g}-seed{seed}.pth"
 
 
-def _save(model, path, cfg, method, sparsity, seed, info) -> None:
-    models.save_checkpoint(model, path, cfg["arch"], method=method, sparsity=sparsity, seed=seed,
-                           dataset="mini-upstream", top1=info.get("top1"))
-    path.with_suffix(".json").write_text(json.dumps({"method": method, "sparsity": sparsity, "seed": seed, **info},
-                                                    indent=1, default=float))
+def manifest_path(cfg) -> Path:
+    return Path(cfg["checkpoint_root"]) / "manifest.csv"
 
 
-def info_of(path: Path) -> dict:
-    side = path.with_suffix(".json")
-    return json.loads(side.read_text()) if side.exists() else {}
+MANIFEST_COLUMNS = ["path", "sha256", "method", "sparsity", "seed", "top1", "epochs", "val_top1",
+                    "achieved_sparsity", "recipe", "seconds", "built_on"]
+
+
+def machine() -> str:
+    """Where a model is trained (the same recipe gives other bits on another device or library)."""
+    import platform
+
+    if torch.cuda.is_available():
+        where = f"cuda {torch.cuda.get_device_name(0)}"
+    else:
+        flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+        where = f"cpu {platform.machine()} {'avx512' if 'avx512f' in flags else 'avx2' if 'avx2' in flags else ''}"
+    return f"{where}, torch {torch.__version__.split('+')[0]}, {torch.get_num_threads()} threads"
+
+
+def read_manifest(cfg) -> "pd.DataFrame":
+    import pandas as pd
+
+    p = manifest_path(cfg)
+    return pd.read_csv(p) if p.exists() else pd.DataFrame(columns=MANIFEST_COLUMNS)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
-def _making(path: Path):
-    """Held while a checkpoint is made: runs in parallel (a sweep with --jobs 2) that need the same
-    model wait for the first to finish it and then load it, instead of training it twice."""
+def _locked(path: Path):
+    """An exclusive lock beside `path`: parallel runs that need the same model wait for the first to
+    make it, and manifest updates never interleave."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as f:
+    with open(path.with_name(path.name + ".lock"), "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -151,64 +204,107 @@ def _making(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _register(cfg, path: Path, method: str, sparsity: float, seed: int, info: dict) -> None:
+    import pandas as pd
+
+    root = Path(cfg["checkpoint_root"])
+    row = {"path": str(path.relative_to(root)), "sha256": sha256(path), "method": method, "sparsity": float(sparsity),
+           "seed": int(seed), "top1": info.get("test_top1"), "epochs": budget(method, cfg)[1],
+           "val_top1": info.get("val_top1"), "achieved_sparsity": info.get("sparsity"),
+           "recipe": recipe_key(cfg, method), "seconds": round(float(info.get("seconds", 0.0)), 1),
+           "built_on": machine()}
+    with _locked(manifest_path(cfg)):
+        df = read_manifest(cfg)
+        df = pd.concat([df[df.path != row["path"]], pd.DataFrame([row])], ignore_index=True)
+        df = df.sort_values(["method", "sparsity", "seed"]).reset_index(drop=True)
+        tmp = manifest_path(cfg).with_suffix(".csv.tmp")
+        df.to_csv(tmp, index=False, float_format="%.6g")
+        tmp.replace(manifest_path(cfg))
+
+
+def _save(model, cfg, method, sparsity, seed, info) -> Path:
+    path = checkpoint_path(method, sparsity, cfg, seed)
+    models.save_checkpoint(model, path, cfg["arch"], compact=True, method=method, sparsity=sparsity, seed=seed,
+                           dataset="mini-upstream", top1=info.get("test_top1"), recipe=recipe_key(cfg, method))
+    path.with_suffix(".json").write_text(json.dumps({"method": method, "sparsity": sparsity, "seed": seed,
+                                                     "recipe": recipe_key(cfg, method), **info},
+                                                    indent=1, default=float))
+    _register(cfg, path, method, sparsity, seed, info)
+    return path
+
+
+def info_of(path: Path) -> dict:
+    side = path.with_suffix(".json")
+    return json.loads(side.read_text()) if side.exists() else {}
+
+
+def entry(cfg, method: str, sparsity: float, seed: int) -> dict | None:
+    """The manifest row of a mini checkpoint, or None."""
+    root = Path(cfg["checkpoint_root"])
+    rel = str(checkpoint_path(method, sparsity, cfg, seed).relative_to(root))
+    df = read_manifest(cfg)
+    rows = df[df.path == rel]
+    return rows.iloc[0].to_dict() if len(rows) else None
+
+
+def verify(cfg, method: str, sparsity: float, seed: int) -> str:
+    """'ok' | 'missing' | 'stale' (made by another recipe: rebuild) | 'corrupt' (sha256 differs)."""
+    path = checkpoint_path(method, sparsity, cfg, seed)
+    e = entry(cfg, method, sparsity, seed)
+    if e is None or not path.exists():
+        return "missing"
+    if e["recipe"] != recipe_key(cfg, method):
+        return "stale"
+    return "ok" if sha256(path) == e["sha256"] else "corrupt"
+
+
 def get(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> tuple[nn.Module, dict]:
-    """The upstream model of (method, sparsity): loaded from the cache, or (mini) made now."""
+    """The upstream model of (method, sparsity, seed). Paper: the published checkpoint. Mini: the
+    shipped reference checkpoint when the manifest vouches for it (sha256 and recipe); otherwise it
+    is made now with the profile's recipe, saved and added to the manifest."""
     check_choice("method", method, METHODS)
     path = checkpoint_path(method, sparsity, cfg, seed)
-    if path.exists():
-        return models.load_upstream(path, cfg["arch"]), info_of(path)
     if cfg["profile"] == "paper":
-        models.load_upstream(path, cfg["arch"])    # raises the clear "no checkpoint at ..." error
-    if method == "dense" or sparsity == 0:
-        return _dense(cfg, seed, device)
+        return models.load_upstream(path, cfg["arch"]), info_of(path)
+    if method in ("dense", "dense_5x"):
+        sparsity = 0.0
+        path = checkpoint_path(method, sparsity, cfg, seed)
     # one LTH-T trajectory makes every sparsity: one lock for all of them
-    with _making(checkpoint_path(method, 0.0, cfg, seed) if method == "lth_t" else path):
-        if not path.exists():
-            if method == "lth_t":
-                _lth(cfg, seed, device)
-            else:
-                _sparse(method, sparsity, cfg, seed, device)
+    lock = checkpoint_path(method, 0.0, cfg, seed) if method == "lth_t" else path
+    with _locked(lock):
+        state = verify(cfg, method, sparsity, seed)
+        if state == "corrupt":
+            raise models.CheckpointError(f"{path} does not match its sha256 in {manifest_path(cfg)}: restore it "
+                                         f"(git checkout -- {path}) or rebuild it (make upstream)")
+        if state != "ok":
+            if state == "stale":
+                log(f"{path} was made with another recipe: making it again")
+            _make(method, sparsity, cfg, seed, device)
     return models.load_upstream(path, cfg["arch"]), info_of(path)
 
 
-def _dense(cfg, seed, device):
-    path = checkpoint_path("dense", 0.0, cfg, seed)
-    with _making(path):
-        if not path.exists():
-            _train_dense(path, cfg, seed, device)
-    return models.load_upstream(path, cfg["arch"]), info_of(path)
-
-
-def _train_dense(path, cfg, seed, device) -> None:
-    hp = cfg["upstream"]["dense"]
-    train.seed_everything(seed)
-    model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
-    tr, te = loaders(cfg, hp["batch_size"], seed)
-    info = fit(model, prune.make("dense", 0.0, 1), tr, hp["epochs"], hp["lr"], hp["momentum"], hp["weight_decay"],
-               device, te, desc="dense", grad_clip=cfg["upstream"].get("grad_clip"))
-    _save(model, path, cfg, "dense", 0.0, seed, info)
-
-
-def _sparse(method, sparsity, cfg, seed, device):
+def _make(method, sparsity, cfg, seed, device) -> None:
+    if method == "lth_t":
+        return _lth(cfg, seed, device)
     up = cfg["upstream"]
-    mhp = dict(up["methods"].get(method, {}))
-    base = up["dense"] if method in ("acdc", "str", "rigl_erk_1x", "rigl_erk_5x") else up["sparse"]
-    epochs = base["epochs"] * mhp.pop("epoch_multiplier", 1)
-    lr = mhp.pop("lr", base["lr"])
+    own, _ = budget(method, cfg)
     train.seed_everything(seed)
-    tr, te = loaders(cfg, up["dense"]["batch_size"], seed)
-    m = prune.make(method, sparsity, 1, seed=seed, **mhp)
+    tr, evals = loaders(cfg, seed)
+    m = prune.make(method, sparsity, 1, seed=seed, **method_hp(method, cfg))
     if m.from_dense:
-        model, _ = _dense(cfg, seed, device)
+        model, _ = get("dense", 0.0, cfg, seed, device)
+        train.seed_everything(seed)
     else:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
     if method == "woodfisher":
-        m.grad_fn = _grad_fn(cfg, seed, mhp.get("fisher_batch", 16))
-    info = fit(model, m, tr, epochs, lr, up["dense"]["momentum"], up["dense"]["weight_decay"], device, te,
-               desc=f"{method} {sparsity:g}", grad_clip=up.get("grad_clip"))
-    if method == "rigl_erk_1x" or method == "rigl_erk_5x":
+        m.grad_fn = _grad_fn(cfg, seed, int(m.param("fisher_batch")))
+    info = fit(model, m, tr, own, up["optimizer"], device, evals, desc=f"{method} {sparsity:g} seed {seed}",
+               grad_clip=up["grad_clip"])
+    if method.startswith("rigl"):
         info["mask_changes"] = m.changed
-    _save(model, checkpoint_path(method, sparsity, cfg, seed), cfg, method, sparsity, seed, info)
+    if method == "str":
+        info["str_history"] = m.history
+    _save(model, cfg, method, sparsity, seed, info)
 
 
 def _grad_fn(cfg, seed, batch):
@@ -226,54 +322,175 @@ def _grad_fn(cfg, seed, batch):
             it["it"] = iter(loader)
             x, y = next(it["it"])
         device = next(model.parameters()).device
-        loss_fn(model(x.to(device)), y.to(device)).backward()
+        loss_fn(model(x.to(device).contiguous(memory_format=torch.channels_last)), y.to(device)).backward()
     return grad_fn
 
 
-def lth_masks(model: nn.Module, dense_state: dict, loader, sparsities, rate: float, round_epochs: float,
-              hp: dict, device=None, test_loader=None) -> dict[float, dict]:
-    """Iterative magnitude pruning with rewinding to the dense weights: each round trains the masked
-    dense weights for `round_epochs`, then prunes `rate` of the remaining weights by magnitude (or
-    exactly down to the next requested sparsity), and rewinds. Returns {sparsity: masks}."""
-    out, current, mask_now, rnd = {}, 0.0, None, 0
-    todo = sorted(sparsities)
-    while todo:
-        rnd += 1
-        nxt = 1 - (1 - current) * (1 - rate)
-        hit = nxt >= todo[0] - 1e-9
-        if hit:
-            nxt = todo.pop(0)
-        model.load_state_dict(dense_state)                       # rewind
-        fixed = prune.make("dense", current, 1, masks=mask_now)  # train under the current mask
-        fit(model, fixed, loader, round_epochs, hp["lr"], hp["momentum"], hp["weight_decay"], device,
-            desc=f"lth round {rnd} ({current:.2f})", grad_clip=hp.get("grad_clip"))
-        mask_now = prune.magnitude_masks(model, nxt)
-        current = nxt
-        if hit:
-            out[current] = {k: v.clone() for k, v in mask_now.items()}
-    model.load_state_dict(dense_state)
-    return out
-
-
 def _lth(cfg, seed, device) -> None:
-    """One IMP trajectory gives the LTH-T checkpoints of every configured sparsity."""
+    """One IMP trajectory gives the LTH-T checkpoints of every sparsity of this seed."""
     up = cfg["upstream"]
-    hp = dict(up["methods"]["lth_t"])
-    dense, _ = _dense(cfg, seed, device)
+    dense, _ = get("dense", 0.0, cfg, seed, device)
     dense_state = {k: v.clone() for k, v in dense.state_dict().items()}
-    tr, te = loaders(cfg, up["dense"]["batch_size"], seed)
+    tr, evals = loaders(cfg, seed)
     train.seed_everything(seed)
     t0 = time.time()
-    found = lth_masks(dense, dense_state, tr, cfg["sparsities"], hp["rate"], hp["round_epochs"],
-                      {"lr": hp.get("lr", up["sparse"]["lr"]), "momentum": up["dense"]["momentum"],
-                       "weight_decay": up["dense"]["weight_decay"], "grad_clip": up.get("grad_clip")}, device)
+    method = prune.make("lth_t", 0.0, 1, **method_hp("lth_t", cfg))
+    round_epochs = float(up["methods"]["lth_t"]["round_budget"]) * float(up["D"])
+
+    def train_round(model, fixed, desc):
+        fit(model, fixed, tr, round_epochs, up["optimizer"], device, desc=desc, grad_clip=up["grad_clip"])
+
+    found = method.find_masks(dense, dense_state, train_round, sparsities_of(cfg, "lth_t", seed))
     for sparsity, mk in found.items():
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         model.load_state_dict(dense_state)
         masks.apply(model, mk)                      # the mask on the dense weights, no retraining
-        info = {"seconds": time.time() - t0, "sparsity": prune.target_sparsity(model),
-                "top1": train.evaluate(model.to(device or train.default_device()), te, "top1", device)}
-        _save(model, checkpoint_path("lth_t", sparsity, cfg, seed), cfg, "lth_t", sparsity, seed, info)
+        model.to(device or train.default_device())
+        info = {"seconds": time.time() - t0, "sparsity": prune.target_sparsity(model), "epochs": 0.0,
+                **{f"{k}_top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()}}
+        _save(model, cfg, "lth_t", sparsity, seed, info)
+
+
+# --- the reference set --------------------------------------------------------------------------
+
+def sparsities_of(cfg, method: str, seed: int) -> list[float]:
+    """The sparsities the reference set has for (method, seed): every one of `sparsities` for the
+    first seed, `seeds_sparsities` for the others; dense models at 0; structured at its own."""
+    up = cfg["upstream"]
+    if method in ("dense", "dense_5x"):
+        return [0.0]
+    if method == "structured":
+        return list(up["structured_sparsities"]) if seed == up["seeds"][0] else []
+    return [float(s) for s in cfg["sparsities"] if seed == up["seeds"][0] or s in up["seeds_sparsities"]]
+
+
+def reference_set(cfg) -> list[tuple[str, float, int]]:
+    """Every (method, sparsity, seed) of the mini reference checkpoints, in the order `make upstream`
+    makes them (seed by seed, so that a finished seed is a usable set)."""
+    return [(m, s, seed) for seed in cfg["upstream"]["seeds"] for m in METHODS for s in sparsities_of(cfg, m, seed)]
+
+
+def planned_seconds(cfg, epoch_seconds: float) -> dict[tuple[str, float, int], float]:
+    """Planned training time of each model of the reference set at `epoch_seconds` per epoch."""
+    out = {}
+    for m, s, seed in reference_set(cfg):
+        own, _ = budget(m, cfg)
+        if m == "lth_t":
+            rounds = 0
+            cur = 0.0
+            while cur < max(sparsities_of(cfg, m, seed)) - 1e-9:
+                cur = 1 - (1 - cur) * (1 - cfg["upstream"]["methods"]["lth_t"]["rate"])
+                rounds += 1
+            own = rounds * cfg["upstream"]["methods"]["lth_t"]["round_budget"] * cfg["upstream"]["D"] / \
+                len(sparsities_of(cfg, m, seed))
+        out[(m, s, seed)] = own * epoch_seconds
+    return out
+
+
+# --- the dense budget D: measured ---------------------------------------------------------------
+
+def choose_D(conv: "pd.DataFrame", tolerance: float) -> int:
+    """The smallest budget whose mean validation top-1 (over seeds, clipped runs) is within
+    `tolerance` of the best budget's. A pure function of the convergence table."""
+    rows = conv[conv.grad_clip.notna()] if "grad_clip" in conv else conv
+    mean = rows.groupby("epochs")["val_top1"].mean()
+    return int(min(e for e, v in mean.items() if v >= mean.max() - tolerance))
+
+
+def convergence(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
+    """Dense models trained at each budget of `upstream.convergence.epochs` (each its own cosine
+    run) for each seed, plus one run without gradient clipping at the middle budget; val and test
+    top-1 of each go to out_dir/convergence.csv (resumable: rows already there are kept)."""
+    import pandas as pd
+
+    up = cfg["upstream"]
+    conv = up["convergence"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = out_dir / "convergence.csv"
+    runs = [(e, s, up["grad_clip"]) for s in conv["seeds"] for e in conv["epochs"]]
+    mid = sorted(conv["epochs"])[len(conv["epochs"]) // 2]
+    runs.append((mid, conv["seeds"][0], None))
+    for epochs, seed, clip in sorted(runs, key=lambda r: -r[0]):      # longest first: two workers balance
+        claim = _claim(out_dir / f".convergence-{epochs}-{seed}-{clip}")
+        if claim is None:               # another worker is training this one
+            continue
+        with _locked(csv):
+            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["epochs", "seed", "grad_clip"])
+            have = ((done.epochs == epochs) & (done.seed == seed) &
+                    (done.grad_clip.isna() if clip is None else done.grad_clip == clip)).any()
+        if have:
+            continue
+        train.seed_everything(seed)
+        tr, evals = loaders(cfg, seed)
+        model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+        info = fit(model, prune.make("dense", 0.0, 1), tr, epochs, up["optimizer"], device, evals,
+                   desc=f"dense {epochs} epochs seed {seed}" + ("" if clip else " no clip"), grad_clip=clip)
+        row = {"epochs": epochs, "seed": seed, "top1": info["test_top1"], "val_top1": info["val_top1"],
+               "grad_clip": clip, "seconds": round(info["seconds"], 1), "final_loss": info["curve"][-1]["loss"]}
+        with _locked(csv):
+            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+            pd.concat([done, pd.DataFrame([row])], ignore_index=True).sort_values(["epochs", "seed"]).to_csv(
+                csv, index=False, float_format="%.6g")
+        claim.close()
+    return pd.read_csv(csv)
+
+
+def str_calibration(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
+    """STR lands where its thresholds put it; `s_init` is STR's knob for where that is. Runs STR at
+    its budget on the first upstream seed for each `s_init` of `upstream.methods.str.calibration`,
+    recording the achieved sparsity (and, for the record only, top-1) in str_calibration.csv.
+    `choose_s_init` then picks each target's s_init by achieved sparsity alone -- never by accuracy."""
+    import pandas as pd
+
+    up = cfg["upstream"]
+    seed = up["seeds"][0]
+    csv = out_dir / "str_calibration.csv"
+    own, _ = budget("str", cfg)
+    for s_init in up["methods"]["str"]["calibration"]:
+        claim = _claim(out_dir / f".str-calibration-{s_init}")
+        if claim is None:
+            continue
+        with _locked(csv):
+            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["s_init"])
+        if (done.s_init == s_init).any():
+            continue
+        train.seed_everything(seed)
+        tr, evals = loaders(cfg, seed)
+        model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+        m = prune.make("str", 0.5, 1, s_init={0.5: s_init})
+        info = fit(model, m, tr, own, up["optimizer"], device, evals, desc=f"str calibration s_init {s_init}",
+                   grad_clip=up["grad_clip"])
+        row = {"s_init": s_init, "seed": seed, "epochs": own, "achieved_sparsity": info["sparsity"],
+               "val_top1": info["val_top1"], "top1": info["test_top1"], "seconds": round(info["seconds"], 1)}
+        with _locked(csv):
+            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
+            pd.concat([done, pd.DataFrame([row])], ignore_index=True).sort_values("s_init").to_csv(
+                csv, index=False, float_format="%.6g")
+        claim.close()
+    return pd.read_csv(csv)
+
+
+def choose_s_init(calib: "pd.DataFrame", target: float) -> float:
+    """The s_init whose achieved sparsity is nearest `target` on the logit scale, interpolated
+    linearly between the two calibration runs around it (s_init -> logit(sparsity) is monotone)."""
+    import numpy as np
+
+    c = calib.sort_values("s_init")
+    x, y = c.s_init.to_numpy(float), np.log(c.achieved_sparsity / (1 - c.achieved_sparsity)).to_numpy(float)
+    t = np.log(target / (1 - target))
+    order = np.argsort(y)
+    return float(round(np.interp(t, y[order], x[order]), 2))
+
+
+def _claim(path: Path):
+    """A non-blocking exclusive lock (an open file) or None when another process holds it."""
+    f = open(path.with_suffix(".lock"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return f
+    except BlockingIOError:
+        f.close()
+        return None
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -309,15 +526,19 @@ def evaluate_imagenet(model: nn.Module, cfg, bicubic: bool = False, device=None,
 
 
 def mini_row(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> dict:
-    """One upstream result row of the mini profile: top-1 on the upstream test split, sparsity over
-    the prunable layers, fully pruned filters, time it took to make the model."""
+    """One upstream result row of the mini profile: top-1 on the upstream validation and test splits,
+    sparsity over the prunable layers, fully pruned filters, the training it took."""
     model, info = get(method, sparsity, cfg, seed, device)
-    _, te = loaders(cfg, 128, seed)
+    _, evals = loaders(cfg, seed)
     filt = masks.pruned_filters(model).iloc[-1]
-    return {"method": method, "sparsity": sparsity, "seed": seed,
-            "top1": train.evaluate(model.to(device or train.default_device()), te, "top1", device),
+    model.to(device or train.default_device())
+    own, total = budget(method, cfg)
+    return {"method": method, "sparsity": 0.0 if method in ("dense", "dense_5x") else sparsity, "seed": seed,
+            "family": prune.family(method),
+            **{f"{k}_top1" if k != "test" else "top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()},
             "achieved_sparsity": prune.target_sparsity(model), "pruned_filters": float(filt["fraction"]),
-            "train_seconds": info.get("seconds"), "checkpoint": str(checkpoint_path(method, sparsity, cfg, seed))}
+            "epochs": total, "train_seconds": info.get("seconds"),
+            "checkpoint": str(checkpoint_path(method, sparsity, cfg, seed))}
 
 
 def result_row(method: str, sparsity: float, cfg, seed: int = 0, device=None) -> dict:
@@ -334,13 +555,23 @@ def result_row(method: str, sparsity: float, cfg, seed: int = 0, device=None) ->
 
 
 def table3(df) -> "pd.DataFrame":
-    """The upstream table in Table 3's shape: one row per (sparsity, method), accuracy columns in %."""
-    cols = [c for c in ("top1", "imagenet_val", "imagenet_real", "imagenetv2_mean", "achieved_sparsity",
-                        "pruned_filters") if c in df.columns]
-    t = df.groupby(["sparsity", "method"])[cols].mean()
+    """The upstream table in Table 3's shape: one row per (sparsity, method); accuracy columns in %
+    as the mean over upstream seeds, with its standard error (`<col>_se`, NaN for one seed) and the
+    number of seeds `n`."""
+    import numpy as np
+
+    cols = [c for c in ("top1", "val_top1", "imagenet_val", "imagenet_real", "imagenetv2_mean", "achieved_sparsity",
+                        "pruned_filters", "epochs") if c in df.columns]
+    g = df.groupby(["sparsity", "method"])
+    t = g[cols].mean()
+    n = g.size()
     for c in cols:
-        if c not in ("achieved_sparsity", "pruned_filters"):
-            t[c] = (100 * t[c]).round(1)
+        if c in ("achieved_sparsity", "pruned_filters", "epochs"):
+            continue
+        se = g[c].std(ddof=1) / np.sqrt(n)
+        t[c] = (100 * t[c]).round(1)
+        t[f"{c}_se"] = (100 * se).round(1)
+    t["n"] = n
     return t.round(3)
 
 
@@ -350,7 +581,7 @@ def available(cfg, seed: int = 0) -> list[tuple[str, float]]:
     out = []
     sparsities = sorted(set(cfg.get("sparsities", [])) | set(cfg.get("upstream", {}).get("structured_sparsities", [])))
     for method in METHODS:
-        candidates = [0.0] if method == "dense" else sparsities
+        candidates = [0.0] if method in ("dense", "dense_5x") else sparsities
         if cfg["profile"] == "paper":
             d = Path(cfg["checkpoint_root"]) / method
             candidates = sorted(float(p.stem) for p in d.glob("*.pth")) if d.is_dir() else []
@@ -380,5 +611,5 @@ def run_config(cfg, method: str, sparsity: float, seed: int = 0) -> dict:
     out = {"profile": cfg["profile"], "arch": cfg["arch"], "method": method, "sparsity": float(sparsity),
            "seed": int(seed)}
     if cfg["profile"] == "mini":
-        out["key"] = _key(cfg, method, sparsity, seed)
+        out["recipe"] = recipe_key(cfg, method)
     return out

@@ -6,7 +6,7 @@ import torch
 from sparsenb import config, data
 from sparsenb.data import DataError, mini
 
-SMALL = {"classes": 128, "train_per_class": 3, "test_per_class": 2}
+SMALL = {"classes": 128, "train_per_class": 3, "val_per_class": 1, "test_per_class": 2}
 
 
 def test_generation_is_deterministic_and_seeded():
@@ -21,7 +21,7 @@ def test_generation_is_deterministic_and_seeded():
 
 @pytest.mark.parametrize("task", list(mini.TASKS))
 def test_every_task_shapes_and_labels(task):
-    sizes = {"test_fraction": 0.4} if task == "digits" else dict(SMALL, imbalance=1.0)
+    sizes = {"test_fraction": 0.4, "val_fraction": 0.1} if task == "digits" else dict(SMALL, imbalance=1.0)
     x, y, classes = mini.generate(task, "train", sizes, seed=0)
     assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
     assert set(np.unique(y)) == set(range(len(classes))) == set(range(data.info(task).num_classes))
@@ -61,11 +61,27 @@ def test_imbalanced_tasks_and_their_metric():
 
 
 def test_digits_are_real_and_split_disjoint():
-    xtr, ytr, _ = mini.generate("digits", "train", {"test_fraction": 0.4})
-    xte, yte, _ = mini.generate("digits", "test", {"test_fraction": 0.4})
-    assert len(xtr) + len(xte) == 1797          # scikit-learn's digits, all of them
-    assert abs(len(xte) / 1797 - 0.4) < 0.01
-    assert not {a.tobytes() for a in xtr} & {b.tobytes() for b in xte}
+    sizes = {"test_fraction": 0.4, "val_fraction": 0.1}
+    xtr, xva, xte = (mini.generate("digits", s, sizes)[0] for s in ("train", "val", "test"))
+    assert len(xtr) + len(xva) + len(xte) == 1797          # scikit-learn's digits, all of them
+    assert abs(len(xte) / 1797 - 0.4) < 0.01 and abs(len(xva) / 1797 - 0.1) < 0.01
+    seen = [{a.tobytes() for a in x} for x in (xtr, xva, xte)]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+
+
+def test_generated_splits_are_disjoint_and_test_sets_resolve_a_point():
+    """Validation and test come from their own random streams (no image in two splits); every
+    generated downstream task of the profile has >= 2,000 test images (binomial SE <= ~1.1 points)."""
+    sizes = {"train_per_class": 4, "val_per_class": 2, "test_per_class": 2}
+    xs = [mini.generate("shapes10", s, sizes)[0] for s in ("train", "val", "test")]
+    seen = [{a.tobytes() for a in x} for x in xs]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+    cfg = config.load("mini")
+    for task, spec in cfg.mini_data["tasks"].items():
+        n_classes = data.info(task).num_classes
+        counts = mini.class_counts(n_classes, spec["test_per_class"], max(1.0, spec.get("imbalance", 1.0) / 3))
+        assert counts.sum() >= 2000, (task, counts.sum())
+        assert spec["val_per_class"] > 0
 
 
 def test_get_caches_and_regenerates_damaged_cache(tmp_path):
@@ -76,8 +92,11 @@ def test_get_caches_and_regenerates_damaged_cache(tmp_path):
     files[0].write_bytes(b"garbage")
     b = data.get("shapes10", tmp_path, "train", cfg=cfg)
     assert np.array_equal(a.images, b.images)
-    with pytest.raises(DataError, match="unknown split 'val'"):
-        data.get("shapes10", tmp_path, "val", cfg=cfg)
+    assert len(data.get("shapes10", tmp_path, "val", cfg=cfg)) == 10 * cfg.mini_data["tasks"]["shapes10"]["val_per_class"]
+    with pytest.raises(DataError, match="no validation split"):
+        data.get("cifar10", tmp_path, "val")
+    with pytest.raises(DataError, match="unknown split 'valid'"):
+        data.get("shapes10", tmp_path, "valid", cfg=cfg)
 
 
 def test_unknown_config_keys_list_valid_ones():
@@ -144,9 +163,10 @@ def test_truncated_beton_is_a_clear_error(tmp_path, small_ds):
 
 def test_prepare_writes_manifests_and_betons(tmp_path):
     cfg = config.load("mini", {"data_root": str(tmp_path / "data"), "mini_data.tasks.textures16.train_per_class": 3,
+                               "mini_data.tasks.textures16.val_per_class": 1,
                                "mini_data.tasks.textures16.test_per_class": 2})
     table = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
-    assert list(table.split) == ["train", "test"] and list(table.images) == [48, 32]
+    assert list(table.split) == ["train", "val", "test"] and list(table.images) == [48, 16, 32]
     assert (tmp_path / "out" / "manifest-train.csv").exists()
     for b in table.beton:
         data.check_beton(b)

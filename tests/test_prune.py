@@ -6,7 +6,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sparsenb import masks, models, prune, upstream
-from sparsenb.prune import methods
+from sparsenb.prune import base as methods, rigl as rigl_mod, woodfisher as wf_mod
 
 
 def _task(n=96, seed=0):
@@ -28,8 +28,12 @@ def _zero_sets(model):
     return {n: (m.weight == 0).clone() for n, m in prune.targets(model).items()}
 
 
+def _opt(lr=0.05):
+    return {"lr": lr, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+
+
 def _fit(model, method, epochs=3, lr=0.05):
-    return upstream.fit(model, method, _task(), epochs, lr, 0.9, 5e-4, device="cpu")
+    return upstream.fit(model, method, _task(), epochs, _opt(lr), device="cpu")
 
 
 def test_magnitude_exact_and_uniform():
@@ -52,7 +56,7 @@ def test_cubic_schedule():
 
 def test_gmp_gradual_then_fixed():
     m = _model()
-    gmp = prune.make("gmp", 0.9, 1, start=0.0, end=0.5, every=0.1)
+    gmp = prune.make("gmp", 0.9, 1, initial=0.05, start=0.0, end=0.5, every=0.1)
     seen = []
     orig = gmp.after_step
 
@@ -89,7 +93,7 @@ def test_acdc_alternates_and_ends_compressed():
 
 def test_erk_densities():
     shapes = {"a": torch.Size([16, 3, 3, 3]), "b": torch.Size([64, 64, 3, 3]), "fc": torch.Size([10, 64])}
-    d = methods.erk_densities(shapes, 0.2)
+    d = rigl_mod.erk_densities(shapes, 0.2)
     total = sum(d[n] * torch.Size(s).numel() for n, s in shapes.items())
     assert total == pytest.approx(0.2 * sum(s.numel() for s in shapes.values()), rel=1e-6)
     assert d["a"] > d["b"] and all(0 < v <= 1 for v in d.values())
@@ -97,7 +101,7 @@ def test_erk_densities():
 
 def test_rigl_changes_mask_and_hits_target():
     m = _model()
-    rigl = prune.make("rigl_erk_1x", 0.9, 1, alpha=0.3, every=0.05, end=0.75, seed=0)
+    rigl = prune.make("rigl_erk_1x", 0.9, 1, alpha=0.3, every_epochs=0.3, end=0.75, seed=0)
     _fit(m, rigl, epochs=4)
     assert rigl.changed > 0                       # drop/grow moved the mask
     assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-3)
@@ -105,16 +109,76 @@ def test_rigl_changes_mask_and_hits_target():
     assert len(set(round(v, 2) for v in layer_sp.values())) > 1    # ERK: non-uniform per layer
 
 
-def test_str_thresholds_move_and_target_is_exact():
+def test_rigl_dropped_weight_may_regrow_and_keeps_its_value():
+    """The official grow step excludes only weights still active after the drop: a weight dropped in
+    this update whose gradient is large grows back (reinit_when_same=False keeps its value); a weight
+    inactive before the update that grows starts at zero."""
     m = _model()
-    s = prune.make("str", 0.8, 1, s_init=-6.0, s_decay=1e-2, every=0.02, final=0.2)
-    _fit(m, s, epochs=4)
-    assert s.s_history and s.s_history[-1]["threshold_mean"] > torch.sigmoid(torch.tensor(-6.0)).item() * 1.5
-    # the thresholds themselves pruned weights, more and more
-    assert s.s_history[-1]["sparsity"] > s.s_history[0]["sparsity"] + 0.05
-    assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
-    assert not any(torch.nn.utils.parametrize.is_parametrized(l) for l in prune.targets(m).values())
+    rigl = prune.make("rigl_erk_1x", 0.5, 1, alpha=0.3, every_epochs=1.0, end=1.0, seed=0)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    rigl.total_steps, rigl.steps_per_epoch = 10, 1
+    rigl.prepare(m)
+    rigl.start(m, opt)
+    name, layer = next(iter(prune.targets(m).items()))
+    w, mask = layer.weight.data, rigl.masks[name].clone()
+    flat_w, flat_m = w.view(-1), mask.view(-1)
+    active = torch.nonzero(flat_m).flatten()
+    weakest = active[torch.argmin(flat_w[active].abs())]        # dropped first
+    flat_w[weakest] = 1e-6
+    grad = torch.zeros_like(w)
+    grad.view(-1)[weakest] = 100.0                                # and the largest gradient of all
+    inactive = torch.nonzero(~flat_m).flatten()[:3]
+    grad.view(-1)[inactive] = 50.0
+    rigl._update(name, w, grad, 0.3)
+    new = rigl.masks[name].view(-1)
+    assert new[weakest] and flat_w[weakest] == 1e-6               # regrown, value kept
+    assert new[inactive].all() and (flat_w[inactive] == 0).all()  # newly grown: zero
+    assert int(new.sum()) == int(flat_m.sum())                    # same count
+
+
+def test_str_thresholds_trained_by_the_run_optimizer_and_land_near_target():
+    """STR: the thresholds are parameters of the run's optimizer (no controller, no fold); the
+    sparsity is where they put it, reported, not forced onto the target."""
+    m = _model()
+    s = prune.make("str", 0.8, 1, s_init={0.8: -3.0})
+    _fit(m, s, epochs=4, lr=0.1)
+    assert len(s.history) > 3
+    # the thresholds pruned weights by themselves, and the final mask is what they left
+    assert s.history[-1]["sparsity"] > 0.05
+    achieved = prune.target_sparsity(m)
+    assert achieved == pytest.approx(s.history[-1]["sparsity"])
+    assert achieved != pytest.approx(0.8, abs=1e-4)               # not trimmed to the target
+    assert not any(torch.nn.utils.parametrize.is_parametrized(layer) for layer in prune.targets(m).values())
     assert not any("parametrizations" in k for k in m.state_dict())       # saves as a plain model
+
+
+def test_str_threshold_parameters_are_in_the_optimizer():
+    m = _model()
+    s = prune.make("str", 0.9, 1, s_init={0.9: -4.0})
+    s.prepare(m)
+    names = [n for n, _ in m.named_parameters()]
+    assert sum(n.endswith(".s") for n in names) == len(prune.targets(m))
+    with pytest.raises(KeyError, match="s_init"):
+        prune.make("str", 0.95, 1, s_init={0.9: -4.0}).prepare(_model())
+
+
+def test_woodfisher_fisher_pass_leaves_bn_statistics():
+    m = _model()
+    m.train()
+    before = {k: v.clone() for k, v in m.state_dict().items() if "running" in k}
+    x = torch.randn(8, 3, 16, 16)
+    with wf_mod.frozen_bn_stats(m):
+        m(x).sum().backward()
+    after = {k: v for k, v in m.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    m(x)                                                           # outside: statistics move again
+    assert any(not torch.equal(before[k], m.state_dict()[k]) for k in before)
+
+
+def test_gmp_schedule_starts_at_initial_sparsity():
+    g = prune.make("gmp", 0.9, 100, initial=0.05, start=0.1, end=0.8, every=0.1)
+    assert g.sparsity_at(5) == 0.0 and g.sparsity_at(10) == pytest.approx(0.05)
+    assert g.sparsity_at(80) == pytest.approx(0.9) and g.due(10) and g.due(80) and not g.due(15)
 
 
 def test_woodfisher_beats_magnitude_one_shot():
@@ -136,10 +200,10 @@ def test_woodfisher_beats_magnitude_one_shot():
         i = next(it) % n
         nn.functional.mse_loss(mm(x[i:i + 1])[:, 0], y[i:i + 1]).backward()
     layers = prune.targets(model)
-    finv = methods.fisher_inverse_blocks(model, layers, grad_fn, 400, 32, 1e-3)
+    finv = wf_mod.fisher_inverse_blocks(model, layers, grad_fn, 400, 32, 1e-3)
     wf = nn.Sequential(nn.Linear(d, 1, bias=False))
     wf.load_state_dict(model.state_dict())
-    methods.obs_prune(prune.targets(wf), {"0": finv["0"]}, 0.5, 32)
+    wf_mod.obs_prune(prune.targets(wf), {"0": finv["0"]}, 0.5, 32)
     mag = nn.Sequential(nn.Linear(d, 1, bias=False))
     mag.load_state_dict(model.state_dict())
     prune.magnitude(mag, 0.5)
@@ -157,7 +221,8 @@ def test_woodfisher_method_in_training_loop():
     def grad_fn(mm):
         x, y = next(batches)
         lf(mm(x), y).backward()
-    wf = prune.make("woodfisher", 0.8, 1, start=0.0, end=0.5, every=0.25, fisher_samples=4, block=32, damp=1e-4)
+    wf = prune.make("woodfisher", 0.8, 1, initial=0.05, start=0.0, end=0.5, every=0.25, fisher_samples=4, block=32,
+                    damp=1e-4)
     wf.grad_fn = grad_fn
     _fit(m, wf, epochs=2)
     assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
@@ -166,8 +231,8 @@ def test_woodfisher_method_in_training_loop():
 def test_lth_masks_on_dense_weights():
     m = _model()
     dense_state = {k: v.clone() for k, v in m.state_dict().items()}
-    found = upstream.lth_masks(m, dense_state, _task(), [0.5, 0.7], rate=0.2, round_epochs=0.5,
-                               hp={"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}, device="cpu")
+    lth = prune.make("lth_t", 0.0, 1, rate=0.2)
+    found = lth.find_masks(m, dense_state, lambda model, fixed, desc: _fit(model, fixed, epochs=0.5), [0.5, 0.7])
     assert list(found) == [0.5, 0.7]
     for sp, mk in found.items():
         ticket = _model(seed=9)
@@ -185,7 +250,7 @@ def test_lth_masks_on_dense_weights():
 
 def test_structured_removes_whole_filters():
     m = _model()
-    st = prune.make("structured", 0.5, 1, start=0.0, end=0.5, every=0.25)
+    st = prune.make("structured", 0.5, 1, initial=0.0, start=0.0, end=0.5, every=0.25)
     _fit(m, st, epochs=2)
     for n, layer in prune.targets(m).items():
         if isinstance(layer, nn.Conv2d):

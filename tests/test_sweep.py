@@ -112,7 +112,7 @@ def test_parallel_runs_make_a_checkpoint_once(tmp_path):
     order = []
 
     def run(tag):
-        with upstream._making(tmp_path / "model.pth"):
+        with upstream._locked(tmp_path / "model.pth"):
             order.append(f"{tag} in")
             time.sleep(0.3)
             order.append(f"{tag} out")

@@ -31,14 +31,17 @@ def probes():
     out = {"upstream_top1": info["top1"]}
     for task in cfg.datasets:
         meta = data.info(task)
-        tr, te = (data.get(task, cfg.data_root, s, cfg=cfg) for s in ("train", "test"))
+        tr, va, te = (data.get(task, cfg.data_root, s, cfg=cfg) for s in ("train", "val", "test"))
         acc = {"n_test": len(te)}
         for name, model in (("dense", dense), ("random", random)):
-            (xtr, ytr), (xte, yte) = (train.extract_features(model, d, tf, cfg.feature_cache) for d in (tr, te))
+            (xtr, ytr), (xva, yva), (xte, yte) = (train.extract_features(model, d, tf, cfg.feature_cache)
+                                                  for d in (tr, va, te))
             mu = xtr.mean(0)
             rms = (xtr - mu).pow(2).mean().sqrt() + 1e-12
+            # the study's convention: test accuracy at the epoch chosen on validation
             acc[name] = train.linear_finetune((xtr - mu) / rms, ytr, (xte - mu) / rms, yte, meta.num_classes,
-                                              dict(cfg.linear), meta.metric, seed=0)["best"]
+                                              dict(cfg.linear), meta.metric, seed=0,
+                                              val=((xva - mu) / rms, yva))["reported"]
         out[task] = acc
     return out
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GENERATOR_VERSION = 2  # bump when the renderer changes: it is part of every cache key
+GENERATOR_VERSION = 3  # bump when the renderer changes: it is part of every cache key
 
 # --- the renderer ----------------------------------------------------------------------------
 
@@ -327,6 +327,9 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+SPLIT_SEEDS = {"train": 1, "test": 2, "val": 3}   # each split its own random stream: no image in two
+
+
 def class_counts(n_classes: int, per_class: int, imbalance: float = 1.0, seed: int = 0) -> np.ndarray:
     """Images per class: `per_class` for the largest class, decaying geometrically to
     per_class / imbalance for the smallest (classes in a seeded random order)."""
@@ -341,15 +344,17 @@ def generate(task: str, split: str, sizes: dict, seed: int = 0, size: int = 32,
              chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images (N, size, size, 3) uint8, labels (N,) int64 and class names of one split."""
     if task == "digits":
-        return _digits(split, sizes.get("test_fraction", 0.4), seed, size)
+        return _digits(split, sizes["test_fraction"], sizes["val_fraction"], seed, size)
     combos, names = class_factors(task, seed, sizes.get("classes"))
-    per = sizes["train_per_class" if split == "train" else "test_per_class"]
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLIT_SEEDS)}")
+    per = sizes[f"{split}_per_class"]
     imb = sizes.get("imbalance", 1.0)
-    # train and test share the class sizes' order (a rare class is rare in both), test at 1/3 of
-    # the imbalance so every class keeps enough test images for a stable mean per-class accuracy
+    # the splits share the class sizes' order (a rare class is rare in all), validation and test at
+    # 1/3 of the imbalance so every class keeps enough images for a stable mean per-class accuracy
     counts = class_counts(len(combos), per, imb if split == "train" else max(1.0, imb / 3), seed)
     labels = np.repeat(np.arange(len(combos)), counts)
-    split_seed = {"train": 1, "test": 2}[split]
+    split_seed = SPLIT_SEEDS[split]
     task_seed = sum(map(ord, task))  # stable across interpreter runs, unlike hash()
     rng = np.random.default_rng([seed, task_seed, split_seed, GENERATOR_VERSION])
     f = _nuisance(rng, len(labels))
@@ -379,9 +384,10 @@ def generate(task: str, split: str, sizes: dict, seed: int = 0, size: int = 32,
     return out, labels.astype(np.int64), names
 
 
-def _digits(split: str, test_fraction: float, seed: int, size: int):
+def _digits(split: str, test_fraction: float, val_fraction: float, seed: int, size: int):
     """scikit-learn's 1,797 real 8x8 digit scans, upscaled (bilinear) and tinted to RGB.
-    Split: per class, a seeded `test_fraction` of the images is test, the rest train."""
+    Split: per class, a seeded `test_fraction` of the images is test, `val_fraction` validation, the
+    rest train (a real dataset: its test set cannot grow past 1,797 * test_fraction images)."""
     import torch
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
@@ -390,11 +396,12 @@ def _digits(split: str, test_fraction: float, seed: int, size: int):
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
     rng = np.random.default_rng([seed, 10])
-    is_test = np.zeros(len(d.target), bool)
+    part = np.zeros(len(d.target), np.int64)                  # 0 train, 1 test, 2 val
     for c in range(10):
-        idx = np.flatnonzero(d.target == c)
-        is_test[rng.choice(idx, int(round(len(idx) * test_fraction)), replace=False)] = True
-    keep = is_test if split == "test" else ~is_test
+        idx = rng.permutation(np.flatnonzero(d.target == c))
+        n_test, n_val = int(round(len(idx) * test_fraction)), int(round(len(idx) * val_fraction))
+        part[idx[:n_test]], part[idx[n_test:n_test + n_val]] = 1, 2
+    keep = part == {"train": 0, "test": 1, "val": 2}[split]
     tint = _hsv_to_rgb(rng.random(len(x)), np.full(len(x), 0.5), np.full(len(x), 1.0))
     paper = 1.0 - 0.15 * rng.random((len(x), 1, 1, 1)).astype(np.float32)
     img = paper * (1 - x[..., None]) + x[..., None] * tint[:, None, None, :] * 0.35

@@ -22,7 +22,7 @@ def prepare(name: str, cfg, betons: bool = True, out_dir: str | Path | None = No
     meta = info(name)
     out_dir = Path(out_dir) if out_dir else ROOT / "outputs" / "data" / name
     rows = []
-    for split in ("train", "test"):
+    for split in (("train", "val", "test") if meta.profile == "mini" else ("train", "test")):
         ds = get(name, cfg["data_root"], split, cfg=cfg)
         table = write_manifest(ds, out_dir / f"manifest-{split}.csv")
         beton = None

@@ -61,7 +61,7 @@ for _n, _spec in mini.TASKS.items():
     REGISTRY[_n] = DatasetInfo(_n, _MINI_CLASSES[_n], _spec.metric, _spec.kind, "mini",
                                f"mini {_n} (~{_spec.mirrors})")
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")   # "val": mini tasks only (the paper's datasets have train/test)
 
 
 def names(profile: str | None = None) -> list[str]:
@@ -120,7 +120,7 @@ def _mini(name: str, split: str, root, cfg) -> ArrayDataset:
 
 
 def get(name: str, root: str | os.PathLike, split: str = "train", transform=None, cfg=None) -> Dataset:
-    """The `split` ("train" | "test") of dataset `name` under `root`, items (image, label).
+    """The `split` ("train" | "val" | "test") of dataset `name` under `root`, items (image, label).
 
     Mini datasets are generated on first use and cached under `root/mini/` (sizes and seed from
     `cfg`, the mini profile by default). Paper datasets are read from `root/<name>/` and never
@@ -134,6 +134,9 @@ def get(name: str, root: str | os.PathLike, split: str = "train", transform=None
             cfg = config.load("mini")
         ds = _mini(name, split, root, cfg)
     else:
+        if split == "val":
+            raise DataError(f"{name} has no validation split: the paper profile keeps the paper's train/test "
+                            "splits and reports the paper's convention (see params/paper.yaml `report`)")
         from . import paper
         ds = paper.load(name, Path(root), split)
     ds.transform = transform

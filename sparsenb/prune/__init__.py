@@ -1,71 +1,44 @@
-"""Pruning: the upstream methods of the paper, scaled down for the mini study, and magnitude masks.
+"""Pruning: the upstream methods of the paper as recipes (one module each), the registry every
+other module reads, and magnitude masks.
 
-    prune.magnitude(model, 0.9)                    # global magnitude, 90% of prunable weights zero
-    prune.magnitude(model, 0.9, scope="uniform")   # 90% in every prunable layer
+    prune.METHODS["gmp"].family                    # "progressive"
+    prune.names(family="regularization")           # ["acdc", "str", "rigl_erk_1x", "rigl_erk_5x"]
     method = prune.make("gmp", target=0.9, total_steps=..., **hp)   # then upstream.fit(model, method, ...)
-
-Prunable layers ("targets"): every conv and linear layer except the stem convolution, which the
-paper's checkpoints keep dense, and the classifier `fc`, which transfer replaces by a new dense head
-(pruning it upstream can also cut the whole network off at high sparsity: a global magnitude
-threshold may remove every classifier weight). Sparsity is always reported over the targets.
+    prune.magnitude(model, 0.9)                    # global magnitude, 90% of prunable weights zero
 """
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
+from .acdc import ACDC
+from .base import FAMILIES, Dense5x, Method, cubic_schedule
+from .gmp import GMP
+from .lth import LTH
+from .magnitude import (SCOPES, STEMS, magnitude, magnitude_masks, masks_from_scores, target_sparsity, targets,
+                        topk_mask)
+from .rigl import RigL, erk_densities
+from .str import STR, SoftThreshold
+from .structured import Structured
+from .woodfisher import WoodFisher, fisher_inverse_blocks, obs_prune
 
-from .. import masks as masklib
-
-SCOPES = ("global", "uniform")
-STEMS = ("conv1", "model.0.0")     # first conv of the ResNets and of MobileNetV1
-
-
-def targets(model: nn.Module, include_head: bool = False) -> dict[str, nn.Module]:
-    """The prunable layers: conv + linear minus the stem (and minus `fc` unless include_head)."""
-    return {n: m for n, m in masklib.prunable(model, include_head).items() if n not in STEMS}
-
-
-def target_sparsity(model: nn.Module, include_head: bool = False) -> float:
-    layers = targets(model, include_head).values()
-    return sum(int((m.weight == 0).sum()) for m in layers) / max(1, sum(m.weight.numel() for m in layers))
-
-
-def _exact_topk_mask(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
-    flat = scores.flatten()
-    mask = torch.ones_like(flat, dtype=torch.bool)
-    if n_prune > 0:
-        mask[torch.argsort(flat, stable=True)[:n_prune]] = False
-    return mask.view_as(scores)
+# The one list of upstream methods (name -> recipe class); upstream, summary and sweeps read it.
+METHODS: dict[str, type[Method]] = {"dense": Method, "dense_5x": Dense5x, "gmp": GMP, "woodfisher": WoodFisher,
+                                    "acdc": ACDC, "str": STR, "rigl_erk_1x": RigL, "rigl_erk_5x": RigL,
+                                    "lth_t": LTH, "structured": Structured}
+SPARSE = tuple(n for n, c in METHODS.items() if c.family in ("progressive", "regularization", "lottery_ticket"))
 
 
-@torch.no_grad()
-def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: str = "global") -> dict:
-    """Keep the highest-scoring weights: exactly round(sparsity * n) pruned, globally or per layer."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; valid: {', '.join(SCOPES)}")
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    if scope == "uniform":
-        return {n: _exact_topk_mask(s, int(round(sparsity * s.numel()))) for n, s in scores.items()}
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    keep = _exact_topk_mask(flat, int(round(sparsity * flat.numel())))
-    out, i = {}, 0
-    for n, s in scores.items():
-        out[n] = keep[i:i + s.numel()].view_as(s)
-        i += s.numel()
-    return out
+def family(method: str) -> str:
+    return METHODS[method].family
 
 
-def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = False) -> dict:
-    """Magnitude masks over the prunable layers (exact count, ties broken by index)."""
-    return masks_from_scores({n: m.weight.detach().abs() for n, m in targets(model, include_head).items()},
-                             sparsity, scope)
+def names(family: str | None = None) -> list[str]:
+    """Method names, optionally of one family (progressive, regularization, lottery_ticket, ...)."""
+    return [n for n, c in METHODS.items() if family in (None, c.family)]
 
 
-def magnitude(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = False) -> nn.Module:
-    """Prune `model` in place by weight magnitude; returns it."""
-    masklib.apply(model, magnitude_masks(model, sparsity, scope, include_head))
-    return model
+def make(method: str, target: float, total_steps: int, **hp) -> Method:
+    from ..config import check_choice
 
-
-from .methods import METHODS, make  # noqa: E402,F401
+    check_choice("method", method, METHODS)
+    m = METHODS[method](target=target, total_steps=total_steps, **hp)
+    m.name = method
+    return m

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# How the shipped mini upstream reference set was made on a lent GPU machine (the same recipe as
+# `make upstream` on the CPU, many runs at once): D measured, STR's s_init calibrated, then every
+# model of every seed. Usage: scripts/gpu_upstream.sh <phase: measure|build> <seconds> <out dir>
+# Phases resume: finished runs are kept (CSV rows, checkpoints in the manifest).
+set -uo pipefail
+phase=$1; budget=$2; out=$3
+export PYTHONPATH=$PWD SPARSENB_PROGRESS=0 OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
+export SPARSENB_DATA_ROOT=${SPARSENB_DATA_ROOT:-$PWD/.devcarry/data}
+workers=${WORKERS:-12}
+mkdir -p "$out"
+nvidia-smi -L || true
+python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
+end=$(( $(date +%s) + budget ))
+left() { echo $(( end - $(date +%s) )); }
+
+pool() {   # pool <n> <command...>: n workers of the same resumable command, stopped at the budget
+  local n=$1; shift
+  for i in $(seq "$n"); do timeout "$(left)" "$@" > "$out/worker-$i.log" 2>&1 & done
+  wait
+}
+
+if [ "$phase" = measure ]; then
+  pool "$workers" python3 -m sparsenb upstream convergence
+  python3 -m sparsenb upstream convergence | tail -n 1 | tee "$out/D.txt"
+  D=$(python3 -c "
+import pandas as pd; from sparsenb import config, upstream
+cfg = config.load('mini'); print(upstream.choose_D(pd.read_csv('outputs/upstream/convergence.csv'), cfg.upstream['convergence']['tolerance']))")
+  sed -i "s/^  D: [0-9.]*/  D: $D/" params/mini.yaml
+  pool 4 python3 -m sparsenb upstream calibrate-str
+  python3 -m sparsenb upstream calibrate-str | tail -n 1 | tee -a "$out/D.txt"
+  cp outputs/upstream/convergence.csv outputs/upstream/str_calibration.csv params/mini.yaml "$out/" 2>/dev/null
+else
+  python3 -m sparsenb upstream plan
+  pool "$workers" python3 -m sparsenb upstream build
+  python3 -m sparsenb upstream verify | tail -n 3
+  tar czf "$out/mini.tgz" -C outputs/upstream mini
+fi
+tail -n 3 "$out"/worker-*.log | tail -n 60
