@@ -8,7 +8,7 @@ phase=$1; budget=$2; out=$3
 export PYTHONPATH=$PWD SPARSENB_PROGRESS=0 OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 export SPARSENB_DATA_ROOT=${SPARSENB_DATA_ROOT:-$PWD/.devcarry/data}
 workers=${WORKERS:-12}
-mkdir -p "$out"
+mkdir -p "$out/logs"
 nvidia-smi -L || true
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
 end=$(( $(date +%s) + budget ))
@@ -16,24 +16,31 @@ left() { echo $(( end - $(date +%s) )); }
 
 pool() {   # pool <n> <command...>: n workers of the same resumable command, stopped at the budget
   local n=$1; shift
-  for i in $(seq "$n"); do timeout "$(left)" "$@" > "$out/worker-$i.log" 2>&1 & done
+  [ "$(left)" -gt 20 ] || { echo "no time left for: $*"; return; }
+  for i in $(seq "$n"); do timeout "$(left)" "$@" > "$out/logs/$phase-$i.log" 2>&1 & done
   wait
 }
 
 if [ "$phase" = measure ]; then
   pool "$workers" python3 -m sparsenb upstream convergence
-  python3 -m sparsenb upstream convergence | tail -n 1 | tee "$out/D.txt"
+  cp outputs/upstream/convergence.csv "$out/"
+  cat outputs/upstream/convergence.csv
   D=$(python3 -c "
 import pandas as pd; from sparsenb import config, upstream
 cfg = config.load('mini'); print(upstream.choose_D(pd.read_csv('outputs/upstream/convergence.csv'), cfg.upstream['convergence']['tolerance']))")
+  [ -n "$D" ] || { echo "no D: convergence did not finish"; exit 1; }
   sed -i "s/^  D: [0-9.]*/  D: $D/" params/mini.yaml
   pool 4 python3 -m sparsenb upstream calibrate-str
-  python3 -m sparsenb upstream calibrate-str | tail -n 1 | tee -a "$out/D.txt"
-  cp outputs/upstream/convergence.csv outputs/upstream/str_calibration.csv params/mini.yaml "$out/" 2>/dev/null
+  python3 -c "
+import pandas as pd; from sparsenb import upstream
+c = pd.read_csv('outputs/upstream/str_calibration.csv'); print(c.to_string())
+print({s: upstream.choose_s_init(c, s) for s in (0.8, 0.9, 0.95)})" | tee "$out/D.txt"
+  cp outputs/upstream/str_calibration.csv params/mini.yaml "$out/" 2>/dev/null
 else
   python3 -m sparsenb upstream plan
   pool "$workers" python3 -m sparsenb upstream build
   python3 -m sparsenb upstream verify | tail -n 3
   tar czf "$out/mini.tgz" -C outputs/upstream mini
 fi
-tail -n 3 "$out"/worker-*.log | tail -n 60
+for f in "$out"/logs/*.log; do echo "== $f"; grep -v "^ *$" "$f" | tail -n 2; done | tail -n 60
+tar czf "$out/logs.tgz" -C "$out" logs && rm -r "$out/logs"

@@ -95,7 +95,7 @@ def fit(model: nn.Module, method: prune.Method, train_loader, epochs: float, opt
     step, t0, curve = 0, time.time(), []
     model.train()
     while step < total:
-        running, n = torch.zeros(()), 0
+        running, n = torch.zeros((), device=device), 0
         for x, y in bar(train_loader, desc=desc):
             if step >= total:
                 break

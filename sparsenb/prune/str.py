@@ -42,7 +42,7 @@ class STR(Method):
         super().prepare(model)
         for m in self.layers.values():
             if not P.is_parametrized(m, "weight"):
-                P.register_parametrization(m, "weight", SoftThreshold(self.s_init()))
+                P.register_parametrization(m, "weight", SoftThreshold(self.s_init()).to(m.weight.device))
 
     def thresholds(self) -> dict[str, float]:
         return {n: float(torch.sigmoid(m.parametrizations.weight[0].s)) for n, m in self.layers.items()
