@@ -25,17 +25,10 @@ if [ "$phase" = measure ]; then
   pool "$workers" python3 -m sparsenb upstream convergence
   cp outputs/upstream/convergence.csv "$out/"
   cat outputs/upstream/convergence.csv
-  D=$(python3 -c "
-import pandas as pd; from sparsenb import config, upstream
-cfg = config.load('mini'); print(upstream.choose_D(pd.read_csv('outputs/upstream/convergence.csv'), cfg.upstream['convergence']['tolerance']))")
-  [ -n "$D" ] || { echo "no D: convergence did not finish"; exit 1; }
-  sed -i "s/^  D: [0-9.]*/  D: $D/" params/mini.yaml
+elif [ "$phase" = calibrate ]; then
   pool 4 python3 -m sparsenb upstream calibrate-str
-  python3 -c "
-import pandas as pd; from sparsenb import upstream
-c = pd.read_csv('outputs/upstream/str_calibration.csv'); print(c.to_string())
-print({s: upstream.choose_s_init(c, s) for s in (0.8, 0.9, 0.95)})" | tee "$out/D.txt"
-  cp outputs/upstream/str_calibration.csv params/mini.yaml "$out/" 2>/dev/null
+  cp outputs/upstream/str_calibration.csv "$out/"
+  cat outputs/upstream/str_calibration.csv
 else
   python3 -m sparsenb upstream plan
   pool "$workers" python3 -m sparsenb upstream build

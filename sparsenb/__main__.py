@@ -87,7 +87,7 @@ def upstream_cmd(args) -> int:
         out = ROOT / "outputs" / "upstream"
         conv = up.convergence(cfg, out)
         print(conv.to_string(index=False))
-        D = up.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"])
+        D = up.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
         print(f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
               f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}")
         return 0

@@ -8,6 +8,7 @@ format the paper profile loads. Paper profile: the published checkpoint of (meth
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -389,47 +390,87 @@ def planned_seconds(cfg, epoch_seconds: float) -> dict[tuple[str, float, int], f
 
 # --- the dense budget D: measured ---------------------------------------------------------------
 
-def choose_D(conv: "pd.DataFrame", tolerance: float) -> int:
-    """The smallest budget whose mean validation top-1 (over seeds, clipped runs) is within
-    `tolerance` of the best budget's. A pure function of the convergence table."""
-    rows = conv[conv.grad_clip.notna()] if "grad_clip" in conv else conv
+RUN_KEYS = ("epochs", "seed", "grad_clip", "lr", "weight_decay", "batch_size")
+
+
+def choose_D(conv: "pd.DataFrame", tolerance: float, opt: dict | None = None) -> int:
+    """The smallest budget whose mean validation top-1 (over seeds; runs of the recipe `opt`, with
+    gradient clipping) is within `tolerance` of the best budget's. A pure function of the table."""
+    rows = conv
+    if "grad_clip" in rows:
+        rows = rows[rows.grad_clip.notna()]
+    if opt is not None and "lr" in rows:
+        rows = rows[(rows.lr == opt["lr"]) & (rows.weight_decay == opt["weight_decay"]) &
+                    (rows.batch_size == opt["batch_size"])]
     mean = rows.groupby("epochs")["val_top1"].mean()
     return int(min(e for e, v in mean.items() if v >= mean.max() - tolerance))
 
 
+def convergence_runs(cfg) -> list[dict]:
+    """The dense runs of the convergence study: the recipe at every budget of `convergence.epochs`
+    (every seed up to `all_seeds_up_to` epochs, the first seed beyond), once without gradient
+    clipping, and the recipe search (`convergence.search`: other lr / weight decay / batch size at
+    one budget, first seed) that shows whether another shared recipe would converge sooner."""
+    up = cfg["upstream"]
+    conv, opt = up["convergence"], up["optimizer"]
+    base = {"grad_clip": up["grad_clip"], "lr": opt["lr"], "weight_decay": opt["weight_decay"],
+            "batch_size": opt["batch_size"]}
+    seeds = conv["seeds"]
+    runs = [dict(base, epochs=e, seed=s) for e in conv["epochs"]
+            for s in (seeds if e <= conv["all_seeds_up_to"] else seeds[:1])]
+    runs.append(dict(base, epochs=conv["all_seeds_up_to"], seed=seeds[0], grad_clip=None))
+    search = conv.get("search") or {}
+    for lr in search.get("lr", []):
+        for wd in search.get("weight_decay", []):
+            for bs in search.get("batch_size", []):
+                runs.append(dict(base, epochs=search["epochs"], seed=seeds[0], lr=lr, weight_decay=wd, batch_size=bs))
+    out, seen = [], set()
+    for r in runs:
+        key = tuple(r[k] for k in RUN_KEYS)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return sorted(out, key=lambda r: -r["epochs"] * 128 / r["batch_size"])     # longest first
+
+
+def _same_run(df, r) -> bool:
+    if not len(df):
+        return False
+    m = True
+    for k in RUN_KEYS:
+        m = m & (df[k].isna() if r[k] is None else df[k] == r[k])
+    return bool(m.any())
+
+
 def convergence(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
-    """Dense models trained at each budget of `upstream.convergence.epochs` (each its own cosine
-    run) for each seed, plus one run without gradient clipping at the middle budget; val and test
-    top-1 of each go to out_dir/convergence.csv (resumable: rows already there are kept)."""
+    """Train every run of `convergence_runs` (each a full cosine run of its budget); val and test
+    top-1 go to out_dir/convergence.csv. Resumable, and workers in parallel share the list."""
     import pandas as pd
 
     up = cfg["upstream"]
-    conv = up["convergence"]
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / "convergence.csv"
-    runs = [(e, s, up["grad_clip"]) for s in conv["seeds"] for e in conv["epochs"]]
-    mid = sorted(conv["epochs"])[len(conv["epochs"]) // 2]
-    runs.append((mid, conv["seeds"][0], None))
-    for epochs, seed, clip in sorted(runs, key=lambda r: -r[0]):      # longest first: two workers balance
-        claim = _claim(out_dir / f".convergence-{epochs}-{seed}-{clip}")
+    for r in convergence_runs(cfg):
+        claim = _claim(out_dir / (".convergence-" + "-".join(str(r[k]) for k in RUN_KEYS)))
         if claim is None:               # another worker is training this one
             continue
         with _locked(csv):
-            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["epochs", "seed", "grad_clip"])
-            have = ((done.epochs == epochs) & (done.seed == seed) &
-                    (done.grad_clip.isna() if clip is None else done.grad_clip == clip)).any()
-        if have:
+            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=list(RUN_KEYS))
+        if _same_run(done, r):
+            claim.close()
             continue
-        train.seed_everything(seed)
-        tr, evals = loaders(cfg, seed)
+        rcfg = copy.deepcopy(cfg)
+        rcfg["upstream"]["optimizer"].update(lr=r["lr"], weight_decay=r["weight_decay"], batch_size=r["batch_size"])
+        train.seed_everything(r["seed"])
+        tr, evals = loaders(rcfg, r["seed"])
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
-        info = fit(model, prune.make("dense", 0.0, 1), tr, epochs, up["optimizer"], device, evals,
-                   desc=f"dense {epochs} epochs seed {seed}" + ("" if clip else " no clip"), grad_clip=clip)
-        row = {"epochs": epochs, "seed": seed, "top1": info["test_top1"], "val_top1": info["val_top1"],
-               "grad_clip": clip, "seconds": round(info["seconds"], 1), "final_loss": info["curve"][-1]["loss"]}
+        info = fit(model, prune.make("dense", 0.0, 1), tr, r["epochs"], rcfg["upstream"]["optimizer"], device, evals,
+                   desc=f"dense {r}", grad_clip=r["grad_clip"])
+        row = {**r, "top1": info["test_top1"], "val_top1": info["val_top1"], "seconds": round(info["seconds"], 1),
+               "final_loss": info["curve"][-1]["loss"], "built_on": machine()}
         with _locked(csv):
             done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-            pd.concat([done, pd.DataFrame([row])], ignore_index=True).sort_values(["epochs", "seed"]).to_csv(
+            pd.concat([done, pd.DataFrame([row])], ignore_index=True).sort_values(["lr", "epochs", "seed"]).to_csv(
                 csv, index=False, float_format="%.6g")
         claim.close()
     return pd.read_csv(csv)
