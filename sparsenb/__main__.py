@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
     pu.set_defaults(fn=upstream_cmd)
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
-    pb.add_argument("what", choices=["loader", "engine"])
+    pb.add_argument("what", choices=["loader", "engine", "train"])
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)

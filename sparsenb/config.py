@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params"
 PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "results_root")
 # environment variables that override a profile's value (a machine's own data or model folders)
-ENV_KEYS = {"data_root": "SPARSENB_DATA_ROOT", "checkpoint_root": "SPARSENB_CHECKPOINT_ROOT"}
+ENV_KEYS = {"data_root": "SPARSENB_DATA_ROOT", "checkpoint_root": "SPARSENB_CHECKPOINT_ROOT",
+            "backend": "SPARSENB_BACKEND", "num_workers": "SPARSENB_NUM_WORKERS"}
 
 
 class ConfigError(ValueError):
@@ -72,7 +73,7 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     cfg = copy.deepcopy(cfg)
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):
-            cfg[key] = os.environ[var]
+            cfg[key] = int(os.environ[var]) if key == "num_workers" else os.environ[var]
     for key, value in (overrides or {}).items():
         _set_dotted(cfg, key, value)
     for key in PATH_KEYS:
