@@ -8,11 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
+from . import paths
 from .config import ROOT
 
 
@@ -26,16 +28,20 @@ def _run_notebook(nb: str, out: Path, params: dict) -> float:
     return time.time() - t
 
 
-DEMO_SWEEPS = [("mini_data", 2), ("mini_upstream", 2), ("mini_structured", 1), ("demo_linear", 2), ("demo_full", 2),
+DEMO_SWEEPS = [("mini_data", 2), ("demo_upstream", 2), ("mini_structured", 1), ("demo_linear", 2), ("demo_full", 2),
                ("demo_full_structured", 2)]
 
 
 def demo(args) -> int:
     """The mini study end to end: data -> upstream models -> linear and full grids -> structure ->
     speed-up -> summary. Everything is cached or resumable: a second run only does what is missing."""
-    from . import sweep
+    import json
 
-    runs = ROOT / "outputs" / "runs" / "demo"
+    from . import config, sweep
+
+    # the demo scale (params/mini.yaml `demo`), inherited by every sweep worker and kernel
+    os.environ["SPARSENB_OVERRIDES"] = json.dumps(config.load("mini")["demo"]["overrides"])
+    runs = paths.outputs() / "runs" / "demo"
     t0 = time.time()
     failures = 0
     print(f"== sparsenb demo (mini profile) -> {ROOT / 'outputs'}", flush=True)
@@ -50,16 +56,16 @@ def demo(args) -> int:
         tag = "-".join(str(v) for k, v in params.items() if k in ("source",))
         dt = _run_notebook(nb, runs / f"{Path(nb).stem}{'-' + tag if tag else ''}.ipynb", params)
         print(f"  {nb:<20} {dt:6.1f} s", flush=True)
-    summary_dir = ROOT / "outputs" / "summary" / "results"
+    summary_dir = paths.outputs() / "summary" / "results"
     for source in ("results", "published"):   # the executed summary notebooks are kept beside their tables
         nb = runs / f"07_summary-{source}.ipynb"
         if nb.exists():
-            shutil.copy(nb, ROOT / "outputs" / "summary" / source / "07_summary.ipynb")
+            shutil.copy(nb, paths.outputs() / "summary" / source / "07_summary.ipynb")
     print(f"== demo done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs); executed notebooks: {runs}")
     table = summary_dir / "table1_wide.md"
     if table.exists():
         print("\nTable 1 (mini profile, accuracy %):\n" + table.read_text())
-    for p in sorted(summary_dir.glob("*.png")) + sorted((ROOT / "outputs").glob("s*/mini/*.png")):
+    for p in sorted(summary_dir.glob("*.png")) + sorted((paths.outputs()).glob("s*/mini/*.png")):
         print("  figure:", p)
     return 1 if failures else 0
 
@@ -84,7 +90,7 @@ def upstream_cmd(args) -> int:
 
     cfg = config.load("mini")
     if args.what == "convergence":
-        out = ROOT / "outputs" / "upstream"
+        out = paths.outputs() / "upstream"
         conv = up.convergence(cfg, out)
         print(conv.to_string(index=False))
         D = up.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
@@ -92,7 +98,7 @@ def upstream_cmd(args) -> int:
               f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}")
         return 0
     if args.what == "calibrate-str":
-        calib = up.str_calibration(cfg, ROOT / "outputs" / "upstream")
+        calib = up.str_calibration(cfg, paths.outputs() / "upstream")
         print(calib.to_string(index=False))
         chosen = {s: up.choose_s_init(calib, s) for s in cfg["sparsities"]}
         print(f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}")
@@ -101,7 +107,7 @@ def upstream_cmd(args) -> int:
     if args.what == "plan":
         import pandas as pd
 
-        conv = ROOT / "outputs" / "upstream" / "convergence.csv"
+        conv = paths.outputs() / "upstream" / "convergence.csv"
         rows = pd.read_csv(conv) if conv.exists() else None
         per_epoch = float((rows.seconds / rows.epochs).median()) if rows is not None and len(rows) else 10.0
         plan = up.planned_seconds(cfg, per_epoch)

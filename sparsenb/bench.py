@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ROOT
+from . import paths
 
-BENCH_DIR = ROOT / "outputs" / "bench"
+BENCH_DIR = paths.outputs() / "bench"
 
 
 def _record(name: str, row: dict) -> Path:

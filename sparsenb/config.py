@@ -9,13 +9,15 @@ Relative paths in a profile are relative to the project root, whatever the worki
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from .paths import ROOT, resolve
+
 PARAMS = ROOT / "params"
 PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "results_root")
 # environment variables that override a profile's value (a machine's own data or model folders)
@@ -64,9 +66,26 @@ def _set_dotted(cfg: dict, key: str, value: Any) -> None:
             node = node[part]
 
 
+def env_overrides() -> dict:
+    """Dotted-key overrides from SPARSENB_OVERRIDES (a JSON object), e.g. the tiny parameters the
+    notebook tests run with, or `make demo`'s demonstration scale; they apply to every profile load
+    in this process and in the kernels it starts."""
+    raw = os.environ.get("SPARSENB_OVERRIDES", "").strip()
+    if not raw:
+        return {}
+    try:
+        out = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"SPARSENB_OVERRIDES is not a JSON object ({e}): e.g. '{{\"upstream.D\": 7}}'") from None
+    if not isinstance(out, dict):
+        raise ConfigError("SPARSENB_OVERRIDES must be a JSON object of dotted keys")
+    return out
+
+
 def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read `params/<profile>.yaml`, apply the environment (SPARSENB_DATA_ROOT, SPARSENB_CHECKPOINT_ROOT),
-    then dotted-key overrides, and resolve paths."""
+    """Read `params/<profile>.yaml`, apply the environment (SPARSENB_DATA_ROOT, SPARSENB_CHECKPOINT_ROOT,
+    SPARSENB_BACKEND, SPARSENB_NUM_WORKERS, SPARSENB_OVERRIDES), then `overrides`, and resolve paths
+    (`outputs/...` under the outputs root, see sparsenb.paths)."""
     check_choice("profile", profile, profiles())
     with open(PARAMS / f"{profile}.yaml") as f:
         cfg = yaml.safe_load(f)
@@ -74,10 +93,9 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):
             cfg[key] = int(os.environ[var]) if key == "num_workers" else os.environ[var]
-    for key, value in (overrides or {}).items():
+    for key, value in {**env_overrides(), **(overrides or {})}.items():
         _set_dotted(cfg, key, value)
     for key in PATH_KEYS:
         if key in cfg and cfg[key] is not None:
-            p = Path(cfg[key]).expanduser()
-            cfg[key] = str(p if p.is_absolute() else ROOT / p)
+            cfg[key] = str(resolve(cfg[key]))
     return Config(cfg)

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import ROOT
-
-RESULTS = ROOT / "outputs" / "results"
+from . import paths
 KEY_FIELDS = ("profile", "arch", "method", "sparsity", "dataset", "seed", "finetune")
 
 
@@ -44,8 +42,13 @@ def versions() -> dict:
     return out
 
 
+def default_root() -> Path:
+    """outputs/results under the outputs root (a profile's `results_root` is passed as `root`)."""
+    return paths.outputs() / "results"
+
+
 def path_of(notebook: str, rid: str, root: str | os.PathLike | None = None) -> Path:
-    return Path(root or RESULTS) / notebook / f"{rid}.json"
+    return Path(root or default_root()) / notebook / f"{rid}.json"
 
 
 def exists(notebook: str, config: dict, root=None) -> bool:
@@ -76,7 +79,7 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
 def load(notebook: str | None = None, root=None) -> pd.DataFrame:
     """All records (of one notebook, or all) as a DataFrame, one row per run; nested fields stay
     as Python objects (curve, config, versions)."""
-    base = Path(root or RESULTS)
+    base = Path(root or default_root())
     pattern = f"{notebook}/*.json" if notebook else "*/*.json"
     rows = []
     for p in sorted(base.glob(pattern)):

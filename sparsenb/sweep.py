@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from . import config, results
+from . import config, paths, results
 from .config import ROOT, ConfigError
 
 
@@ -105,7 +105,7 @@ def load_sweep(path: str | Path) -> dict:
 
 def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order."""
-    out_dir = Path(out_root or ROOT / "outputs" / "runs") / spec["name"]
+    out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
     keys = list(grid)
     runs, seen = [], set()

@@ -94,7 +94,7 @@ def test_slurm_executor_through_submitit(tmp_path):
 
 
 def test_skips_runs_with_a_record(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "RESULTS", tmp_path / "results")
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
     spec = {"name": "t", "notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "dataset": ["shapes10"]}}
     run = sweep.expand(spec, tmp_path / "runs")[0]
     assert not run.finished()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import ROOT
+from .. import paths
 from .loaders import write_beton
 from .manifest import digest, write_manifest
 from .registry import get, info
@@ -20,7 +20,7 @@ def prepare(name: str, cfg, betons: bool = True, out_dir: str | Path | None = No
     """Load both splits of `name`, write their manifests under `out_dir` (default
     outputs/data/<name>/) and, with `betons`, their `.beton` files. Returns one row per split."""
     meta = info(name)
-    out_dir = Path(out_dir) if out_dir else ROOT / "outputs" / "data" / name
+    out_dir = Path(out_dir) if out_dir else paths.outputs() / "data" / name
     rows = []
     for split in (("train", "val", "test") if meta.profile == "mini" else ("train", "test")):
         ds = get(name, cfg["data_root"], split, cfg=cfg)
