@@ -91,7 +91,10 @@ def upstream_cmd(args) -> int:
     cfg = config.load("mini")
     if args.what == "convergence":
         out = paths.outputs() / "upstream"
+        from . import plots
+
         conv = up.convergence(cfg, out)
+        plots.convergence(conv, cfg["upstream"]["optimizer"], path=out / "convergence.png")
         print(conv.to_string(index=False))
         D = up.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
         print(f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "

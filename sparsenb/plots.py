@@ -176,3 +176,33 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
         ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def convergence(conv, opt: dict, path=None):
+    """The dense-budget study: validation and test top-1 against the budget (log2 axis), the mean
+    over seeds and each seed, runs without gradient clipping marked; the runs of recipe `opt` only."""
+    import matplotlib.pyplot as plt
+
+    base = conv[(conv.lr == opt["lr"]) & (conv.weight_decay == opt["weight_decay"]) &
+                (conv.batch_size == opt["batch_size"])]
+    clipped, unclipped = base[base.grad_clip.notna()], base[base.grad_clip.isna()]
+    g = clipped.groupby("epochs")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for col, label in (("val_top1", "validation"), ("top1", "test")):
+        m = g[col].mean() * 100
+        ax.plot(m.index, m.values, "o-", label=f"{label} (mean over seeds)")
+    ax.scatter(clipped.epochs, clipped.val_top1 * 100, s=10, color="gray", alpha=0.6, label="validation, each seed")
+    if len(unclipped):
+        ax.scatter(unclipped.epochs, unclipped.val_top1 * 100, marker="x", color="red",
+                   label="validation, no gradient clipping")
+    ticks = sorted(clipped.epochs.unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.set_xlabel("dense budget (epochs; one cosine run each)")
+    ax.set_ylabel("upstream top-1 (%)")
+    ax.set_title("mini upstream: dense top-1 against its budget", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -28,6 +28,15 @@ def run_id(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+SEED_KEYS = ("seed", "upstream_seed")
+
+
+def cell_hash(config: dict) -> str:
+    """The hash of the configuration that defines a run's cell: its config without the seeds (the
+    records of one cell differ only in those; 07_summary pools exactly the records that share it)."""
+    return run_id({k: v for k, v in config.items() if k not in SEED_KEYS})
+
+
 def versions() -> dict:
     import numpy
     import torch
@@ -62,7 +71,7 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
     clash = [k for k in KEY_FIELDS if k in metrics and k in config and metrics[k] != config[k]]
     if clash:
         raise ValueError(f"metrics would overwrite the run's {clash}: rename them (e.g. 'achieved_{clash[0]}')")
-    rec = {"notebook": notebook, "run_id": run_id(config), **metrics,
+    rec = {"notebook": notebook, "run_id": run_id(config), "cell_hash": cell_hash(config), **metrics,
            **{k: config.get(k) for k in KEY_FIELDS if k in config}, "config": config,
            "wall_seconds": round(now - started, 2) if started else None,
            "start": dt.datetime.fromtimestamp(started or now).isoformat(timespec="seconds"),

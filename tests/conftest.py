@@ -20,15 +20,16 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-# the notebooks' test scale: upstream models of half an epoch (D = 0.5), everything else as profiled
+# the notebooks' test scale: upstream models of half an epoch (D = 0.5), everything else as profiled.
+# Set for the whole session, so every kernel nbval starts inherits it (whenever it starts it) ...
 NOTEBOOK_OVERRIDES = {"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5}
+os.environ["SPARSENB_OVERRIDES"] = json.dumps(NOTEBOOK_OVERRIDES)
 
 
-def pytest_runtest_setup(item):
-    if str(item.fspath).endswith(".ipynb"):
-        os.environ["SPARSENB_OVERRIDES"] = json.dumps(NOTEBOOK_OVERRIDES)
-    else:
-        os.environ.pop("SPARSENB_OVERRIDES", None)
+@pytest.fixture(autouse=True)
+def _study_parameters(monkeypatch):
+    """... and removed inside every Python test: they see the profiles as they are."""
+    monkeypatch.delenv("SPARSENB_OVERRIDES", raising=False)
 
 
 def pytest_sessionfinish(session, exitstatus):
