@@ -44,7 +44,7 @@ def linear(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstr
     res = train.linear_finetune(xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device,
                                 val=feats.get("val"))
     res.pop("head")
-    return {"metric": meta.metric, **res, "feature_seconds": feature_seconds, "feature_dim": int(xtr.shape[1]),
+    return {"metric": meta.metric, **res, "report": cfg["report"], "feature_seconds": feature_seconds, "feature_dim": int(xtr.shape[1]),
             "upstream_top1": up.get("top1"), "train_size": len(ytr), "test_size": len(yte),
             "val_size": len(feats["val"][1]) if "val" in feats else 0}
 
@@ -70,7 +70,7 @@ def full(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstrea
                   if "val" in _splits(cfg) else None)
     res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device, val_loader=val_loader)
     res["achieved_sparsity"] = res.pop("sparsity")
-    return {"metric": meta.metric, **res, "lr": hp["lr"], "upstream_top1": up.get("top1"),
+    return {"metric": meta.metric, **res, "report": cfg["report"], "lr": hp["lr"], "upstream_top1": up.get("top1"),
             "sparsity_before_head": head["sparsity_before"], "train_size": len(tr), "test_size": len(te)}
 
 

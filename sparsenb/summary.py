@@ -69,7 +69,7 @@ def load_results(root=None, which: str | None = None) -> pd.DataFrame:
 
     from . import config
 
-    base = Path(root or results.default_root())
+    base = Path(root or config.load("mini")["results_root"])       # params' results_root (both profiles')
     rows, excluded, expected, report = [], [], {}, {}
     for nb, finetune in (("02_linear_ft", "linear"), ("03_full_ft", "full")):
         for path in sorted((base / nb).glob("*.json")):

@@ -87,16 +87,27 @@ def _record_of(notebook: str, params: dict):
                                      int(params.get("upstream_seed", 0)))
 
 
+def _in_reference_set(notebook: str, params: dict) -> bool:
+    """Whether the upstream model a run needs is one of the profile's reference set (01_upstream's
+    `seed` is the upstream seed; the finetuning notebooks name it `upstream_seed`)."""
+    from . import upstream
+
+    cfg = config.load(params.get("profile", "mini"))
+    key = "seed" if Path(notebook).stem == "01_upstream" else "upstream_seed"
+    return float(params.get("sparsity", 0.9)) in upstream.sparsities_of(cfg, params.get("method", "gmp"),
+                                                                         int(params.get(key, 0)))
+
+
 def load_sweep(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no sweep file {path}; the sweeps are: "
                           f"{', '.join(str(p.relative_to(ROOT)) for p in sorted((ROOT / 'params' / 'sweeps').glob('*.yaml')))}")
     spec = yaml.safe_load(path.read_text()) or {}
-    unknown = set(spec) - {"notebooks", "profile", "grid", "parameters", "slurm", "dense_only_at_zero", "name"}
+    valid = ("notebooks", "profile", "grid", "parameters", "slurm", "dense_only_at_zero", "reference_set_only", "name")
+    unknown = set(spec) - set(valid)
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: notebooks, profile, grid, parameters, "
-                          f"slurm, dense_only_at_zero, name")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: {', '.join(valid)}")
     if not spec.get("notebooks"):
         raise ConfigError(f"{path}: 'notebooks' is missing (a list of notebook names)")
     spec.setdefault("name", path.stem)
@@ -114,6 +125,8 @@ def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
             params = {"profile": spec.get("profile", "mini"), **(spec.get("parameters") or {}), **dict(zip(keys, values))}
             if spec.get("dense_only_at_zero", True) and params.get("method") in ("dense", "dense_5x"):
                 params["sparsity"] = 0.0
+            if spec.get("reference_set_only") and not _in_reference_set(nb, params):
+                continue
             key = (nb, json.dumps(params, sort_keys=True))
             if key in seen:
                 continue

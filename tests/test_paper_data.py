@@ -22,6 +22,11 @@ def test_every_paper_dataset_is_registered():
     assert data.info("aircraft").metric == "mean_per_class" and data.info("cifar10").metric == "top1"
     assert {n for n in names if data.info(n).metric == "mean_per_class"} == {
         "aircraft", "caltech101", "caltech256", "flowers", "pets"}
+    # Sec. 3.3: general = Caltech-101/256, CIFAR-10/100, DTD, SUN397; specialized = the other six
+    assert {n for n in names if data.info(n).kind == "general"} == {
+        "caltech101", "caltech256", "cifar10", "cifar100", "dtd", "sun397"}
+    assert {n for n in names if data.info(n).kind == "specialized"} == {
+        "aircraft", "birdsnap", "cars", "flowers", "food101", "pets"}
     with pytest.raises(DataError, match="unknown dataset 'imagenet21k'; valid: sun397, aircraft"):
         data.info("imagenet21k")
 

@@ -123,3 +123,14 @@ def test_parallel_runs_make_a_checkpoint_once(tmp_path):
     for t in threads:
         t.join()
     assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+def test_study_grid_holds_only_the_reference_set():
+    """The study's grids ask only for upstream models the reference set has: 95% for the first
+    upstream seed only, dense and dense_5x at sparsity 0 once per upstream seed."""
+    runs = sweep.expand(sweep.load_sweep(config.ROOT / "params" / "sweeps" / "mini_linear.yaml"))
+    keys = {(r.params["method"], r.params["sparsity"], r.params["upstream_seed"]) for r in runs}
+    assert ("gmp", 0.95, 0) in keys and ("gmp", 0.95, 1) not in keys and ("gmp", 0.9, 2) in keys
+    assert {s for m, s, _ in keys if m in ("dense", "dense_5x")} == {0.0}
+    up = sweep.expand(sweep.load_sweep(config.ROOT / "params" / "sweeps" / "mini_upstream.yaml"))
+    assert len(up) + 1 == len(__import__("sparsenb.upstream").upstream.reference_set(config.load("mini")))
