@@ -225,12 +225,14 @@ def findings(tidy: pd.DataFrame, margin: float = 0.01, arch: str | None = None) 
     trained, prog, reg = _trained(methods), [m for m in members("progressive") if m in methods], \
         [m for m in members("regularization") if m in methods]
     rows = []
+    n_up = int(d.upstream_seed.nunique()) if "upstream_seed" in d and len(d) else 1
+    caveat = "" if n_up > 1 else "; one upstream model per method: its training noise is not in the interval"
 
     def add(claim, test, e, direction, margin=0.0, note=""):
         v = stats.verdict(e, direction, margin)
         rows.append({"finding": claim, "test": test, "verdict": v, "estimate": 100 * e.mean, "ci_low": 100 * e.low,
-                     "ci_high": 100 * e.high, "tasks": e.tasks, "pairs": e.pairs,
-                     "evidence": e.text() + (f"; {note}" if note else "")})
+                     "ci_high": 100 * e.high, "tasks": e.tasks, "pairs": e.pairs, "upstream_seeds": n_up,
+                     "evidence": e.text() + (f"; {note}" if note else "") + (caveat if e.tasks else "")})
 
     e = stats.estimate(stats.paired(d, {"method": trained, "sparsity": 0.8}, {"method": "dense"},
                                     keys=("dataset", "seed", "upstream_seed"), finetune="linear"))

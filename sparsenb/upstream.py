@@ -234,6 +234,16 @@ def _save(model, cfg, method, sparsity, seed, info) -> Path:
     return path
 
 
+def layers_figure(cfg, method: str, sparsity: float, seed: int = 0) -> Path:
+    """Where 01_upstream puts a model's sparsity-per-layer figure: beside the mini checkpoints
+    (`<checkpoint_root>/layers/`), under the outputs root for the paper profile (never into the
+    user's checkpoint folder)."""
+    from . import paths
+
+    base = Path(cfg["checkpoint_root"]) if cfg["profile"] == "mini" else paths.outputs() / "upstream" / cfg["profile"]
+    return base / "layers" / f"{method}-{sparsity:g}-seed{seed}.png"
+
+
 def info_of(path: Path) -> dict:
     side = path.with_suffix(".json")
     return json.loads(side.read_text()) if side.exists() else {}
