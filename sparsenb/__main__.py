@@ -133,17 +133,13 @@ def upstream_cmd(args) -> int:
         return 0
     todo = [(m, s, seed) for m, s, seed in up.reference_set(cfg) if args.seed is None or seed == args.seed]
     if args.what == "plan":
-        import pandas as pd
-
-        conv = paths.outputs() / "upstream" / "convergence.csv"
-        rows = pd.read_csv(conv) if conv.exists() else None
-        per_epoch = float((rows.seconds / rows.epochs).median()) if rows is not None and len(rows) else 10.0
+        per_epoch = up.epoch_seconds(cfg)
         plan = up.planned_seconds(cfg, per_epoch)
         left = [t for t in todo if up.verify(cfg, *t) != "ok"]
         core = sum(plan[t] for t in left)
         print(f"== upstream reference set: {len(todo)} models, {len(todo) - len(left)} present; to make: {len(left)}, "
-              f"planned {core / 60:.0f} core-min at {per_epoch:.1f} s/epoch (convergence.csv) = ~{core / 120:.0f} min "
-              f"on 2 cores", flush=True)
+              f"planned {core / 3600:.1f} core-hours at {per_epoch:.1f} s/epoch (timed here, one worker) = "
+              f"~{core / 7200:.1f} h with two workers", flush=True)
         return 0
     if args.what == "verify":
         bad = [(m, s, seed, st) for m, s, seed in todo if (st := up.verify(cfg, m, s, seed)) != "ok"]

@@ -381,6 +381,31 @@ def reference_set(cfg) -> list[tuple[str, float, int]]:
     return [(m, s, seed) for seed in cfg["upstream"]["seeds"] for m in METHODS for s in sparsities_of(cfg, m, seed)]
 
 
+def epoch_seconds(cfg, steps: int = 12, device=None) -> float:
+    """This machine's seconds per upstream epoch with the recipe's batch size, from timing `steps`
+    SGD steps of the profile's arch on random images (after two warm-up steps)."""
+    device = torch.device(device) if device else train.default_device()
+    up = cfg["upstream"]
+    bs, size = int(up["optimizer"]["batch_size"]), int(cfg["image_size"])
+    n_train = cfg["mini_data"]["upstream"]["classes"] * cfg["mini_data"]["upstream"]["train_per_class"]
+    model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"]).to(device)
+    model = model.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(bs, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, cfg["mini_data"]["upstream"]["classes"], (bs,), device=device)
+    t = 0.0
+    for i in range(steps + 2):
+        if i == 2:
+            t = time.perf_counter()
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / steps * (n_train // bs)
+
+
 def planned_seconds(cfg, epoch_seconds: float) -> dict[tuple[str, float, int], float]:
     """Planned training time of each model of the reference set at `epoch_seconds` per epoch."""
     out = {}

@@ -98,3 +98,11 @@ def test_reference_set_manifest_verify_and_rebuild(tmp_path):
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), k
     assert not math.isnan(row.top1)
+
+
+def test_plan_times_this_machine():
+    cfg = config.load("mini", {"upstream.optimizer.batch_size": 16})
+    per_epoch = upstream.epoch_seconds(cfg, steps=2, device="cpu")
+    assert 0 < per_epoch < 600
+    plan = upstream.planned_seconds(config.load("mini", {"upstream.D": 10}), 1.0)
+    assert plan[("dense_5x", 0.0, 0)] == 50 and plan[("gmp", 0.9, 1)] == 10     # own epochs x s/epoch
