@@ -13,6 +13,7 @@ listed at the end and the exit status is non-zero.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import multiprocessing
@@ -87,12 +88,18 @@ def _record_of(notebook: str, params: dict):
                                      int(params.get("upstream_seed", 0)))
 
 
+@functools.lru_cache(maxsize=None)
+def _profile(name: str):
+    """A profile read once per sweep expansion (a grid asks for it once per run)."""
+    return config.load(name)
+
+
 def _in_reference_set(notebook: str, params: dict) -> bool:
     """Whether the upstream model a run needs is one of the profile's reference set (01_upstream's
     `seed` is the upstream seed; the finetuning notebooks name it `upstream_seed`)."""
     from . import upstream
 
-    cfg = config.load(params.get("profile", "mini"))
+    cfg = _profile(params.get("profile", "mini"))
     key = "seed" if Path(notebook).stem == "01_upstream" else "upstream_seed"
     return float(params.get("sparsity", 0.9)) in upstream.sparsities_of(cfg, params.get("method", "gmp"),
                                                                          int(params.get(key, 0)))
@@ -116,6 +123,7 @@ def load_sweep(path: str | Path) -> dict:
 
 def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order."""
+    _profile.cache_clear()                  # params may have changed since the last expansion
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
     keys = list(grid)

@@ -469,7 +469,7 @@ def convergence_runs(cfg) -> list[dict]:
 
 
 def _same_run(df, r) -> bool:
-    if not len(df):
+    if not len(df) or not set(RUN_KEYS) <= set(df.columns):
         return False
     m = True
     for k in RUN_KEYS:
@@ -480,20 +480,7 @@ def _same_run(df, r) -> bool:
 def convergence(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
     """Train every run of `convergence_runs` (each a full cosine run of its budget); val and test
     top-1 go to out_dir/convergence.csv. Resumable, and workers in parallel share the list."""
-    import pandas as pd
-
-    up = cfg["upstream"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv = out_dir / "convergence.csv"
-    for r in convergence_runs(cfg):
-        claim = _claim(out_dir / (".convergence-" + "-".join(str(r[k]) for k in RUN_KEYS)))
-        if claim is None:               # another worker is training this one
-            continue
-        with _locked(csv):
-            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=list(RUN_KEYS))
-        if _same_run(done, r):
-            claim.close()
-            continue
+    def train_run(r):
         rcfg = copy.deepcopy(cfg)
         rcfg["upstream"]["optimizer"].update(lr=r["lr"], weight_decay=r["weight_decay"], batch_size=r["batch_size"])
         train.seed_everything(r["seed"])
@@ -501,14 +488,12 @@ def convergence(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         info = fit(model, prune.make("dense", 0.0, 1), tr, r["epochs"], rcfg["upstream"]["optimizer"], device, evals,
                    desc=f"dense {r}", grad_clip=r["grad_clip"])
-        row = {**r, "top1": info["test_top1"], "val_top1": info["val_top1"], "seconds": round(info["seconds"], 1),
-               "final_loss": info["curve"][-1]["loss"], "built_on": machine()}
-        with _locked(csv):
-            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-            pd.concat([done, pd.DataFrame([row])], ignore_index=True).sort_values(["lr", "epochs", "seed"]).to_csv(
-                csv, index=False, float_format="%.6g")
-        claim.close()
-    return pd.read_csv(csv)
+        return {**r, "top1": info["test_top1"], "val_top1": info["val_top1"], "seconds": round(info["seconds"], 1),
+                "final_loss": info["curve"][-1]["loss"], "built_on": machine()}
+
+    return _resumable_rows(out_dir / "convergence.csv", convergence_runs(cfg),
+                           lambda r: "convergence-" + "-".join(str(r[k]) for k in RUN_KEYS), _same_run, train_run,
+                           sort=["lr", "epochs", "seed"])
 
 
 def str_calibration(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
@@ -520,30 +505,50 @@ def str_calibration(cfg, out_dir: Path, device=None) -> "pd.DataFrame":
 
     up = cfg["upstream"]
     seed = up["seeds"][0]
-    csv = out_dir / "str_calibration.csv"
     own, _ = budget("str", cfg)
-    for s_init in up["methods"]["str"]["calibration"]:
-        claim = _claim(out_dir / f".str-calibration-{s_init}")
-        if claim is None:
-            continue
-        with _locked(csv):
-            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["s_init"])
-        if (done.s_init == s_init).any():
-            continue
+
+    def train_run(s_init):
         train.seed_everything(seed)
         tr, evals = loaders(cfg, seed)
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         m = prune.make("str", 0.5, 1, s_init={0.5: s_init})
         info = fit(model, m, tr, own, up["optimizer"], device, evals, desc=f"str calibration s_init {s_init}",
                    grad_clip=up["grad_clip"])
-        row = {"s_init": s_init, "seed": seed, "epochs": own, "achieved_sparsity": info["sparsity"],
-               "val_top1": info["val_top1"], "top1": info["test_top1"], "seconds": round(info["seconds"], 1)}
-        with _locked(csv):
-            done = pd.read_csv(csv) if csv.exists() else pd.DataFrame()
-            pd.concat([done, pd.DataFrame([row])], ignore_index=True).sort_values("s_init").to_csv(
-                csv, index=False, float_format="%.6g")
-        claim.close()
-    return pd.read_csv(csv)
+        return {"s_init": s_init, "seed": seed, "epochs": own, "achieved_sparsity": info["sparsity"],
+                "val_top1": info["val_top1"], "top1": info["test_top1"], "seconds": round(info["seconds"], 1)}
+
+    return _resumable_rows(out_dir / "str_calibration.csv", up["methods"]["str"]["calibration"],
+                           lambda s_init: f"str-calibration-{s_init}",
+                           lambda done, s_init: bool(len(done)) and bool((done.s_init == s_init).any()), train_run,
+                           sort=["s_init"])
+
+
+def _resumable_rows(csv: Path, items, name_of, done_in, train_run, sort) -> "pd.DataFrame":
+    """One CSV row per item, made by `train_run(item)`: items already in the CSV are skipped, an item
+    another worker holds (a non-blocking claim) is left to it, and each new row is added under the
+    CSV's lock with an atomic rewrite -- so a killed run loses no finished row and parallel
+    workers share the list. Returns the CSV."""
+    import pandas as pd
+
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    read = lambda: pd.read_csv(csv) if csv.exists() else pd.DataFrame()     # noqa: E731
+    for item in items:
+        claim = _claim(csv.parent / f".{name_of(item)}")
+        if claim is None:               # another worker is training this one
+            continue
+        try:
+            with _locked(csv):
+                if done_in(read(), item):
+                    continue
+            row = train_run(item)
+            with _locked(csv):
+                out = pd.concat([read(), pd.DataFrame([row])], ignore_index=True).sort_values(sort)
+                tmp = csv.with_name(csv.name + ".tmp")
+                out.to_csv(tmp, index=False, float_format="%.6g")
+                tmp.replace(csv)
+        finally:
+            claim.close()
+    return read()
 
 
 def choose_s_init(calib: "pd.DataFrame", target: float) -> float:
@@ -559,8 +564,10 @@ def choose_s_init(calib: "pd.DataFrame", target: float) -> float:
 
 
 def _claim(path: Path):
-    """A non-blocking exclusive lock (an open file) or None when another process holds it."""
-    f = open(path.with_suffix(".lock"), "w")
+    """A non-blocking exclusive lock on `<path>.lock` (an open file), or None when another process
+    holds it. (The name is appended to, not suffix-replaced: `str-calibration--4.5` and `-4.0` are
+    different claims.)"""
+    f = open(path.with_name(path.name + ".lock"), "w")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return f

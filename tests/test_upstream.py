@@ -106,3 +106,17 @@ def test_plan_times_this_machine():
     assert 0 < per_epoch < 600
     plan = upstream.planned_seconds(config.load("mini", {"upstream.D": 10}), 1.0)
     assert plan[("dense_5x", 0.0, 0)] == 50 and plan[("gmp", 0.9, 1)] == 10     # own epochs x s/epoch
+
+
+def test_convergence_and_calibration_rows_resume(tmp_path, monkeypatch):
+    """Each run is one CSV row; a second call trains nothing (rows kept, claims released)."""
+    cfg = _tiny(tmp_path, **{"upstream.convergence.epochs": [0.5, 1], "upstream.convergence.seeds": [0],
+                              "upstream.convergence.all_seeds_up_to": 1, "upstream.convergence.search": {},
+                              "upstream.methods.str.calibration": [-4.5, -4.0]})
+    conv = upstream.convergence(cfg, tmp_path / "out", device="cpu")
+    assert sorted(zip(conv.epochs, conv.grad_clip.isna())) == [(0.5, False), (1, False), (1, True)]
+    calib = upstream.str_calibration(cfg, tmp_path / "out", device="cpu")
+    assert sorted(calib.s_init) == [-4.5, -4.0] and calib.achieved_sparsity.between(0, 1).all()
+    monkeypatch.setattr(upstream, "fit", lambda *a, **k: pytest.fail("retrained a finished run"))
+    assert len(upstream.convergence(cfg, tmp_path / "out")) == 3
+    assert len(upstream.str_calibration(cfg, tmp_path / "out")) == 2

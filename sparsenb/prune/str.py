@@ -62,7 +62,6 @@ class STR(Method):
         for m in self.layers.values():
             if P.is_parametrized(m, "weight"):
                 P.remove_parametrizations(m, "weight", leave_parametrized=True)
-        self.layers = {n: m for n, m in self.layers.items()}
         self.optimizer = None
         self.masks = {n: (m.weight != 0) for n, m in self.layers.items()}
         self.history.append({"step": self.total_steps, "sparsity": self.sparsity()})
