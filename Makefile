@@ -15,18 +15,29 @@ export MALLOC_TOP_PAD_ := 1073741824
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup test demo study upstream unit notebooks lab bench
+.PHONY: setup test lint format demo study upstream unit notebooks lab bench
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml .ci/setup.sh
 	bash .ci/setup.sh
 
-test: setup
+# everything CI runs: the linter, every test (slow ones too) and every notebook under nbval
+test: setup lint
 	$(BIN)/python -m pytest -q tests notebooks --nbval-lax
 
+# ruff: lint (sparsenb, tests, notebooks) and the formatter's check of sparsenb and tests (pyproject.toml)
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check sparsenb tests
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format sparsenb tests
+
+# the fast tests while editing (no slow training, no notebooks): about a minute
 unit: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests -m "not slow"
 
 notebooks: setup
 	$(BIN)/python -m pytest -q --nbval-lax notebooks

@@ -20,7 +20,7 @@ python3 - <<'PY'
 import numpy as np, torch
 from pathlib import Path
 from PIL import Image
-from sparsenb import models, prune
+from sparsenb import models, prune, weights
 root = Path("/tmp/paper-data/pets/oxford-iiit-pet")
 rows = {"trainval": [], "test": []}
 rng = np.random.default_rng(0)
@@ -38,7 +38,7 @@ for split, r in rows.items():
 torch.manual_seed(0)
 m = models.build("resnet50", 1000)
 prune.magnitude(m, 0.9)
-models.save_checkpoint(m, "/tmp/paper-ckpt/gmp/0.9.pth", "resnet50", method="gmp", sparsity=0.9)
+weights.save_checkpoint(m, "/tmp/paper-ckpt/gmp/0.9.pth", "resnet50", method="gmp", sparsity=0.9)
 print("stand-in pets (4 breeds, 192 train / 48 test JPEGs) and a random 90% ResNet50 checkpoint written")
 PY
 python3 -m ipykernel install --user --name python3 --display-name "Python 3 (sparsenb)" >/dev/null

@@ -10,8 +10,8 @@ run_variant() {   # name, overrides-json, workers
   python3 -c "from sparsenb import config, data; cfg=config.load('mini'); [data.get('upstream', cfg['data_root'], s, cfg=cfg) for s in ('train','val','test')]"
   for i in $(seq $n); do timeout 360 python3 -m sparsenb upstream convergence > $out/logs/$name-$i.log 2>&1 & done
 }
-run_variant data4x '{"mini_data.upstream.train_per_class": 320, "upstream.convergence.epochs": [7, 14, 28], "upstream.convergence.seeds": [0], "upstream.convergence.all_seeds_up_to": 28, "upstream.convergence.search": {}}' 4
-run_variant cls32 '{"mini_data.upstream.classes": 32, "mini_data.upstream.train_per_class": 320, "mini_data.upstream.val_per_class": 80, "mini_data.upstream.test_per_class": 80, "upstream.convergence.epochs": [14, 28, 56, 112], "upstream.convergence.seeds": [0], "upstream.convergence.all_seeds_up_to": 112, "upstream.convergence.search": {}}' 5
+run_variant data4x '{"mini_data.upstream.train_per_class": 320, "upstream.convergence.epochs": [7, 14, 28], "upstream.convergence.seeds": [0], "upstream.convergence.all_seeds_up_to": 28, "upstream.convergence.search": null}' 4
+run_variant cls32 '{"mini_data.upstream.classes": 32, "mini_data.upstream.train_per_class": 320, "mini_data.upstream.val_per_class": 80, "mini_data.upstream.test_per_class": 80, "upstream.convergence.epochs": [14, 28, 56, 112], "upstream.convergence.seeds": [0], "upstream.convergence.all_seeds_up_to": 112, "upstream.convergence.search": null}' 5
 wait
 for v in data4x cls32; do echo "== $v"; cat /tmp/probe-$v/upstream/convergence.csv; cp /tmp/probe-$v/upstream/convergence.csv $out/probe-$v.csv; done
 tar czf $out/logs.tgz -C $out logs; rm -r $out/logs

@@ -1,4 +1,5 @@
 """sparsenb: how well do sparse ImageNet models transfer? -- a thin package under notebooks."""
+
 import os as _os
 
 # deepsparse/sparsezoo and onnxruntime must never try the network.

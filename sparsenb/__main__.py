@@ -1,10 +1,11 @@
 """Command line: `python -m sparsenb <command>` (also installed as `sparsenb`).
 
-    python -m sparsenb demo            # the mini study, every notebook that exists, executed
-    python -m sparsenb sweep params/sweeps/mini_linear.yaml [--executor local|slurm] [--jobs N]
-    python -m sparsenb bench loader    # images/s of the ffcv and torch loaders, ratio printed
-    python -m sparsenb bench engine    # DeepSparse vs ONNX Runtime vs PyTorch on ResNet50, ratios printed
+python -m sparsenb demo            # the mini study, every notebook that exists, executed
+python -m sparsenb sweep params/sweeps/mini_linear.yaml [--executor local|slurm] [--jobs N]
+python -m sparsenb bench loader    # images/s of the ffcv and torch loaders, ratio printed
+python -m sparsenb bench engine    # DeepSparse vs ONNX Runtime vs PyTorch on ResNet50, ratios printed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,25 @@ def _run_notebook(nb: str, out: Path, params: dict) -> float:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
-    pm.execute_notebook(str(ROOT / "notebooks" / nb), str(out), parameters=params, kernel_name="python3",
-                        cwd=str(ROOT / "notebooks"), progress_bar=False)
+    pm.execute_notebook(
+        str(ROOT / "notebooks" / nb),
+        str(out),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+    )
     return time.time() - t
 
 
-DEMO_SWEEPS = [("mini_data", 2), ("demo_upstream", 2), ("mini_structured", 1), ("demo_linear", 2), ("demo_full", 2),
-               ("demo_full_structured", 2)]
+DEMO_SWEEPS = [
+    ("mini_data", 2),
+    ("demo_upstream", 2),
+    ("mini_structured", 1),
+    ("demo_linear", 2),
+    ("demo_full", 2),
+    ("demo_full_structured", 2),
+]
 
 
 def demo(args) -> int:
@@ -47,17 +60,27 @@ def demo(args) -> int:
     print(f"== sparsenb demo (mini profile) -> {ROOT / 'outputs'}", flush=True)
     for name, jobs in DEMO_SWEEPS:
         failures += sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs)
-    steps = [("04_structure.ipynb", {"profile": "mini"}),
-             ("05_speedup.ipynb", {"profile": "mini", "dataset": "shapes10", "sparsity": 0.9,
-                                   "methods": "dense,gmp,woodfisher,acdc,str,rigl_erk_1x,rigl_erk_5x,lth_t"}),
-             ("06_extensions.ipynb", {"profile": "mini"}),
-             ("07_summary.ipynb", {"source": "results"}), ("07_summary.ipynb", {"source": "published"})]
+    steps = [
+        ("04_structure.ipynb", {"profile": "mini"}),
+        (
+            "05_speedup.ipynb",
+            {
+                "profile": "mini",
+                "dataset": "shapes10",
+                "sparsity": 0.9,
+                "methods": "dense,gmp,woodfisher,acdc,str,rigl_erk_1x,rigl_erk_5x,lth_t",
+            },
+        ),
+        ("06_extensions.ipynb", {"profile": "mini"}),
+        ("07_summary.ipynb", {"source": "results"}),
+        ("07_summary.ipynb", {"source": "published"}),
+    ]
     for nb, params in steps:
         tag = "-".join(str(v) for k, v in params.items() if k in ("source",))
         dt = _run_notebook(nb, runs / f"{Path(nb).stem}{'-' + tag if tag else ''}.ipynb", params)
         print(f"  {nb:<20} {dt:6.1f} s", flush=True)
     summary_dir = paths.outputs() / "summary" / "results"
-    for source in ("results", "published"):   # the executed summary notebooks are kept beside their tables
+    for source in ("results", "published"):  # the executed summary notebooks are kept beside their tables
         nb = runs / f"07_summary-{source}.ipynb"
         if nb.exists():
             shutil.copy(nb, paths.outputs() / "summary" / source / "07_summary.ipynb")
@@ -77,20 +100,26 @@ def study(args) -> int:
     """The whole mini grid (every method x 80/90/95% x 7 tasks x the upstream seeds, linear and
     full) on the reference upstream models, then the summary. Refuses to start while the
     reference set is incomplete: its models would otherwise be trained inside the grid's runs."""
-    from . import config, sweep, upstream as up
+    from . import checkpoints, config, sweep
+    from . import upstream as up
 
     cfg = config.load("mini")
     todo = up.reference_set(cfg)
-    bad = [t for t in todo if up.verify(cfg, *t) != "ok"]
+    bad = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
     if bad and not args.allow_training:
-        print(f"the upstream reference set has {len(todo) - len(bad)} of {len(todo)} models verified "
-              f"({up.manifest_path(cfg)}); build it first: make upstream (or pass --allow-training)", file=sys.stderr)
+        print(
+            f"the upstream reference set has {len(todo) - len(bad)} of {len(todo)} models verified "
+            f"({checkpoints.manifest_path(cfg)}); build it first: make upstream (or pass --allow-training)",
+            file=sys.stderr,
+        )
         return 2
     t0 = time.time()
-    failures = sum(sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs)
-                   for name, jobs in STUDY_SWEEPS)
-    dt = _run_notebook("07_summary.ipynb", paths.outputs() / "runs" / "study" / "07_summary-results.ipynb",
-                       {"source": "results"})
+    failures = sum(
+        sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs) for name, jobs in STUDY_SWEEPS
+    )
+    dt = _run_notebook(
+        "07_summary.ipynb", paths.outputs() / "runs" / "study" / "07_summary-results.ipynb", {"source": "results"}
+    )
     print(f"== study done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs; summary {dt:.0f} s)")
     return 1 if failures else 0
 
@@ -111,56 +140,70 @@ def bench(args) -> int:
 def upstream_cmd(args) -> int:
     """`upstream convergence` measures D; `upstream build` makes the reference set (resumable, seed
     by seed, every model registered in manifest.csv as it finishes); `upstream verify` checks it."""
-    from . import config, upstream as up
+    from . import calibration, checkpoints, config, files
+    from . import upstream as up
 
     cfg = config.load("mini")
     if args.what == "convergence":
         out = paths.outputs() / "upstream"
         from . import plots
 
-        conv = up.convergence(cfg, out)
+        conv = calibration.convergence(cfg, out)
         plots.convergence(conv, cfg["upstream"]["optimizer"], path=out / "convergence.png")
         print(conv.to_string(index=False))
-        D = up.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
-        print(f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
-              f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}")
+        D = calibration.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
+        print(
+            f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
+            f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}"
+        )
         return 0
     if args.what == "calibrate-str":
-        calib = up.str_calibration(cfg, paths.outputs() / "upstream")
+        calib = calibration.str_calibration(cfg, paths.outputs() / "upstream")
         print(calib.to_string(index=False))
-        chosen = {s: up.choose_s_init(calib, s) for s in cfg["sparsities"]}
-        print(f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}")
+        chosen = {s: calibration.choose_s_init(calib, s) for s in cfg["sparsities"]}
+        print(
+            f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}"
+        )
         return 0
     todo = [(m, s, seed) for m, s, seed in up.reference_set(cfg) if args.seed is None or seed == args.seed]
     if args.what == "plan":
         per_epoch = up.epoch_seconds(cfg)
         plan = up.planned_seconds(cfg, per_epoch)
-        left = [t for t in todo if up.verify(cfg, *t) != "ok"]
+        left = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
         core = sum(plan[t] for t in left)
-        print(f"== upstream reference set: {len(todo)} models, {len(todo) - len(left)} present; to make: {len(left)}, "
-              f"planned {core / 3600:.1f} core-hours at {per_epoch:.1f} s/epoch (timed here, one worker) = "
-              f"~{core / 7200:.1f} h with two workers", flush=True)
+        print(
+            f"== upstream reference set: {len(todo)} models, {len(todo) - len(left)} present; to make: {len(left)}, "
+            f"planned {core / 3600:.1f} core-hours at {per_epoch:.1f} s/epoch (timed here, one worker) = "
+            f"~{core / 7200:.1f} h with two workers",
+            flush=True,
+        )
         return 0
     if args.what == "verify":
-        bad = [(m, s, seed, st) for m, s, seed in todo if (st := up.verify(cfg, m, s, seed)) != "ok"]
+        bad = [(m, s, seed, st) for m, s, seed in todo if (st := checkpoints.verify(cfg, m, s, seed)) != "ok"]
         for m, s, seed, st in bad:
-            print(f"  {st:8} {up.checkpoint_path(m, s, cfg, seed)}")
+            print(f"  {st:8} {checkpoints.checkpoint_path(m, s, cfg, seed)}")
         print(f"{len(todo) - len(bad)} of {len(todo)} reference checkpoints verified (sha256 + recipe)")
         return 1 if bad else 0
     t0 = time.time()
-    left = [t for t in todo if up.verify(cfg, *t) != "ok"]
-    print(f"== upstream reference set: {len(todo) - len(left)} of {len(todo)} present; making {len(left)} "
-          f"(run this command in two shells to use two cores: each takes the next model nobody holds)", flush=True)
+    left = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
+    print(
+        f"== upstream reference set: {len(todo) - len(left)} of {len(todo)} present; making {len(left)} "
+        f"(run this command in two shells to use two cores: each takes the next model nobody holds)",
+        flush=True,
+    )
     for m, s, seed in left:
-        claim = up._claim(up.checkpoint_path(m, 0.0 if m == "lth_t" else s, cfg, seed).with_suffix(".claim"))
-        if claim is None or up.verify(cfg, m, s, seed) == "ok":
+        claim = files.claim(checkpoints.checkpoint_path(m, 0.0 if m == "lth_t" else s, cfg, seed).with_suffix(".claim"))
+        if claim is None or checkpoints.verify(cfg, m, s, seed) == "ok":
             continue
         t = time.time()
         up.get(m, s, cfg, seed)
         claim.close()
-        e = up.entry(cfg, m, s, seed)
-        print(f"  {m:<12} {s:<5g} seed {seed}: {time.time() - t:7.1f} s  top1 {e['top1']:.3f}  "
-              f"sparsity {e['achieved_sparsity']:.3f}", flush=True)
+        e = checkpoints.entry(cfg, m, s, seed)
+        print(
+            f"  {m:<12} {s:<5g} seed {seed}: {time.time() - t:7.1f} s  top1 {e['top1']:.3f}  "
+            f"sparsity {e['achieved_sparsity']:.3f}",
+            flush=True,
+        )
     print(f"== upstream reference set: {(time.time() - t0) / 60:.1f} min")
     return 0
 

@@ -1,5 +1,6 @@
 """Benchmarks (not tests): they print a table and ratios and append one JSON line per run under
 outputs/bench/. `python -m sparsenb bench loader [--quick]`."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ BENCH_DIR = paths.outputs() / "bench"
 
 def _record(name: str, row: dict) -> Path:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    row = {"bench": name, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": platform.node(),
-           "cpus": os.cpu_count(), **row}
+    row = {
+        "bench": name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        **row,
+    }
     path = BENCH_DIR / f"{name}.jsonl"
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -28,7 +34,7 @@ def _record(name: str, row: dict) -> Path:
 
 def _throughput(batches, epochs: int) -> float:
     n, t = 0, None
-    for e in range(epochs + 1):            # epoch 0 warms up (JIT compilation, page cache)
+    for e in range(epochs + 1):  # epoch 0 warms up (JIT compilation, page cache)
         if e == 1:
             n, t = 0, time.perf_counter()
         for x, _ in batches:
@@ -39,15 +45,16 @@ def _throughput(batches, epochs: int) -> float:
 def loader_bench(quick: bool = False, size: int = 128, stored: int = 160, workers: int = 2) -> dict:
     """images/s of the ffcv and torch backends on the same generated JPEG images, both doing the
     training pipeline (decode, RandomResizedCrop `size`, flip, normalise)."""
-    from torchvision.datasets import ImageFolder
     from PIL import Image
+    from torchvision.datasets import ImageFolder
 
     from .data import loader, write_beton
     from .data.mini import generate
 
     n_per_class = 20 if quick else 100
-    images, labels, _ = generate("shapes10", "train", {"train_per_class": n_per_class, "test_per_class": 1},
-                                 seed=0, size=stored)
+    images, labels, _ = generate(
+        "shapes10", "train", {"train_per_class": n_per_class, "test_per_class": 1}, seed=0, size=stored
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i, (img, y) in enumerate(zip(images, labels)):
@@ -60,9 +67,16 @@ def loader_bench(quick: bool = False, size: int = 128, stored: int = 160, worker
         common = dict(mode="train", size=size, batch_size=64, shuffle=True, num_workers=workers, drop_last=False)
         torch_ips = _throughput(loader(folder, backend="torch", **common), epochs)
         ffcv_ips = _throughput(loader(backend="ffcv", beton=beton, **common), epochs)
-    row = {"images": len(labels), "stored_px": stored, "crop_px": size, "workers": workers,
-           "torch_img_s": round(torch_ips, 1), "ffcv_img_s": round(ffcv_ips, 1),
-           "ffcv_vs_torch": round(ffcv_ips / torch_ips, 2), "quick": quick}
+    row = {
+        "images": len(labels),
+        "stored_px": stored,
+        "crop_px": size,
+        "workers": workers,
+        "torch_img_s": round(torch_ips, 1),
+        "ffcv_img_s": round(ffcv_ips, 1),
+        "ffcv_vs_torch": round(ffcv_ips / torch_ips, 2),
+        "quick": quick,
+    }
     path = _record("loader", row)
     print(f"{'backend':<8}{'images/s':>10}\n{'torch':<8}{torch_ips:>10.0f}\n{'ffcv':<8}{ffcv_ips:>10.0f}")
     print(f"appended to {path}")
@@ -70,9 +84,8 @@ def loader_bench(quick: bool = False, size: int = 128, stored: int = 160, worker
     return row
 
 
-
-
 # --- inference engines (Sec. 3.6) ----------------------------------------------------------------
+
 
 def _engine_worker(arch, image_size, batch_size, kind, sparsity, scope, iters, cores, queue):
     """Runs in a fresh process (so peak RSS is this backend's alone): build, prune, compile, time."""
@@ -91,13 +104,18 @@ def _engine_worker(arch, image_size, batch_size, kind, sparsity, scope, iters, c
     eng = engine.Engine(model, image_size, batch_size, kind, num_cores=cores)
     compile_s = time.perf_counter() - t
     x = np.random.default_rng(0).standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)
-    eng.run_batch(x)                                     # warm-up
+    eng.run_batch(x)  # warm-up
     t = time.perf_counter()
     for _ in range(iters):
         eng.run_batch(x)
     dt = time.perf_counter() - t
-    queue.put({"img_s": iters * batch_size / dt, "compile_s": compile_s,
-               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    queue.put(
+        {
+            "img_s": iters * batch_size / dt,
+            "compile_s": compile_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def _measure(**kw) -> dict:
@@ -121,20 +139,43 @@ def engine_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 
 
     cores = cpu_info()["cores"]
     iters = 2 if quick else 8
-    allocator = {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
-                                                "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_") if os.environ.get(k)}
+    allocator = {
+        k: os.environ.get(k)
+        for k in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+        if os.environ.get(k)
+    }
     sparsities = [0.9] if quick else [0.8, 0.9, 0.95]
     runs = [("torch", 0.0, "-"), ("onnxruntime", 0.0, "-"), ("deepsparse", 0.0, "-")]
     runs += [("deepsparse", s, scope) for s in sparsities for scope in ("uniform", "global")]
     rows = []
     for a, size, bs in [(arch, image_size, batch_size), ("mini_resnet_s", 32, 64)]:
-        for kind, s, scope in (runs if a == arch else [r for r in runs if r[1] in (0.0, 0.9) and r[2] != "global"]):
-            r = _measure(arch=a, image_size=size, batch_size=bs, kind=kind, sparsity=s, scope=scope,
-                         iters=iters * (20 if a.startswith("mini") else 1), cores=cores)
-            rows.append({"arch": a, "image_size": size, "batch_size": bs, "engine": kind, "sparsity": s,
-                         "scope": scope, **{k: round(v, 2) for k, v in r.items()}})
-            print(f"{a:<14}{kind:<12} sparsity {s:<5} {scope:<8} {r['img_s']:8.1f} img/s   peak RSS "
-                  f"{r['peak_rss_mb']:6.0f} MB   compile {r['compile_s']:5.1f} s", flush=True)
+        for kind, s, scope in runs if a == arch else [r for r in runs if r[1] in (0.0, 0.9) and r[2] != "global"]:
+            r = _measure(
+                arch=a,
+                image_size=size,
+                batch_size=bs,
+                kind=kind,
+                sparsity=s,
+                scope=scope,
+                iters=iters * (20 if a.startswith("mini") else 1),
+                cores=cores,
+            )
+            rows.append(
+                {
+                    "arch": a,
+                    "image_size": size,
+                    "batch_size": bs,
+                    "engine": kind,
+                    "sparsity": s,
+                    "scope": scope,
+                    **{k: round(v, 2) for k, v in r.items()},
+                }
+            )
+            print(
+                f"{a:<14}{kind:<12} sparsity {s:<5} {scope:<8} {r['img_s']:8.1f} img/s   peak RSS "
+                f"{r['peak_rss_mb']:6.0f} MB   compile {r['compile_s']:5.1f} s",
+                flush=True,
+            )
     ratios = {}
     for a in (arch, "mini_resnet_s"):
         sub = [r for r in rows if r["arch"] == a]
@@ -149,16 +190,26 @@ def engine_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 
         ratios[f"{tag}deepsparse_s90_vs_ort_dense"] = round(s90 / dense["onnxruntime"], 2)
         ratios[f"{tag}deepsparse_s90_vs_torch_dense"] = round(s90 / dense["torch"], 2)
         ratios[f"{tag}best_dense"] = max(dense, key=dense.get)
-    path = _record("engine", {"quick": quick, "cores": cores, "isa": cpu_info()["isa"], "torch_allocator": allocator,
-                              "torch_settings": "channels_last, torch.set_num_threads(cores), no_grad",
-                              "rows": rows, "ratios": ratios})
+    path = _record(
+        "engine",
+        {
+            "quick": quick,
+            "cores": cores,
+            "isa": cpu_info()["isa"],
+            "torch_allocator": allocator,
+            "torch_settings": "channels_last, torch.set_num_threads(cores), no_grad",
+            "rows": rows,
+            "ratios": ratios,
+        },
+    )
     print(f"appended to {path}")
     print(json.dumps(ratios))
     return ratios
 
 
-def train_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 224, batch_size: int = 64,
-                sparsity: float = 0.9) -> dict:
+def train_bench(
+    quick: bool = False, arch: str = "resnet50", image_size: int = 224, batch_size: int = 64, sparsity: float = 0.9
+) -> dict:
     """Full finetuning throughput of the paper profile (Sec. 3.4): a 90%-sparse ResNet50 with its
     zero set fixed (masks.FixedMask), SGD + momentum, batch 64 at 224 px, on whatever device there
     is. Variants: fp32 (NCHW), fp32 channels_last, bf16 autocast channels_last, and the last with the
@@ -181,9 +232,12 @@ def train_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 2
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
     if device.type == "cuda":
         x_u8 = x_u8.pin_memory()
-    variants = [("fp32", False, None, False), ("fp32_channels_last", True, None, False),
-                ("bf16_channels_last", True, torch.bfloat16, False),
-                ("bf16_channels_last+input_path", True, torch.bfloat16, True)]
+    variants = [
+        ("fp32", False, None, False),
+        ("fp32_channels_last", True, None, False),
+        ("bf16_channels_last", True, torch.bfloat16, False),
+        ("bf16_channels_last+input_path", True, torch.bfloat16, True),
+    ]
     rows = {}
     for name, cl, dtype, input_path in variants:
         torch.manual_seed(0)
@@ -195,7 +249,7 @@ def train_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 2
         fixed = masks.FixedMask(model)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         loss_fn = nn.CrossEntropyLoss()
-        x_dev = ((x_u8.to(device).float() - mean) / std)
+        x_dev = (x_u8.to(device).float() - mean) / std
         y_dev = y.to(device)
 
         def step():
@@ -218,15 +272,26 @@ def train_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 2
         if device.type == "cuda":
             torch.cuda.synchronize()
         rows[name] = steps * batch_size / (time.perf_counter() - t)
-        assert abs(prune.target_sparsity(model) - sparsity) < 1e-3      # the zero set stayed fixed
+        assert abs(prune.target_sparsity(model) - sparsity) < 1e-3  # the zero set stayed fixed
     base = rows["fp32"]
     dev = torch.cuda.get_device_name(0) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    print(f"full finetuning, {arch} {sparsity:.0%} sparse, batch {batch_size}, {image_size} px, {dev}, torch {torch.__version__}")
+    print(
+        f"full finetuning, {arch} {sparsity:.0%} sparse, batch {batch_size}, {image_size} px, {dev}, "
+        f"torch {torch.__version__}"
+    )
     for name, v in rows.items():
         print(f"  {name:<32} {v:9.1f} img/s   x{v / base:.2f} vs fp32")
-    out = {"arch": arch, "image_size": image_size, "batch_size": batch_size, "sparsity": sparsity, "device": dev,
-           "torch": torch.__version__, "quick": quick, "img_per_s": rows,
-           "ratio_vs_fp32": {k: v / base for k, v in rows.items()}}
+    out = {
+        "arch": arch,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "sparsity": sparsity,
+        "device": dev,
+        "torch": torch.__version__,
+        "quick": quick,
+        "img_per_s": rows,
+        "ratio_vs_fp32": {k: v / base for k, v in rows.items()},
+    }
     _record("train", out)
     print(json.dumps(out["ratio_vs_fp32"]))
     return out

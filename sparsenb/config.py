@@ -6,50 +6,57 @@
 Relative paths in a profile are relative to the project root, whatever the working directory
 (papermill, nbval and JupyterLab each start kernels in a different one).
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from . import prune, schema
+from .errors import ConfigError, check_choice
 from .paths import ROOT, resolve
+
+__all__ = ["ROOT", "ConfigError", "Config", "check_choice", "env_overrides", "load", "profiles", "validate"]
 
 PARAMS = ROOT / "params"
 PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "results_root")
 # environment variables that override a profile's value (a machine's own data or model folders)
-ENV_KEYS = {"data_root": "SPARSENB_DATA_ROOT", "checkpoint_root": "SPARSENB_CHECKPOINT_ROOT",
-            "backend": "SPARSENB_BACKEND", "num_workers": "SPARSENB_NUM_WORKERS"}
-
-
-class ConfigError(ValueError):
-    """A profile, key or value that does not exist; the message lists the valid ones."""
+ENV_KEYS = {
+    "data_root": "SPARSENB_DATA_ROOT",
+    "checkpoint_root": "SPARSENB_CHECKPOINT_ROOT",
+    "backend": "SPARSENB_BACKEND",
+    "num_workers": "SPARSENB_NUM_WORKERS",
+}
 
 
 class Config(dict):
-    """A dict whose keys also read as attributes (nested dicts too)."""
+    """A dict whose keys also read as attributes (nested dicts too: they are Configs themselves, so
+    `cfg.linear.epochs = 3` changes `cfg`)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        for k, v in self.items():
+            if isinstance(v, dict) and not isinstance(v, Config):
+                super().__setitem__(k, Config(v))
 
     def __getattr__(self, key: str) -> Any:
         try:
-            value = self[key]
+            return self[key]
         except KeyError:
             raise AttributeError(f"config has no key {key!r}; keys: {sorted(self)}") from None
-        return Config(value) if isinstance(value, dict) and not isinstance(value, Config) else value
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key not in self:
+            raise AttributeError(f"config has no key {key!r}; keys: {sorted(self)}")
+        self[key] = value
 
 
 def profiles() -> list[str]:
     return sorted(p.stem for p in PARAMS.glob("*.yaml"))
-
-
-def check_choice(kind: str, value: Any, valid) -> Any:
-    """Raise one ConfigError naming the valid choices when `value` is not among them."""
-    valid = list(valid)
-    if value not in valid:
-        raise ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(map(str, valid))}")
-    return value
 
 
 def _set_dotted(cfg: dict, key: str, value: Any) -> None:
@@ -95,7 +102,18 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
             cfg[key] = int(os.environ[var]) if key == "num_workers" else os.environ[var]
     for key, value in {**env_overrides(), **(overrides or {})}.items():
         _set_dotted(cfg, key, value)
+    validate(cfg, f"params/{profile}.yaml")
     for key in PATH_KEYS:
         if key in cfg and cfg[key] is not None:
             cfg[key] = str(resolve(cfg[key]))
     return Config(cfg)
+
+
+def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
+    """Check a profile (with its overrides applied) against sparsenb.schema and the registered
+    methods' hyperparameters: one ConfigError listing every problem."""
+    bad = schema.problems(dict(cfg), prune.hyperparameters())
+    if bad:
+        raise ConfigError(
+            f"{source} (with its overrides) does not match the schema (sparsenb/schema.py):\n  " + "\n  ".join(bad)
+        )

@@ -10,6 +10,7 @@ to that size, never recompiled. ONNX export uses opset 13 with the TorchScript e
 (dynamo=False: the dynamo exporter needs onnxscript, which requires numpy 2 -- and deepsparse 1.8
 gives wrong outputs with numpy 2).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+
+from .errors import check_choice
+from .models import backbone as strip_head
 
 os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -33,8 +37,16 @@ def export_onnx(module: nn.Module, path: str | Path, batch_size: int, image_size
     module = module.eval()
     dummy = torch.zeros(batch_size, 3, image_size, image_size)
     with torch.no_grad():
-        torch.onnx.export(module, dummy, str(path), input_names=["input"], output_names=["output"],
-                          opset_version=13, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            dummy,
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=13,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     return path
 
 
@@ -52,11 +64,16 @@ class Engine:
     """The backbone of `model` (its `fc` removed; pass `backbone=False` to keep the whole model)
     compiled by `kind` for a static batch size."""
 
-    def __init__(self, model: nn.Module, image_size: int, batch_size: int = 64, kind: str = "deepsparse",
-                 num_cores: int | None = None, backbone: bool = True, workdir: str | Path | None = None):
-        from .config import check_choice
-        from .models import backbone as strip_head
-
+    def __init__(
+        self,
+        model: nn.Module,
+        image_size: int,
+        batch_size: int = 64,
+        kind: str = "deepsparse",
+        num_cores: int | None = None,
+        backbone: bool = True,
+        workdir: str | Path | None = None,
+    ):
         check_choice("engine", kind, KINDS)
         self.kind, self.batch_size, self.image_size = kind, int(batch_size), int(image_size)
         self.num_cores = num_cores or cpu_info()["cores"]
@@ -69,13 +86,15 @@ class Engine:
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="sparsenb-onnx-")
             workdir = self._tmp.name
-        self.onnx_path = export_onnx(self.module, Path(workdir) / f"model-b{self.batch_size}.onnx",
-                                     self.batch_size, self.image_size)
+        self.onnx_path = export_onnx(
+            self.module, Path(workdir) / f"model-b{self.batch_size}.onnx", self.batch_size, self.image_size
+        )
         if kind == "deepsparse":
             import deepsparse
 
-            self._engine = deepsparse.compile_model(str(self.onnx_path), batch_size=self.batch_size,
-                                                    num_cores=self.num_cores)
+            self._engine = deepsparse.compile_model(
+                str(self.onnx_path), batch_size=self.batch_size, num_cores=self.num_cores
+            )
             self._run = lambda x: self._engine.run([x])[0]
         else:
             import onnxruntime as ort
@@ -102,9 +121,9 @@ class Engine:
         x = images.detach().cpu().float().numpy()
         outs = []
         for i in range(0, len(x), self.batch_size):
-            chunk = x[i:i + self.batch_size]
+            chunk = x[i : i + self.batch_size]
             n = len(chunk)
-            if n < self.batch_size:                      # pad, never recompile
+            if n < self.batch_size:  # pad, never recompile
                 chunk = np.concatenate([chunk, np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)])
             outs.append(self.run_batch(chunk)[:n])
         out = np.concatenate(outs) if outs else np.zeros((0,), np.float32)

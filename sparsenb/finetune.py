@@ -7,50 +7,75 @@ The upstream model comes from `upstream.get` (mini: made and cached; paper: the 
 checkpoint), the data from `data.get`, every hyperparameter from the profile. Returns the metrics
 of the run (best and final accuracy in the dataset's Table-2 metric, the per-epoch curve, ...).
 """
+
 from __future__ import annotations
 
 import time
 
-from . import data, models, train, upstream
+from . import checkpoints, data, features, metrics, models, prune, train, upstream
+from .config import Config
 from .data.prepare import beton_path
+from .errors import check_choice
 
 FINETUNES = ("linear", "full")
 
 
-def _split(cfg, dataset: str, split: str):
+def _split(cfg: Config, dataset: str, split: str):
     return data.get(dataset, cfg["data_root"], split, cfg=cfg)
 
 
-def _splits(cfg) -> tuple[str, ...]:
+def _splits(cfg: Config) -> tuple[str, ...]:
     """Mini: train, val, test (the epoch is chosen on val); paper: the paper's train and test."""
     return ("train", "val", "test") if cfg["profile"] == "mini" else ("train", "test")
 
 
-def linear(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0,
-           device=None) -> dict:
+def linear(
+    cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
+) -> dict:
     """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
     mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
     meta = data.info(dataset)
     model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
     mean, std = upstream.norm_stats(cfg)
-    tf = data.transforms.evaluation(cfg["image_size"], mean, std,
-                                    bicubic=cfg["profile"] == "paper" and method.startswith("rigl"))
+    tf = data.transforms.evaluation(
+        cfg["image_size"], mean, std, bicubic=cfg["profile"] == "paper" and method.startswith("rigl")
+    )
     t0 = time.time()
-    feats = {s: train.extract_features(model, _split(cfg, dataset, s), tf, cfg["feature_cache"],
-                                       num_workers=cfg.get("num_workers", 0), device=device, desc=f"features {s}")
-             for s in _splits(cfg)}
+    feats = {
+        s: features.extract_features(
+            model,
+            _split(cfg, dataset, s),
+            tf,
+            cfg["feature_cache"],
+            batch_size=cfg["eval_batch_size"],
+            num_workers=cfg["num_workers"],
+            device=device,
+            desc=f"features {s}",
+        )
+        for s in _splits(cfg)
+    }
     feature_seconds = time.time() - t0
     (xtr, ytr), (xte, yte) = feats["train"], feats["test"]
-    res = train.linear_finetune(xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device,
-                                val=feats.get("val"))
+    res = train.linear_finetune(
+        xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device, val=feats.get("val")
+    )
     res.pop("head")
-    return {"metric": meta.metric, **res, "report": cfg["report"], "feature_seconds": feature_seconds, "feature_dim": int(xtr.shape[1]),
-            "upstream_top1": up.get("top1"), "train_size": len(ytr), "test_size": len(yte),
-            "val_size": len(feats["val"][1]) if "val" in feats else 0}
+    return {
+        "metric": meta.metric,
+        **res,
+        "report": cfg["report"],
+        "feature_seconds": feature_seconds,
+        "feature_dim": int(xtr.shape[1]),
+        "upstream_top1": up.get("top1"),
+        "train_size": len(ytr),
+        "test_size": len(yte),
+        "val_size": len(feats["val"][1]) if "val" in feats else 0,
+    }
 
 
-def full(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0,
-         device=None) -> dict:
+def full(
+    cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
+) -> dict:
     """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
     RandomResizedCrop + flip with the dataset's own mean/std; lr per dataset from the profile."""
     meta = data.info(dataset)
@@ -59,74 +84,118 @@ def full(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstrea
     tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
     mean, std = data.transforms.channel_stats(tr)
     hp = dict(cfg["full"])
-    hp["lr"] = hp.get("lr_overrides", {}).get(dataset, hp["lr"])
-    common = dict(size=cfg["image_size"], mean=mean, std=std, batch_size=hp["batch_size"],
-                  backend=cfg.get("backend", "torch"), num_workers=cfg.get("num_workers", 0),
-                  bicubic=cfg["profile"] == "paper" and method.startswith("rigl"))
-    train_loader = data.loader(tr, "train", shuffle=True, seed=seed, scale=hp["random_resized_crop_scale"],
-                               beton=beton_path(dataset, "train", cfg), **common)
+    hp["lr"] = hp["lr_overrides"].get(dataset, hp["lr"])
+    common = dict(
+        size=cfg["image_size"],
+        mean=mean,
+        std=std,
+        batch_size=hp["batch_size"],
+        backend=cfg["backend"],
+        num_workers=cfg["num_workers"],
+        bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
+    )
+    train_loader = data.loader(
+        tr,
+        "train",
+        shuffle=True,
+        seed=seed,
+        scale=hp["random_resized_crop_scale"],
+        beton=beton_path(dataset, "train", cfg),
+        **common,
+    )
     test_loader = data.loader(te, "eval", beton=beton_path(dataset, "test", cfg), **common)
-    val_loader = (data.loader(_split(cfg, dataset, "val"), "eval", beton=beton_path(dataset, "val", cfg), **common)
-                  if "val" in _splits(cfg) else None)
+    val_loader = (
+        data.loader(_split(cfg, dataset, "val"), "eval", beton=beton_path(dataset, "val", cfg), **common)
+        if "val" in _splits(cfg)
+        else None
+    )
     res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device, val_loader=val_loader)
     res["achieved_sparsity"] = res.pop("sparsity")
-    return {"metric": meta.metric, **res, "report": cfg["report"], "lr": hp["lr"], "upstream_top1": up.get("top1"),
-            "sparsity_before_head": head["sparsity_before"], "train_size": len(tr), "test_size": len(te)}
+    return {
+        "metric": meta.metric,
+        **res,
+        "report": cfg["report"],
+        "lr": hp["lr"],
+        "upstream_top1": up.get("top1"),
+        "sparsity_before_head": head["sparsity_before"],
+        "train_size": len(tr),
+        "test_size": len(te),
+    }
 
 
-def run_config(cfg, finetune: str, method: str, sparsity: float, dataset: str, seed: int,
-               upstream_seed: int = 0) -> dict:
+def run_config(
+    cfg, finetune: str, method: str, sparsity: float, dataset: str, seed: int, upstream_seed: int = 0
+) -> dict:
     """What identifies a downstream run (its hash is the run id): the key fields and every
     hyperparameter it depends on."""
-    from .config import check_choice
-
     check_choice("finetune", finetune, FINETUNES)
-    check_choice("method", method, upstream.METHODS)
+    check_choice("method", method, prune.METHODS)
     data.info(dataset)
-    out = {"profile": cfg["profile"], "arch": cfg["arch"], "finetune": finetune, "method": method,
-           "sparsity": float(sparsity), "dataset": dataset, "seed": int(seed), "upstream_seed": int(upstream_seed),
-           "hp": dict(cfg[finetune]), "image_size": cfg["image_size"]}
+    out = {
+        "profile": cfg["profile"],
+        "arch": cfg["arch"],
+        "finetune": finetune,
+        "method": method,
+        "sparsity": float(sparsity),
+        "dataset": dataset,
+        "seed": int(seed),
+        "upstream_seed": int(upstream_seed),
+        "hp": dict(cfg[finetune]),
+        "image_size": cfg["image_size"],
+    }
     if cfg["profile"] == "mini":
         out["mini_data"] = cfg["mini_data"]
-        out["upstream_recipe"] = upstream.recipe_key(cfg, method)
+        out["upstream_recipe"] = checkpoints.recipe_key(cfg, method)
     return out
 
 
-def scratch_gmp(cfg, sparsity: float, dataset: str, seed: int = 0, device=None) -> dict:
+def scratch_run_config(cfg: Config, sparsity: float, dataset: str, seed: int) -> dict:
+    """What identifies a from-scratch + GMP baseline run (06_extensions' record)."""
+    return {
+        **run_config(cfg, "full", "gmp", sparsity, dataset, seed),
+        "baseline": "scratch_gmp",
+        "hp": dict(cfg["scratch"]),
+    }
+
+
+def scratch_gmp(cfg: Config, sparsity: float, dataset: str, seed: int = 0, device=None) -> dict:
     """The baseline the paper argues against (Sec. 3.1, App. A): no upstream model -- train the
     architecture from random initialisation on the downstream task, pruning it with GMP to
     `sparsity` along the way (hyperparameters: profile section `scratch`)."""
-    from . import prune, train as tr
-
     meta = data.info(dataset)
     hp = cfg["scratch"]
-    tr.seed_everything(seed)
+    train.seed_everything(seed)
     model = models.build(cfg["arch"], meta.num_classes)
     trs, tes = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
     mean, std = data.transforms.channel_stats(trs)
-    train_loader = data.loader(trs, "train", cfg["image_size"], mean, std, hp["batch_size"], shuffle=True, seed=seed,
-                               scale=cfg["full"]["random_resized_crop_scale"])
-    test_loader = data.loader(tes, "eval", cfg["image_size"], mean, std, 256)
+    train_loader = data.loader(
+        trs,
+        "train",
+        cfg["image_size"],
+        mean,
+        std,
+        hp["batch_size"],
+        shuffle=True,
+        seed=seed,
+        scale=cfg["full"]["random_resized_crop_scale"],
+    )
+    test_loader = data.loader(tes, "eval", cfg["image_size"], mean, std, cfg["eval_batch_size"])
     method = prune.make("gmp", sparsity, 1, **hp["gmp"]) if sparsity else prune.make("dense", 0, 1)
-    opt = {"lr": hp["lr"], "momentum": cfg["full"]["momentum"], "nesterov": False,
-           "weight_decay": cfg["full"]["weight_decay"]}
-    info = upstream.fit(model, method, train_loader, hp["epochs"], opt, device, desc=f"scratch+gmp {sparsity:g} {dataset}")
-    y, p = tr.predict(model, test_loader, device)
-    from . import metrics
-
+    opt = {
+        "lr": hp["lr"],
+        "momentum": cfg["full"]["momentum"],
+        "nesterov": False,
+        "weight_decay": cfg["full"]["weight_decay"],
+    }
+    info = train.fit(model, method, train_loader, hp["epochs"], opt, device, desc=f"scratch+gmp {sparsity:g} {dataset}")
+    y, p = train.predict(model, test_loader, device)
     acc = metrics.score(y, p, meta.metric)
-    return {"metric": meta.metric, "best": acc, "final": acc, "reported": acc, "curve": info["curve"],
-            "achieved_sparsity": info["sparsity"],
-            "train_seconds": info["seconds"]}
-
-
-def structured_vs_unstructured(runs: "pd.DataFrame", upstream_rows: "pd.DataFrame") -> "pd.DataFrame":
-    """App. J: per upstream model, its upstream top-1 and its mean full-finetuning accuracy over the
-    tasks it was run on -- structured models against unstructured ones."""
-    full = runs[runs.finetune == "full"] if "finetune" in runs else runs
-    down = full.groupby(["method", "sparsity"]).agg(downstream=("final", "mean"), tasks=("dataset", "nunique"))
-    up = upstream_rows.groupby(["method", "sparsity"]).agg(upstream_top1=("top1", "mean"))
-    out = up.join(down, how="inner").reset_index()
-    out["kind"] = out.method.map(lambda m: "structured" if m == "structured" else "dense" if m == "dense"
-                                 else "unstructured")
-    return out.sort_values(["kind", "upstream_top1"])
+    return {
+        "metric": meta.metric,
+        "best": acc,
+        "final": acc,
+        "reported": acc,
+        "curve": info["curve"],
+        "achieved_sparsity": info["sparsity"],
+        "train_seconds": info["seconds"],
+    }

@@ -6,6 +6,7 @@ analysed for fully pruned filters (paper Sec. 3.5).
     masks.report(model)                    # per-layer and global sparsity (DataFrame)
     masks.pruned_filters(model)            # fraction of all-zero conv output channels per layer
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -17,8 +18,7 @@ PRUNABLE = (nn.Conv2d, nn.Linear)
 
 def prunable(model: nn.Module, include_head: bool = True) -> dict[str, nn.Module]:
     """Every conv and linear layer by name (the classifier `fc` only with include_head)."""
-    return {n: m for n, m in model.named_modules()
-            if isinstance(m, PRUNABLE) and (include_head or n != "fc")}
+    return {n: m for n, m in model.named_modules() if isinstance(m, PRUNABLE) and (include_head or n != "fc")}
 
 
 def sparsity(t: torch.Tensor) -> float:
@@ -60,8 +60,15 @@ def report(model: nn.Module, include_head: bool = True) -> pd.DataFrame:
     rows = []
     for name, m in prunable(model, include_head).items():
         w = m.weight.detach()
-        rows.append({"layer": name, "type": type(m).__name__, "shape": tuple(w.shape), "params": w.numel(),
-                     "zeros": int((w == 0).sum())})
+        rows.append(
+            {
+                "layer": name,
+                "type": type(m).__name__,
+                "shape": tuple(w.shape),
+                "params": w.numel(),
+                "zeros": int((w == 0).sum()),
+            }
+        )
     df = pd.DataFrame(rows)
     total = {"layer": "global", "type": "", "shape": (), "params": int(df.params.sum()), "zeros": int(df.zeros.sum())}
     df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
@@ -80,8 +87,12 @@ def pruned_filters(model: nn.Module) -> pd.DataFrame:
         dead = int((w == 0).all(dim=1).sum())
         rows.append({"layer": name, "filters": w.shape[0], "pruned_filters": dead, "sparsity": sparsity(w)})
     df = pd.DataFrame(rows)
-    total = {"layer": "total", "filters": int(df.filters.sum()), "pruned_filters": int(df.pruned_filters.sum()),
-             "sparsity": float("nan")}
+    total = {
+        "layer": "total",
+        "filters": int(df.filters.sum()),
+        "pruned_filters": int(df.pruned_filters.sum()),
+        "sparsity": float("nan"),
+    }
     df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
     df["fraction"] = df.pruned_filters / df.filters
     return df

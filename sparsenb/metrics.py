@@ -1,9 +1,10 @@
 """Accuracy as Table 2 scores each dataset, and the paper's relative increase in error.
 
-    metrics.score(y_true, y_pred, "mean_per_class")
-    metrics.relative_error_increase(acc_sparse, acc_dense)       # alpha per task
-    metrics.alpha_summary(df)                                    # mean and standard error over tasks
+metrics.score(y_true, y_pred, "mean_per_class")
+metrics.relative_error_increase(acc_sparse, acc_dense)       # alpha per task
+metrics.alpha_summary(df)                                    # mean and standard error over tasks
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@
     paths.outputs()                       # Path of the outputs root
     paths.resolve("outputs/cache/data")   # a profile's path value -> absolute Path
 """
+
 from __future__ import annotations
 
 import os

@@ -1,8 +1,8 @@
 """Figures (seaborn/matplotlib); each function returns the matplotlib Figure and can save it."""
+
 from __future__ import annotations
 
 from pathlib import Path
-
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,7 +10,7 @@ import pandas as pd
 
 
 def _sns():
-    import seaborn   # imported when a figure needs it (a second of start-up for every notebook otherwise)
+    import seaborn  # imported when a figure needs it (a second of start-up for every notebook otherwise)
 
     return seaborn
 
@@ -74,7 +74,7 @@ def layer_sparsity(report: pd.DataFrame, path=None, title: str = ""):
 
 def curve(rows: list[dict], path=None, title: str = "", metric: str = "accuracy"):
     """Test accuracy (and training loss) per epoch of one run."""
-    df = pd.DataFrame(rows)     # plain matplotlib: one per run, and seaborn costs a second to import
+    df = pd.DataFrame(rows)  # plain matplotlib: one per run, and seaborn costs a second to import
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(df["epoch"], df["accuracy"], marker="o", label=f"test {metric}")
     ax.set_xlabel("epoch")
@@ -92,8 +92,9 @@ def pruned_filters(table: pd.DataFrame, path=None, title: str = "Fully pruned fi
     per sparsity."""
     layers = table[table.layer != "total"]
     sparsities = sorted(layers.sparsity.unique())
-    fig, axes = plt.subplots(1, max(1, len(sparsities)), figsize=(4.5 * max(1, len(sparsities)), 3.2), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(sparsities)), figsize=(4.5 * max(1, len(sparsities)), 3.2), sharey=True, squeeze=False
+    )
     for ax, s in zip(axes[0], sparsities):
         sub = layers[layers.sparsity == s]
         _sns().lineplot(data=sub, x="layer", y="fraction", hue="method", marker="o", ax=ax, sort=False)
@@ -127,9 +128,17 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
     fig, axes = plt.subplots(2, max(1, len(fts)), figsize=(7 * max(1, len(fts)), 7.5), squeeze=False)
     for j, ft in enumerate(fts):
         top = c[(c.finetune == ft) & ((c.sparsity == sparsity) | (c.method == "dense"))]
-        order = sorted(top.method.unique(), key=lambda m: (m != "dense", m))      # same colours in every panel
-        _sns().barplot(data=top, x="dataset", y="mean", hue="method", hue_order=order, ax=axes[0, j], errorbar=None,
-                    palette=_palette(c.method.unique()))
+        order = sorted(top.method.unique(), key=lambda m: (m != "dense", m))  # same colours in every panel
+        _sns().barplot(
+            data=top,
+            x="dataset",
+            y="mean",
+            hue="method",
+            hue_order=order,
+            ax=axes[0, j],
+            errorbar=None,
+            palette=_palette(c.method.unique()),
+        )
         lo = max(0.0, top["mean"].min() - 5)
         axes[0, j].set_ylim(lo, min(100, top["mean"].max() + 2))
         axes[0, j].set_title(f"{ft} finetuning: accuracy at {sparsity:.0%} (dense: 0%)")
@@ -140,8 +149,9 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
         pal = _palette(c.method.unique())
         for method, sub in a.groupby("method"):
             sub = sub.sort_values("sparsity")
-            ax.errorbar(sub.sparsity, sub.alpha_mean, yerr=sub.alpha_se, marker="o", capsize=3, label=method,
-                        color=pal[method])
+            ax.errorbar(
+                sub.sparsity, sub.alpha_mean, yerr=sub.alpha_se, marker="o", capsize=3, label=method, color=pal[method]
+            )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("upstream sparsity")
         ax.set_ylabel("mean relative increase in error")
@@ -162,8 +172,9 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
         sub = a[a.sparsity == s]
         if len(sub):
             pal = _palette(a.method.unique())
-            _sns().scatterplot(data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax,
-                            palette=pal)
+            _sns().scatterplot(
+                data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax, palette=pal
+            )
             for method, g in sub.groupby("method"):
                 if len(g) > 2:
                     k, b = np.polyfit(g.difficulty, g.alpha, 1)
@@ -183,8 +194,9 @@ def convergence(conv, opt: dict, path=None):
     over seeds and each seed, runs without gradient clipping marked; the runs of recipe `opt` only."""
     import matplotlib.pyplot as plt
 
-    base = conv[(conv.lr == opt["lr"]) & (conv.weight_decay == opt["weight_decay"]) &
-                (conv.batch_size == opt["batch_size"])]
+    base = conv[
+        (conv.lr == opt["lr"]) & (conv.weight_decay == opt["weight_decay"]) & (conv.batch_size == opt["batch_size"])
+    ]
     clipped, unclipped = base[base.grad_clip.notna()], base[base.grad_clip.isna()]
     g = clipped.groupby("epochs")
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -193,8 +205,13 @@ def convergence(conv, opt: dict, path=None):
         ax.plot(m.index, m.values, "o-", label=f"{label} (mean over seeds)")
     ax.scatter(clipped.epochs, clipped.val_top1 * 100, s=10, color="gray", alpha=0.6, label="validation, each seed")
     if len(unclipped):
-        ax.scatter(unclipped.epochs, unclipped.val_top1 * 100, marker="x", color="red",
-                   label="validation, no gradient clipping")
+        ax.scatter(
+            unclipped.epochs,
+            unclipped.val_top1 * 100,
+            marker="x",
+            color="red",
+            label="validation, no gradient clipping",
+        )
     ticks = sorted(clipped.epochs.unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks)

@@ -1,5 +1,6 @@
 """Progress bars that behave everywhere: a live tqdm bar in a terminal, one log line per epoch
 under papermill / nbval / CI (no thousands of carriage-return updates in the saved notebook)."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,7 @@ def interactive() -> bool:
 
 def bar(iterable=None, desc: str = "", total: int | None = None, leave: bool = False):
     """tqdm over `iterable`, silent when not interactive."""
-    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not interactive(),
-                dynamic_ncols=True)
+    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not interactive(), dynamic_ncols=True)
 
 
 def log(msg: str) -> None:

@@ -5,6 +5,7 @@ DataFrame of all of them.
     rec = results.record("02_linear_ft", cfg_dict, {"best": .71, "final": .70, "curve": [...]}, started=t0)
     df = results.load()                       # one row per run
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,11 +16,13 @@ import os
 import platform
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from . import files, paths
+
 KEY_FIELDS = ("profile", "arch", "method", "sparsity", "dataset", "seed", "finetune")
 
 
@@ -42,9 +45,14 @@ def versions() -> dict:
     import torch
 
     from . import __version__
-    out = {"sparsenb": __version__, "python": platform.python_version(), "torch": torch.__version__,
-           "numpy": numpy.__version__}
-    try:   # from the package metadata: importing deepsparse costs a second per run
+
+    out = {
+        "sparsenb": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+    }
+    try:  # from the package metadata: importing deepsparse costs a second per run
         out["deepsparse"] = importlib.metadata.version("deepsparse")
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - optional at run time
         pass
@@ -61,7 +69,33 @@ def path_of(notebook: str, rid: str, root: str | os.PathLike | None = None) -> P
 
 
 def exists(notebook: str, config: dict, root=None) -> bool:
-    return path_of(notebook, run_id(config), root).exists()
+    """Whether the run has a complete record (one that parses and is this run's)."""
+    return read(path_of(notebook, run_id(config), root)) is not None
+
+
+RECORD_KEYS = ("notebook", "run_id", "config")
+
+
+def problem(path: str | os.PathLike) -> str | None:
+    """Why the file is not a usable record (None when it is): unreadable, not JSON, or JSON that is
+    not a record (a record holds notebook, run_id and config, and its run_id names its file)."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"not readable as JSON ({type(e).__name__})"
+    if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
+        return f"JSON but not a run record (a record has {', '.join(RECORD_KEYS)})"
+    if rec["run_id"] != path.stem or run_id(rec["config"]) != path.stem:
+        return "a record of another run (its run_id does not match its file name)"
+    return None
+
+
+def read(path: str | os.PathLike) -> dict | None:
+    """The record in `path`, or None when there is no usable one (see `problem`)."""
+    return None if problem(path) else json.loads(Path(path).read_text())
 
 
 def record(notebook: str, config: dict, metrics: dict, started: float | None = None, root=None) -> dict:
@@ -71,17 +105,22 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
     clash = [k for k in KEY_FIELDS if k in metrics and k in config and metrics[k] != config[k]]
     if clash:
         raise ValueError(f"metrics would overwrite the run's {clash}: rename them (e.g. 'achieved_{clash[0]}')")
-    rec = {"notebook": notebook, "run_id": run_id(config), "cell_hash": cell_hash(config), **metrics,
-           **{k: config.get(k) for k in KEY_FIELDS if k in config}, "config": config,
-           "wall_seconds": round(now - started, 2) if started else None,
-           "start": dt.datetime.fromtimestamp(started or now).isoformat(timespec="seconds"),
-           "end": dt.datetime.fromtimestamp(now).isoformat(timespec="seconds"),
-           "versions": versions(), "host": socket.gethostname(), "cpus": os.cpu_count()}
+    rec = {
+        "notebook": notebook,
+        "run_id": run_id(config),
+        "cell_hash": cell_hash(config),
+        **metrics,
+        **{k: config.get(k) for k in KEY_FIELDS if k in config},
+        "config": config,
+        "wall_seconds": round(now - started, 2) if started else None,
+        "start": dt.datetime.fromtimestamp(started or now).isoformat(timespec="seconds"),
+        "end": dt.datetime.fromtimestamp(now).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+    }
     path = path_of(notebook, rec["run_id"], root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(rec, indent=1, default=float))
-    os.replace(tmp, path)
+    files.write_text(path, json.dumps(rec, indent=1, default=float))
     return rec
 
 
@@ -90,10 +129,19 @@ def load(notebook: str | None = None, root=None) -> pd.DataFrame:
     as Python objects (curve, config, versions)."""
     base = Path(root or default_root())
     pattern = f"{notebook}/*.json" if notebook else "*/*.json"
-    rows = []
+    rows, skipped = [], []
     for p in sorted(base.glob(pattern)):
-        try:
-            rows.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
-            continue  # not ours to fix here; a record is written atomically, so this is foreign
-    return pd.DataFrame(rows)
+        why = problem(p)
+        if why:
+            skipped.append({"file": str(p), "reason": why})
+            continue
+        rows.append(json.loads(p.read_text()))
+    if skipped:
+        warnings.warn(
+            f"{len(skipped)} files under {base} are not run records and were skipped: "
+            + "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5]),
+            stacklevel=2,
+        )
+    out = pd.DataFrame(rows)
+    out.attrs["skipped"] = skipped
+    return out

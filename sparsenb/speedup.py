@@ -4,16 +4,19 @@ engine (DeepSparse), in the online setting (augmented samples go through the bac
     df = speedup.run(cfg, "shapes10", ["dense", "gmp", "acdc"], 0.9)    # one row per (method, engine)
     plots.speedup(df)                                                   # Figure 4
 """
+
 from __future__ import annotations
 
 import pandas as pd
 
 from . import data, upstream
+from .config import Config
 from .engine import Engine
 
 
-def run(cfg, dataset: str, methods, sparsity: float, seed: int = 0, batch_size: int = 64,
-        sparse_engine: str = "deepsparse") -> pd.DataFrame:
+def run(
+    cfg, dataset: str, methods, sparsity: float, seed: int = 0, batch_size: int = 64, sparse_engine: str = "deepsparse"
+) -> pd.DataFrame:
     """Online linear finetuning of every method's backbone: dense in PyTorch and in `sparse_engine`,
     every sparse model in `sparse_engine`. Columns: method, sparsity, engine, epoch_seconds, best,
     final, metric, speedup (vs the fastest dense baseline), accuracy_gap (vs dense, same engine kind
@@ -29,18 +32,52 @@ def run(cfg, dataset: str, methods, sparsity: float, seed: int = 0, batch_size: 
     for method in methods:
         s = 0.0 if method == "dense" else float(sparsity)
         model, _ = upstream.get(method, s, cfg, 0)
-        for kind in (["torch", sparse_engine] if method == "dense" else [sparse_engine]):
+        for kind in ["torch", sparse_engine] if method == "dense" else [sparse_engine]:
             eng = Engine(model, size, batch_size, kind)
-            train_loader = data.loader(tr, "train", size, mean, std, batch_size, shuffle=True, seed=seed,
-                                       scale=cfg["full"]["random_resized_crop_scale"])
+            train_loader = data.loader(
+                tr,
+                "train",
+                size,
+                mean,
+                std,
+                batch_size,
+                shuffle=True,
+                seed=seed,
+                scale=cfg["full"]["random_resized_crop_scale"],
+            )
             test_loader = data.loader(te, "eval", size, mean, std, batch_size)
-            res = online_linear_finetune(eng, train_loader, test_loader, model.fc.in_features, meta.num_classes,
-                                         hp, meta.metric, seed)
-            rows.append({"method": method, "sparsity": s, "engine": kind, "epoch_seconds": res["epoch_seconds"],
-                         "best": res["best"], "final": res["final"], "metric": meta.metric, **eng.info()})
+            res = online_linear_finetune(
+                eng, train_loader, test_loader, model.fc.in_features, meta.num_classes, hp, meta.metric, seed
+            )
+            rows.append(
+                {
+                    "method": method,
+                    "sparsity": s,
+                    "engine": kind,
+                    "epoch_seconds": res["epoch_seconds"],
+                    "best": res["best"],
+                    "final": res["final"],
+                    "metric": meta.metric,
+                    **eng.info(),
+                }
+            )
     df = pd.DataFrame(rows)
     fastest_dense = df[df.method == "dense"].epoch_seconds.min()
     dense_acc = df[df.method == "dense"].best.max()
     df["speedup"] = fastest_dense / df.epoch_seconds
     df["accuracy_gap"] = df.best - dense_acc
     return df
+
+
+def run_config(cfg: Config, row: dict, dataset: str, seed: int) -> dict:
+    """What identifies one row of `run` as a 05_speedup record (its hash is the run id)."""
+    return {
+        "profile": cfg["profile"],
+        "arch": cfg["arch"],
+        "method": row["method"],
+        "sparsity": row["sparsity"],
+        "dataset": dataset,
+        "seed": int(seed),
+        "engine": row["engine"],
+        "hp": dict(cfg["speedup"]),
+    }

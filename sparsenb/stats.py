@@ -11,6 +11,7 @@ mean over tasks of the mean over seeds of the paired difference; its interval co
 hierarchical bootstrap (tasks resampled, then seeds within each task), so both sources of noise are
 in it. A verdict needs the interval to exclude zero (or, for "equivalent", to lie inside the margin).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 PAIR_KEYS = ("arch", "dataset", "seed", "upstream_seed", "sparsity")
-MIN_TASKS = 3            # fewer tasks than this: no interval is trusted, the verdict is inconclusive
+MIN_TASKS = 3  # fewer tasks than this: no interval is trusted, the verdict is inconclusive
 
 
 @dataclass(frozen=True)
 class Estimate:
-    mean: float           # mean over tasks of the paired difference (same unit as the input)
-    low: float            # 95% bootstrap interval
+    mean: float  # mean over tasks of the paired difference (same unit as the input)
+    low: float  # 95% bootstrap interval
     high: float
     tasks: int
     pairs: int
@@ -35,8 +36,10 @@ class Estimate:
         if not self.tasks:
             return "no paired results"
         on = f" paired on {'+'.join(self.paired_on)}" if self.paired_on else ""
-        return (f"{scale * self.mean:+.2f}{unit} [95% CI {scale * self.low:+.2f}, {scale * self.high:+.2f}], "
-                f"{self.tasks} tasks, {self.pairs} pairs{on}")
+        return (
+            f"{scale * self.mean:+.2f}{unit} [95% CI {scale * self.low:+.2f}, {scale * self.high:+.2f}], "
+            f"{self.tasks} tasks, {self.pairs} pairs{on}"
+        )
 
 
 def _side(df: pd.DataFrame, sel: dict, keys: list[str]) -> pd.Series:
@@ -72,7 +75,7 @@ def paired(df: pd.DataFrame, a: dict, b: dict, keys=PAIR_KEYS, value=None, **whe
         coarse = [k for k in keys if k not in ("seed", "upstream_seed")]
         ta, tb = _side(sub, a, coarse), _side(sub, b, coarse)
         task_level = pd.concat({"a": ta, "b": tb}, axis=1).dropna()
-        n_tasks = lambda x: x.reset_index()["dataset"].nunique() if len(x) else 0   # noqa: E731
+        n_tasks = lambda x: x.reset_index()["dataset"].nunique() if len(x) else 0  # noqa: E731
         if n_tasks(both) < n_tasks(task_level):
             keys, both = coarse, task_level
     both["diff"] = value(both["a"], both["b"]) if value else both["a"] - both["b"]

@@ -11,6 +11,7 @@ sweep finished it (a `.done` marker beside the executed notebook), so a sweep ki
 started again reruns only what is missing. A failed run does not stop the sweep: the failures are
 listed at the end and the exit status is non-zero.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,17 +30,18 @@ import yaml
 
 from . import config, paths, results
 from .config import ROOT, ConfigError
+from .runs import RECORDING, defaults, notebook_path, parameters, setup
 
 
 @dataclass
 class Run:
-    notebook: str                   # name (notebooks/<name>.ipynb) or a path to a notebook
+    notebook: str  # name (notebooks/<name>.ipynb) or a path to a notebook
     params: dict
     sweep: str
     out_dir: Path
-    record: tuple | None = None     # (notebook, run config) of its result record, when known
-    grid_keys: tuple = ()           # the parameters that vary: they name the run
-    env: dict = field(default_factory=dict)   # extra environment of its process
+    record: tuple | None = None  # (notebook, run config) of its result record, when known
+    grid_keys: tuple = ()  # the parameters that vary: they name the run
+    env: dict = field(default_factory=dict)  # extra environment of its process
     name: str = field(init=False)
 
     def __post_init__(self):
@@ -51,8 +53,7 @@ class Run:
 
     @property
     def path(self) -> Path:
-        p = Path(self.notebook)
-        return p if p.suffix == ".ipynb" else ROOT / "notebooks" / f"{self.notebook}.ipynb"
+        return notebook_path(self.notebook)
 
     @property
     def output(self) -> Path:
@@ -63,29 +64,26 @@ class Run:
         return self.out_dir / f".{self.name}.done"
 
     def finished(self) -> bool:
-        if self.marker.exists():
-            return True
-        return self.record is not None and results.exists(*self.record)
+        """A recording notebook's run is done when its record is complete (a damaged one is rerun);
+        another notebook's when the sweep marked it done."""
+        if self.record is not None:
+            return results.exists(*self.record)
+        return self.marker.exists()
+
+    def damaged_record(self) -> str | None:
+        """'<path>: <why>' when a file stands where this run's record should be but is not one."""
+        if self.record is None:
+            return None
+        path = results.path_of(self.record[0], results.run_id(self.record[1]))
+        why = results.problem(path)
+        return f"{path}: {why}" if why and why != "missing" else None
 
 
 def _record_of(notebook: str, params: dict):
-    """(notebook, run config) as the notebook will record it, for the notebooks that record."""
-    from . import finetune, upstream
-
+    """(notebook, run config) as the notebook will record it (sparsenb.runs.setup, the function the
+    notebook itself calls), for the notebooks that record."""
     name = Path(notebook).stem
-    if name not in ("01_upstream", "02_linear_ft", "03_full_ft"):
-        return None
-    ft = {"02_linear_ft": "linear", "03_full_ft": "full"}.get(name)
-    overrides = {f"{ft}.epochs": int(params["epochs"])} if ft and params.get("epochs") else {}
-    if name == "01_upstream" and params.get("arch"):
-        overrides["arch"] = params["arch"]
-    cfg = config.load(params.get("profile", "mini"), overrides)
-    if name == "01_upstream":
-        return name, upstream.run_config(cfg, params.get("method", "gmp"), float(params.get("sparsity", 0.9)),
-                                         int(params.get("seed", 0)))
-    return name, finetune.run_config(cfg, ft, params.get("method", "gmp"), float(params.get("sparsity", 0.9)),
-                                     params.get("dataset", "shapes10"), int(params.get("seed", 21)),
-                                     int(params.get("upstream_seed", 0)))
+    return (name, setup(notebook, **params)[1]) if name in RECORDING else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,17 +97,18 @@ def _in_reference_set(notebook: str, params: dict) -> bool:
     `seed` is the upstream seed; the finetuning notebooks name it `upstream_seed`)."""
     from . import upstream
 
-    cfg = _profile(params.get("profile", "mini"))
+    p = parameters(notebook, params)
     key = "seed" if Path(notebook).stem == "01_upstream" else "upstream_seed"
-    return float(params.get("sparsity", 0.9)) in upstream.sparsities_of(cfg, params.get("method", "gmp"),
-                                                                         int(params.get(key, 0)))
+    return float(p["sparsity"]) in upstream.sparsities_of(_profile(p["profile"]), p["method"], int(p[key]))
 
 
 def load_sweep(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no sweep file {path}; the sweeps are: "
-                          f"{', '.join(str(p.relative_to(ROOT)) for p in sorted((ROOT / 'params' / 'sweeps').glob('*.yaml')))}")
+        raise ConfigError(
+            f"no sweep file {path}; the sweeps are: "
+            f"{', '.join(str(p.relative_to(ROOT)) for p in sorted((ROOT / 'params' / 'sweeps').glob('*.yaml')))}"
+        )
     spec = yaml.safe_load(path.read_text()) or {}
     valid = ("notebooks", "profile", "grid", "parameters", "slurm", "dense_only_at_zero", "reference_set_only", "name")
     unknown = set(spec) - set(valid)
@@ -123,14 +122,19 @@ def load_sweep(path: str | Path) -> dict:
 
 def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order."""
-    _profile.cache_clear()                  # params may have changed since the last expansion
+    _profile.cache_clear()  # params may have changed since the last expansion
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
     keys = list(grid)
     runs, seen = [], set()
     for nb in spec["notebooks"]:
         for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
-            params = {"profile": spec.get("profile", "mini"), **(spec.get("parameters") or {}), **dict(zip(keys, values))}
+            params = {
+                **({"profile": spec.get("profile", "mini")} if "profile" in defaults(nb) else {}),
+                **(spec.get("parameters") or {}),
+                **dict(zip(keys, values)),
+            }
+            parameters(nb, params)  # a key the notebook does not declare: refused, valid ones named
             if spec.get("dense_only_at_zero", True) and params.get("method") in ("dense", "dense_5x"):
                 params["sparsity"] = 0.0
             if spec.get("reference_set_only") and not _in_reference_set(nb, params):
@@ -158,12 +162,18 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     import papermill as pm
 
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"SPARSENB_PROGRESS": "0", **run.env})   # inherited by the kernel
+    os.environ.update({"SPARSENB_PROGRESS": "0", **run.env})  # inherited by the kernel
     t = time.time()
     rc, err = 0, ""
     try:
-        pm.execute_notebook(str(run.path), str(run.output), parameters=run.params, kernel_name="python3",
-                            cwd=str(run.path.parent), progress_bar=False)
+        pm.execute_notebook(
+            str(run.path),
+            str(run.output),
+            parameters=run.params,
+            kernel_name="python3",
+            cwd=str(run.path.parent),
+            progress_bar=False,
+        )
         run.marker.write_text(json.dumps(run.params))
     except Exception as e:  # noqa: BLE001 - a failed run is reported, the sweep goes on
         rc = 1
@@ -174,8 +184,18 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
 def execute(run: Run) -> tuple[str, int, float, str]:
     """One run in its own papermill process; returns (name, exit status, seconds, last error line)."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(run.path), str(run.output), "-k", "python3", "--no-progress-bar",
-           "--cwd", str(run.path.parent)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(run.path),
+        str(run.output),
+        "-k",
+        "python3",
+        "--no-progress-bar",
+        "--cwd",
+        str(run.path.parent),
+    ]
     for k, v in run.params.items():
         cmd += ["-p", k, str(v)] if not isinstance(v, str) else ["-r", k, v]
     t = time.time()
@@ -189,14 +209,26 @@ def execute(run: Run) -> tuple[str, int, float, str]:
     return run.name, proc.returncode, time.time() - t, err
 
 
-def run_sweep(path: str | Path, executor: str = "local", jobs: int = 1, out_root=None, cluster: str | None = None,
-              dry_run: bool = False) -> int:
+def run_sweep(
+    path: str | Path,
+    executor: str = "local",
+    jobs: int = 1,
+    out_root=None,
+    cluster: str | None = None,
+    dry_run: bool = False,
+) -> int:
     """Run every missing run of the sweep; returns the number of failures."""
     spec = load_sweep(path)
     runs = expand(spec, out_root)
     todo = [r for r in runs if not r.finished()]
-    print(f"== sweep {spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run "
-          f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})", flush=True)
+    for r in todo:
+        if (damaged := r.damaged_record()) is not None:
+            print(f"  damaged record, the run is done again: {damaged}", flush=True)
+    print(
+        f"== sweep {spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run "
+        f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})",
+        flush=True,
+    )
     if dry_run or not todo:
         for r in todo:
             print("  todo", r.name)
@@ -204,16 +236,20 @@ def run_sweep(path: str | Path, executor: str = "local", jobs: int = 1, out_root
     failures = []
     t0 = time.time()
     if executor == "local":
-        if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:      # share the cores, do not oversubscribe
+        if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe
             threads = str(max(1, (os.cpu_count() or 1) // jobs))
             for r in todo:
                 r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         # worker processes (spawned: this process may hold torch's threads) run one notebook at a time
-        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_quiet_worker) as pool:
+        with ProcessPoolExecutor(
+            max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker
+        ) as pool:
             for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
-                print(f"  [{i}/{len(todo)}] {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s){'  ' + err if err else ''}",
-                      flush=True)
+                print(
+                    f"  [{i}/{len(todo)}] {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s)"
+                    + (f"  {err}" if err else ""),
+                    flush=True,
+                )
                 if rc:
                     failures.append((name, err))
     elif executor == "slurm":
@@ -230,8 +266,10 @@ def run_sweep(path: str | Path, executor: str = "local", jobs: int = 1, out_root
                 failures.append((name, err))
     else:
         raise ConfigError(f"unknown executor {executor!r}; valid: local, slurm")
-    print(f"== sweep {spec['name']}: {len(todo) - len(failures)} ok, {len(failures)} failed in {time.time() - t0:.0f} s; "
-          f"executed notebooks under {todo[0].out_dir}")
+    print(
+        f"== sweep {spec['name']}: {len(todo) - len(failures)} ok, {len(failures)} failed in {time.time() - t0:.0f} s; "
+        f"executed notebooks under {todo[0].out_dir}"
+    )
     for name, err in failures:
         print(f"  failed: {name}: {err}")
     return len(failures)

@@ -1,30 +1,26 @@
-"""Downstream training: linear finetuning on cached features, full finetuning with fixed masks.
+"""Every training loop of sparsenb, over one SGD epoch helper (`sgd_epoch`): linear finetuning on
+cached features (sparsenb.features), full finetuning with fixed masks, online linear finetuning
+(Sec. 3.6), and `fit`, the upstream loop with a pruning method's hooks.
 
-    X, y = train.extract_features(model, dataset, transform, cache_dir=...)
     res = train.linear_finetune(Xtr, ytr, Xte, yte, num_classes, cfg.linear, metric="top1", seed=21)
     res = train.full_finetune(model, train_loader, test_loader, cfg.full, metric="top1", seed=21)
     res["best"], res["final"], res["curve"]
 
 Hyperparameters come from params/<profile>.yaml (sections `linear` and `full`).
 """
+
 from __future__ import annotations
 
-import hashlib
-import os
+import math
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
 
 from . import masks as masklib
-from . import metrics
-from .data.loaders import loader as data_loader
-from .data.transforms import Evaluation
-from .models import backbone
+from . import metrics, prune
 from .progress import bar, log
 
 
@@ -39,6 +35,45 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def sgd_epoch(
+    forward,
+    batches,
+    optimizer: torch.optim.Optimizer,
+    step=None,
+    after_backward=None,
+    after_step=None,
+    max_steps: int | None = None,
+) -> tuple[float, int]:
+    """One pass of SGD over `batches` ((x, y) on the right device): the loss of `forward(x)`, its
+    gradients, `after_backward()` (masks, clipping), `step()` (default optimizer.step),
+    `after_step()`; stops early after `max_steps`. Every training loop of sparsenb is this one.
+    Returns (mean loss, steps taken)."""
+    loss_fn = nn.CrossEntropyLoss()
+    total, n, steps = None, 0, 0
+    for x, y in batches:
+        if max_steps is not None and steps >= max_steps:
+            break
+        loss = loss_fn(forward(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        (step or optimizer.step)()
+        if after_step is not None:
+            after_step()
+        total = loss.detach() * len(y) + (0 if total is None else total)
+        n += len(y)
+        steps += 1
+    return (float(total) / n if n else 0.0), steps
+
+
+def _on(device, loader, channels_last: bool = False):
+    """The batches of `loader` moved to `device` (images channels-last when asked)."""
+    for x, y in loader:
+        x = x.to(device, non_blocking=True)
+        yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y.to(device, non_blocking=True)
+
+
 def _sgd(params, hp) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["milestones"]), gamma=hp["gamma"])
@@ -46,6 +81,7 @@ def _sgd(params, hp) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LR
 
 
 # --- evaluation ------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np.ndarray]:
@@ -65,79 +101,21 @@ def evaluate(model: nn.Module, loader, metric: str = "top1", device=None) -> flo
     return metrics.score(y, p, metric)
 
 
-# --- features --------------------------------------------------------------------------------
-
-def model_digest(model: nn.Module) -> str:
-    """sha1 over every tensor of the state dict (names, shapes, values)."""
-    h = hashlib.sha1()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(str(tuple(v.shape)).encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _dataset_digest(dataset) -> str:
-    h = hashlib.sha1(f"{type(dataset).__name__}:{getattr(dataset, 'name', '')}:{len(dataset)}".encode())
-    targets = getattr(dataset, "targets", None)
-    if targets is not None:
-        h.update(np.asarray(targets, np.int64).tobytes())
-    images = getattr(dataset, "images", None)
-    if isinstance(images, np.ndarray):
-        h.update(hashlib.sha1(images.tobytes()).digest())
-    samples = getattr(dataset, "samples", None)
-    if samples is not None:
-        h.update("\n".join(str(s[0]) for s in samples).encode())
-    return h.hexdigest()
-
-
-@torch.no_grad()
-def extract_features(model: nn.Module, dataset, transform, cache_dir: str | Path | None = None,
-                     batch_size: int = 256, num_workers: int = 0, device=None,
-                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate-layer features of every item of `dataset` under `transform` (no augmentation),
-    with the backbone in eval mode (upstream BN statistics). Cached under `cache_dir` by a key of
-    model weights + dataset + transform, so a second call with the same three is a file read."""
-    device = device or default_device()
-    path = None
-    if cache_dir is not None:
-        key = hashlib.sha1(f"{model_digest(model)}|{_dataset_digest(dataset)}|{transform!r}".encode()).hexdigest()
-        path = Path(cache_dir) / f"{key[:20]}.pt"
-        if path.exists():
-            try:
-                d = torch.load(path, weights_only=True)
-                return d["features"], d["labels"]
-            except Exception:
-                path.unlink()  # damaged cache entry: recompute
-    net = backbone(model).to(device).eval()
-    old = getattr(dataset, "transform", None)
-    try:
-        if isinstance(transform, Evaluation):   # in-memory datasets: whole batches as tensors
-            loader = data_loader(dataset, "eval", transform.size, transform.mean, transform.std, batch_size,
-                                 num_workers=num_workers, bicubic=transform.bicubic)
-        else:
-            dataset.transform = transform
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-        feats, labels = [], []
-        for x, y in bar(loader, desc=desc):
-            feats.append(net(x.to(device)).float().cpu())
-            labels.append(torch.as_tensor(y))
-        feat, lab = torch.cat(feats), torch.cat(labels).long()
-    finally:
-        dataset.transform = old
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save({"features": feat, "labels": lab}, tmp)
-        os.replace(tmp, path)
-    return feat, lab
-
-
 # --- linear finetuning -------------------------------------------------------------------------
 
-def linear_finetune(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                    num_classes: int, hp: dict, metric: str = "top1", seed: int = 0, device=None,
-                    val: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+
+def linear_finetune(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    hp: dict,
+    metric: str = "top1",
+    seed: int = 0,
+    device=None,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict:
     """Train a dense nn.Linear head (PyTorch default init) on fixed features with SGD + momentum,
     weight decay and a step schedule (hp: lr, momentum, weight_decay, batch_size, epochs,
     milestones, gamma). Evaluated on the validation (if given) and test features after every epoch.
@@ -147,7 +125,6 @@ def linear_finetune(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.
     g = seed_everything(seed)
     head = nn.Linear(train_x.shape[1], num_classes).to(device)
     opt, sched = _sgd(head.parameters(), hp)
-    loss_fn = nn.CrossEntropyLoss()
     train_x, train_y = train_x.to(device), train_y.to(device)
     evals = {"test": (test_x.to(device), test_y.numpy())}
     if val is not None:
@@ -158,25 +135,22 @@ def linear_finetune(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.
     for epoch in range(1, int(hp["epochs"]) + 1):
         head.train()
         perm = torch.randperm(n, generator=g).to(device)
-        total = torch.zeros((), device=device)
-        for i in range(0, n, bs):
-            idx = perm[i:i + bs]
-            loss = loss_fn(head(train_x[idx]), train_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(idx)
+        loss, _ = sgd_epoch(head, ((train_x[idx], train_y[idx]) for idx in perm.split(bs)), opt)
         sched.step()
         head.eval()
-        row = {"epoch": epoch, "loss": float(total) / n}
+        row = {"epoch": epoch, "loss": loss}
         with torch.no_grad():
             for name, (x, y) in evals.items():
                 row["accuracy" if name == "test" else "val_accuracy"] = metrics.score(
-                    y, head(x).argmax(1).cpu().numpy(), metric)
+                    y, head(x).argmax(1).cpu().numpy(), metric
+                )
         curve.append(row)
         if epoch == 1 or epoch % max(1, int(hp["epochs"]) // 10) == 0 or epoch == int(hp["epochs"]):
-            log(f"linear epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
-                + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "") + f"  ({time.time() - t0:.1f} s)")
+            log(
+                f"linear epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
+                + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
+                + f"  ({time.time() - t0:.1f} s)"
+            )
     return summary(curve, time.time() - t0, head=head.state_dict())
 
 
@@ -188,8 +162,13 @@ def summary(curve: list[dict], seconds: float, **extra) -> dict:
     - 'final': test accuracy after the last epoch.
     Without a validation curve, 'reported' is 'final' (no choice made at all)."""
     best = max(curve, key=lambda r: r["accuracy"])
-    out = {"best": best["accuracy"], "best_epoch": best["epoch"], "final": curve[-1]["accuracy"],
-           "curve": curve, "train_seconds": seconds}
+    out = {
+        "best": best["accuracy"],
+        "best_epoch": best["epoch"],
+        "final": curve[-1]["accuracy"],
+        "curve": curve,
+        "train_seconds": seconds,
+    }
     if all("val_accuracy" in r for r in curve):
         chosen = max(curve, key=lambda r: r["val_accuracy"])
         out.update(reported=chosen["accuracy"], reported_epoch=chosen["epoch"], val_accuracy=chosen["val_accuracy"])
@@ -200,8 +179,19 @@ def summary(curve: list[dict], seconds: float, **extra) -> dict:
 
 # --- full finetuning ---------------------------------------------------------------------------
 
-def full_finetune(model: nn.Module, train_loader, test_loader, hp: dict, metric: str = "top1", seed: int = 0,
-                  device=None, fixed_masks: dict | None = None, channels_last: bool = True, val_loader=None) -> dict:
+
+def full_finetune(
+    model: nn.Module,
+    train_loader,
+    test_loader,
+    hp: dict,
+    metric: str = "top1",
+    seed: int = 0,
+    device=None,
+    fixed_masks: dict | None = None,
+    channels_last: bool = True,
+    val_loader=None,
+) -> dict:
     """Finetune every unpruned weight, BN included, with the zero set of the backbone fixed: the
     mask (from `weight != 0` unless given) is enforced by `masks.FixedMask` on every step, so pruned
     weights get no gradient, momentum or weight-decay drift. The head should already be the new
@@ -217,38 +207,35 @@ def full_finetune(model: nn.Module, train_loader, test_loader, hp: dict, metric:
         model = model.to(memory_format=torch.channels_last)
     fixed = masklib.FixedMask(model, fm_masks)
     opt, sched = _sgd(model.parameters(), hp)
-    loss_fn = nn.CrossEntropyLoss()
     curve = []
     t0 = time.time()
     for epoch in range(1, int(hp["epochs"]) + 1):
         model.train()
-        total, n = 0.0, 0
-        for x, y in bar(train_loader, desc=f"epoch {epoch}"):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            fixed.step(opt)
-            total += loss.item() * len(y)
-            n += len(y)
+        loss, _ = sgd_epoch(
+            model,
+            _on(device, bar(train_loader, desc=f"epoch {epoch}"), channels_last),
+            opt,
+            step=lambda: fixed.step(opt),
+        )
         sched.step()
-        row = {"epoch": epoch, "loss": total / max(n, 1), "accuracy": evaluate(model, test_loader, metric, device)}
+        row = {"epoch": epoch, "loss": loss, "accuracy": evaluate(model, test_loader, metric, device)}
         if val_loader is not None:
             row["val_accuracy"] = evaluate(model, val_loader, metric, device)
         curve.append(row)
-        log(f"full epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
-            + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "") + f"  ({time.time() - t0:.1f} s)")
-    from .prune import target_sparsity
-
-    return summary(curve, time.time() - t0, sparsity=target_sparsity(model, include_head=False))
+        log(
+            f"full epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
+            + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
+            + f"  ({time.time() - t0:.1f} s)"
+        )
+    return summary(curve, time.time() - t0, sparsity=prune.target_sparsity(model, include_head=False))
 
 
 # --- online linear finetuning (Sec. 3.6) ----------------------------------------------------------
 
-def online_linear_finetune(embed, train_loader, test_loader, feature_dim: int, num_classes: int, hp: dict,
-                           metric: str = "top1", seed: int = 0) -> dict:
+
+def online_linear_finetune(
+    embed, train_loader, test_loader, feature_dim: int, num_classes: int, hp: dict, metric: str = "top1", seed: int = 0
+) -> dict:
     """Linear finetuning where every training batch (augmented) goes through the frozen backbone
     `embed` (a callable images -> features: an `engine.Engine` or a torch module) on every step,
     and the dense head trains in PyTorch. Returns the usual summary plus 'epoch_seconds' (the
@@ -256,22 +243,18 @@ def online_linear_finetune(embed, train_loader, test_loader, feature_dim: int, n
     seed_everything(seed)
     head = nn.Linear(feature_dim, num_classes)
     opt, sched = _sgd(head.parameters(), hp)
-    loss_fn = nn.CrossEntropyLoss()
     curve, epoch_seconds = [], []
     t_all = time.time()
     for epoch in range(1, int(hp["epochs"]) + 1):
         t0 = time.time()
-        total, n = 0.0, 0
         head.train()
-        for x, y in bar(train_loader, desc=f"online epoch {epoch}"):
+
+        def forward(x):
             with torch.no_grad():
                 f = embed(x)
-            loss = loss_fn(head(f), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(y)
-            n += len(y)
+            return head(f)
+
+        loss, _ = sgd_epoch(forward, bar(train_loader, desc=f"online epoch {epoch}"), opt)
         sched.step()
         epoch_seconds.append(time.time() - t0)
         head.eval()
@@ -281,7 +264,93 @@ def online_linear_finetune(embed, train_loader, test_loader, feature_dim: int, n
                 ps.append(head(embed(x)).argmax(1))
                 ys.append(y)
         acc = metrics.score(torch.cat(ys).numpy(), torch.cat(ps).numpy(), metric)
-        curve.append({"epoch": epoch, "loss": total / max(n, 1), "accuracy": acc, "seconds": epoch_seconds[-1]})
-        log(f"online epoch {epoch:>3}/{hp['epochs']}  loss {total / max(n, 1):.4f}  {metric} {acc:.4f}  "
-            f"epoch {epoch_seconds[-1]:.2f} s")
+        curve.append({"epoch": epoch, "loss": loss, "accuracy": acc, "seconds": epoch_seconds[-1]})
+        log(
+            f"online epoch {epoch:>3}/{hp['epochs']}  loss {loss:.4f}  {metric} {acc:.4f}  "
+            f"epoch {epoch_seconds[-1]:.2f} s"
+        )
     return summary(curve, time.time() - t_all, epoch_seconds=float(np.mean(epoch_seconds)))
+
+
+# --- upstream training: one SGD loop with a pruning method's hooks ------------------------------
+
+
+def fit(
+    model: nn.Module,
+    method: prune.Method,
+    train_loader,
+    epochs: float,
+    opt: dict,
+    device=None,
+    evals: dict | None = None,
+    desc: str = "",
+    grad_clip: float | None = None,
+) -> dict:
+    """Train for `epochs` (may be fractional) with SGD (`opt`: lr, momentum, nesterov, weight_decay)
+    and a cosine learning rate to zero over the run, calling the method's hooks around every step;
+    ends with method.finish(), then top-1 on each loader of `evals` ({"val": ..., "test": ...}).
+
+    `grad_clip` bounds the gradient norm (after the method masked it). It is part of the one recipe
+    (dense included) because weights coming back to life (AC/DC's decompressed phases, RigL's growth)
+    behind BatchNorm get huge gradients in very sparse layers; convergence.csv shows its effect on
+    dense training."""
+    device = device or default_device()
+    model.to(device).to(memory_format=torch.channels_last)
+    steps_per_epoch = len(train_loader)
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    method.total_steps, method.steps_per_epoch = total, steps_per_epoch
+    method.prepare(model)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=opt["lr"],
+        momentum=opt["momentum"],
+        weight_decay=opt["weight_decay"],
+        nesterov=opt["nesterov"],
+    )
+    method.start(model, optimizer)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    step, t0, curve = 0, time.time(), []
+    model.train()
+
+    def after_backward():
+        method.after_backward(step)
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+
+    def after_step():
+        nonlocal step
+        method.after_step(step)
+        sched.step()
+        step += 1
+
+    while step < total:
+        loss, _ = sgd_epoch(
+            model,
+            _on(device, bar(train_loader, desc=desc), channels_last=True),
+            optimizer,
+            after_backward=after_backward,
+            after_step=after_step,
+            max_steps=total - step,
+        )
+        row = {"epoch": round(step / steps_per_epoch, 2), "loss": loss}
+        if method.name != "dense" and method.family != "control":
+            row["sparsity"] = prune.target_sparsity(model)
+        curve.append(row)
+        log(
+            f"{desc} epoch {row['epoch']:.2f}/{epochs:g}  loss {row['loss']:.3f}"
+            + (f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "")
+            + f"  ({time.time() - t0:.0f} s)"
+        )
+    method.finish()
+    out = {
+        "steps": total,
+        "epochs": epochs,
+        "seconds": time.time() - t0,
+        "curve": curve,
+        "sparsity": prune.target_sparsity(model),
+    }
+    for name, loader in (evals or {}).items():
+        out[f"{name}_top1"] = evaluate(model, loader, "top1", device)
+    if "test_top1" in out:
+        out["top1"] = out["test_top1"]
+    return out

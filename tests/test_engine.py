@@ -1,4 +1,5 @@
 """The inference engines: same features as PyTorch, padded last batch, compiled once."""
+
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from sparsenb import engine, models, prune
 def sparse_model():
     torch.manual_seed(0)
     m = models.build("mini_resnet_s", 10).eval()
-    with torch.no_grad():                      # non-trivial BN statistics
+    with torch.no_grad():  # non-trivial BN statistics
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
                 mod.running_mean.uniform_(-0.2, 0.2)
@@ -20,7 +21,7 @@ def sparse_model():
 @pytest.mark.parametrize("kind", ["deepsparse", "onnxruntime", "torch"])
 def test_engine_matches_pytorch_with_padding(sparse_model, kind):
     eng = engine.Engine(sparse_model, image_size=32, batch_size=8, kind=kind, num_cores=2)
-    x = torch.randn(19, 3, 32, 32)             # 2 full batches + a partial one of 3
+    x = torch.randn(19, 3, 32, 32)  # 2 full batches + a partial one of 3
     with torch.no_grad():
         ref = models.backbone(sparse_model)(x)
     out = eng(x)

@@ -1,4 +1,5 @@
 """Proof that every package of the card works here, together, in this environment."""
+
 import json
 import subprocess
 import sys
@@ -20,9 +21,16 @@ def test_numpy_is_1x():
 def _small_cnn():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    ).eval()
 
 
 def test_deepsparse_matches_onnxruntime(tmp_path):
@@ -32,8 +40,9 @@ def test_deepsparse_matches_onnxruntime(tmp_path):
     model = _small_cnn()
     x = torch.randn(4, 3, 32, 32)
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, x, str(path), input_names=["input"], output_names=["logits"],
-                      opset_version=13, dynamo=False)
+    torch.onnx.export(
+        model, x, str(path), input_names=["input"], output_names=["logits"], opset_version=13, dynamo=False
+    )
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
     engine = deepsparse.compile_model(str(path), batch_size=4, num_cores=2)
     out = engine.run([x.numpy()])[0]
@@ -44,6 +53,7 @@ def test_deepsparse_matches_onnxruntime(tmp_path):
     assert np.abs(ref - pt).max() / np.abs(pt).max() < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["SEQUENTIAL", "RANDOM"])
 def test_ffcv_writes_and_reads_back_on_cpu(tmp_path, order):
     from ffcv.fields import IntField, RGBImageField
@@ -57,11 +67,18 @@ def test_ffcv_writes_and_reads_back_on_cpu(tmp_path, order):
     labels = rng.integers(0, 7, 50)
     data = [(images[i], int(labels[i])) for i in range(50)]
     path = tmp_path / "d.beton"
-    DatasetWriter(str(path), {"image": RGBImageField(write_mode="raw"), "label": IntField()},
-                  num_workers=1).from_indexed_dataset(data)
-    loader = Loader(str(path), batch_size=16, num_workers=1, order=getattr(OrderOption, order), seed=0,
-                    drop_last=False, pipelines={"image": [SimpleRGBImageDecoder(), ToTensor()],
-                                                "label": [IntDecoder(), ToTensor()]})
+    DatasetWriter(
+        str(path), {"image": RGBImageField(write_mode="raw"), "label": IntField()}, num_workers=1
+    ).from_indexed_dataset(data)
+    loader = Loader(
+        str(path),
+        batch_size=16,
+        num_workers=1,
+        order=getattr(OrderOption, order),
+        seed=0,
+        drop_last=False,
+        pipelines={"image": [SimpleRGBImageDecoder(), ToTensor()], "label": [IntDecoder(), ToTensor()]},
+    )
     got_x, got_y = [], []
     for x, y in loader:
         assert x.device.type == "cpu"
@@ -80,6 +97,7 @@ def test_ffcv_writes_and_reads_back_on_cpu(tmp_path, order):
         assert all(key[x[i].tobytes()] == y[i] for i in range(50))
 
 
+@pytest.mark.slow
 def test_papermill_injects_parameter(tmp_path):
     import nbformat
     import papermill as pm
@@ -89,16 +107,37 @@ def test_papermill_injects_parameter(tmp_path):
     nb.metadata["language_info"] = {"name": "python"}
     params = nbformat.v4.new_code_cell("value = 1")
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("import json, pathlib\n"
-                                                  "pathlib.Path(out).write_text(json.dumps(value * 2))")]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell("import json, pathlib\npathlib.Path(out).write_text(json.dumps(value * 2))"),
+    ]
     src, dst, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb", tmp_path / "value.json"
     nbformat.write(nb, src)
-    pm.execute_notebook(str(src), str(dst), parameters={"value": 21, "out": str(out)}, kernel_name="python3",
-                        progress_bar=False)
+    pm.execute_notebook(
+        str(src), str(dst), parameters={"value": 21, "out": str(out)}, kernel_name="python3", progress_bar=False
+    )
     assert json.loads(out.read_text()) == 42
     # and from the command line, as the sweeps and the README call it
-    subprocess.run([sys.executable, "-m", "papermill", str(src), str(dst), "-p", "value", "5", "-p", "out",
-                    str(out), "-k", "python3", "--no-progress-bar"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(src),
+            str(dst),
+            "-p",
+            "value",
+            "5",
+            "-p",
+            "out",
+            str(out),
+            "-k",
+            "python3",
+            "--no-progress-bar",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert json.loads(out.read_text()) == 10
 
 
@@ -108,8 +147,9 @@ def test_kernel_python3_is_this_environment():
     spec = KernelSpecManager().get_kernel_spec("python3")
     exe = Path(spec.argv[0])
     assert exe.name.startswith("python")
-    out = subprocess.run([spec.argv[0], "-c", "import sparsenb, sys; print(sys.prefix)"], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [spec.argv[0], "-c", "import sparsenb, sys; print(sys.prefix)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert Path(out).resolve() == Path(sys.prefix).resolve()
 
 

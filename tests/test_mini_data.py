@@ -1,4 +1,5 @@
 """The generated mini suite, the transforms, and the two loader backends."""
+
 import numpy as np
 import pytest
 import torch
@@ -25,7 +26,7 @@ def test_every_task_shapes_and_labels(task):
     x, y, classes = mini.generate(task, "train", sizes, seed=0)
     assert x.dtype == np.uint8 and x.shape[1:] == (32, 32, 3)
     assert set(np.unique(y)) == set(range(len(classes))) == set(range(data.info(task).num_classes))
-    assert x.std() > 20    # not blank
+    assert x.std() > 20  # not blank
 
 
 def test_downstream_classes_never_occur_upstream():
@@ -51,8 +52,7 @@ def test_downstream_classes_never_occur_upstream():
 def test_imbalanced_tasks_and_their_metric():
     counts = mini.class_counts(30, 60, imbalance=5.0, seed=0)
     assert counts.max() == 60 and counts.min() == 12
-    x, y, _ = mini.generate("fine_shapes30", "train", {"train_per_class": 60, "test_per_class": 20,
-                                                       "imbalance": 5.0})
+    x, y, _ = mini.generate("fine_shapes30", "train", {"train_per_class": 60, "test_per_class": 20, "imbalance": 5.0})
     per = np.bincount(y)
     assert per.max() / per.min() == pytest.approx(5.0, rel=0.1)
     assert data.info("fine_shapes30").metric == "mean_per_class" and data.info("fine_shapes30").kind == "specialized"
@@ -63,7 +63,7 @@ def test_imbalanced_tasks_and_their_metric():
 def test_digits_are_real_and_split_disjoint():
     sizes = {"test_fraction": 0.4, "val_fraction": 0.1}
     xtr, xva, xte = (mini.generate("digits", s, sizes)[0] for s in ("train", "val", "test"))
-    assert len(xtr) + len(xva) + len(xte) == 1797          # scikit-learn's digits, all of them
+    assert len(xtr) + len(xva) + len(xte) == 1797  # scikit-learn's digits, all of them
     assert abs(len(xte) / 1797 - 0.4) < 0.01 and abs(len(xva) / 1797 - 0.1) < 0.01
     seen = [{a.tobytes() for a in x} for x in (xtr, xva, xte)]
     assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
@@ -92,7 +92,9 @@ def test_get_caches_and_regenerates_damaged_cache(tmp_path):
     files[0].write_bytes(b"garbage")
     b = data.get("shapes10", tmp_path, "train", cfg=cfg)
     assert np.array_equal(a.images, b.images)
-    assert len(data.get("shapes10", tmp_path, "val", cfg=cfg)) == 10 * cfg.mini_data["tasks"]["shapes10"]["val_per_class"]
+    assert (
+        len(data.get("shapes10", tmp_path, "val", cfg=cfg)) == 10 * cfg.mini_data["tasks"]["shapes10"]["val_per_class"]
+    )
     with pytest.raises(DataError, match="no validation split"):
         data.get("cifar10", tmp_path, "val")
     with pytest.raises(DataError, match="unknown split 'valid'"):
@@ -116,8 +118,9 @@ def test_transforms_follow_the_paper():
     assert tr.shape == (3, 224, 224)
     assert data.transforms.resize_size(224) == 256 and data.transforms.resize_size(32) == 37
     assert "BICUBIC" in repr(data.transforms.evaluation(224, bicubic=True))
-    mean, std = data.transforms.channel_stats(data.ArrayDataset(
-        np.full((4, 8, 8, 3), 51, np.uint8), np.zeros(4, int), ["a"]))
+    mean, std = data.transforms.channel_stats(
+        data.ArrayDataset(np.full((4, 8, 8, 3), 51, np.uint8), np.zeros(4, int), ["a"])
+    )
     assert mean == pytest.approx((0.2,) * 3, abs=1e-6) and std == pytest.approx((0.0,) * 3, abs=1e-3)
 
 
@@ -127,6 +130,7 @@ def small_ds():
     return data.ArrayDataset(x, y, c, name="shapes10-64")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("raw,tol", [(True, 0.01), (False, 0.04)])
 def test_ffcv_and_torch_backends_agree(tmp_path, small_ds, raw, tol):
     beton = data.write_beton(small_ds, tmp_path / "d.beton", raw=raw)
@@ -162,9 +166,15 @@ def test_truncated_beton_is_a_clear_error(tmp_path, small_ds):
 
 
 def test_prepare_writes_manifests_and_betons(tmp_path):
-    cfg = config.load("mini", {"data_root": str(tmp_path / "data"), "mini_data.tasks.textures16.train_per_class": 3,
-                               "mini_data.tasks.textures16.val_per_class": 1,
-                               "mini_data.tasks.textures16.test_per_class": 2})
+    cfg = config.load(
+        "mini",
+        {
+            "data_root": str(tmp_path / "data"),
+            "mini_data.tasks.textures16.train_per_class": 3,
+            "mini_data.tasks.textures16.val_per_class": 1,
+            "mini_data.tasks.textures16.test_per_class": 2,
+        },
+    )
     table = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
     assert list(table.split) == ["train", "val", "test"] and list(table.images) == [48, 16, 32]
     assert (tmp_path / "out" / "manifest-train.csv").exists()

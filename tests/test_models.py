@@ -1,14 +1,16 @@
 """Architectures and checkpoint loading: every supported format loads bit-exact; every bad input
 raises one CheckpointError that says what is wrong."""
+
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from sparsenb import masks, models
+from sparsenb import masks, models, weights
 from sparsenb.config import ConfigError
-from sparsenb.models import CheckpointError
+from sparsenb.weights import CheckpointError
 
 
 def _randomise(model: nn.Module, sparsity: float = 0.0, seed: int = 0) -> nn.Module:
@@ -17,7 +19,11 @@ def _randomise(model: nn.Module, sparsity: float = 0.0, seed: int = 0) -> nn.Mod
     with torch.no_grad():
         for name, t in model.state_dict().items():
             if t.dtype.is_floating_point:
-                t.copy_(torch.rand(t.shape, generator=g) + 0.1 if "running_var" in name else torch.randn(t.shape, generator=g))
+                t.copy_(
+                    torch.rand(t.shape, generator=g) + 0.1
+                    if "running_var" in name
+                    else torch.randn(t.shape, generator=g)
+                )
             elif "num_batches_tracked" in name:
                 t.fill_(7)
         for m in masks.prunable(model).values():
@@ -32,8 +38,18 @@ def _assert_same(a: nn.Module, b: nn.Module):
         assert torch.equal(sa[k], sb[k]), k
 
 
-@pytest.mark.parametrize("arch,n", [("resnet18", 7), ("resnet34", 5), ("resnet50", 1000), ("mobilenet_v1", 10),
-                                    ("mini_resnet", 128), ("mini_resnet_s", 3), ("mini_resnet_x", 128)])
+@pytest.mark.parametrize(
+    "arch,n",
+    [
+        ("resnet18", 7),
+        ("resnet34", 5),
+        ("resnet50", 1000),
+        ("mobilenet_v1", 10),
+        ("mini_resnet", 128),
+        ("mini_resnet_s", 3),
+        ("mini_resnet_x", 128),
+    ],
+)
 def test_build_forward_and_fc(arch, n):
     m = models.build(arch, n).eval()
     size = 32 if arch.startswith("mini") else 64
@@ -62,6 +78,7 @@ def test_mobilenet_v1_matches_the_paper_shape():
 
 # --- formats -------------------------------------------------------------------------------------
 
+
 def _ist(sd, arch, module_prefix=False, wrapped=False):
     out = {}
     for k, v in sd.items():
@@ -83,12 +100,16 @@ def _ist(sd, arch, module_prefix=False, wrapped=False):
 def test_loads_every_layout_bit_exact(tmp_path, variant):
     ref = _randomise(models.build("resnet18", 10), sparsity=0.8)
     sd = ref.state_dict()
-    obj = {"plain": sd, "state_dict": {"state_dict": sd, "epoch": 3},
-           "ist": _ist(sd, "resnet18"), "ist_module": _ist(sd, "resnet18", module_prefix=True),
-           "ist_wrapped": _ist(sd, "resnet18", wrapped=True),
-           "ist_wrapped_module": _ist(sd, "resnet18", wrapped=True, module_prefix=True)}[variant]
+    obj = {
+        "plain": sd,
+        "state_dict": {"state_dict": sd, "epoch": 3},
+        "ist": _ist(sd, "resnet18"),
+        "ist_module": _ist(sd, "resnet18", module_prefix=True),
+        "ist_wrapped": _ist(sd, "resnet18", wrapped=True),
+        "ist_wrapped_module": _ist(sd, "resnet18", wrapped=True, module_prefix=True),
+    }[variant]
     torch.save(obj, tmp_path / "c.pth")
-    got = models.load_upstream(tmp_path / "c.pth", "resnet18")
+    got = weights.load_upstream(tmp_path / "c.pth", "resnet18")
     _assert_same(ref, got)
 
 
@@ -99,17 +120,17 @@ def test_wrapped_mask_is_applied_when_weights_are_not_zeroed(tmp_path):
     mask = (torch.rand(sd["layer1.0.conv1.weight"].shape) > 0.5).float()
     ck["layer1.0.conv1._weight_mask"] = mask
     torch.save({"model_state_dict": ck}, tmp_path / "c.pth")
-    got = models.load_upstream(tmp_path / "c.pth", "mini_resnet")
+    got = weights.load_upstream(tmp_path / "c.pth", "mini_resnet")
     assert torch.equal(got.layer1[0].conv1.weight, sd["layer1.0.conv1.weight"] * mask)
 
 
 def test_str_conv_fc_and_thresholds(tmp_path):
     ref = _randomise(models.build("resnet50", 1000), sparsity=0.9)
     sd = dict(ref.state_dict())
-    sd["fc.weight"] = sd["fc.weight"][:, :, None, None].clone()           # 1x1 conv classifier
+    sd["fc.weight"] = sd["fc.weight"][:, :, None, None].clone()  # 1x1 conv classifier
     sd["layer1.0.conv1.sparseThreshold"] = torch.tensor([-3.2])
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "str.pth")
-    got = models.load_upstream(tmp_path / "str.pth", "resnet50")
+    got = weights.load_upstream(tmp_path / "str.pth", "resnet50")
     assert got.checkpoint_format == "str"
     _assert_same(ref, got)
 
@@ -132,7 +153,7 @@ def test_rigl_tf_port_names_and_maxpool(tmp_path):
     rigl = _to_rigl_names(ref.state_dict())
     assert any(k.startswith("layer1.block.0.shortcut.conv") for k in rigl)
     torch.save({"model_state_dict": rigl}, tmp_path / "rigl.pth")
-    got = models.load_upstream(tmp_path / "rigl.pth", "resnet50")
+    got = weights.load_upstream(tmp_path / "rigl.pth", "resnet50")
     _assert_same(ref, got)
     assert got.checkpoint_format == "rigl_tf"
     # RigL's TF port pools differently: pad right/bottom, then pool without padding
@@ -157,7 +178,7 @@ def _to_sparseml_names(sd):
 def test_sparseml_names(tmp_path):
     ref = _randomise(models.build("resnet50", 1000), sparsity=0.95)
     torch.save(_to_sparseml_names(ref.state_dict()), tmp_path / "sml.pth")
-    got = models.load_upstream(tmp_path / "sml.pth", "resnet50")
+    got = weights.load_upstream(tmp_path / "sml.pth", "resnet50")
     assert got.checkpoint_format == "sparseml"
     _assert_same(ref, got)
 
@@ -165,21 +186,22 @@ def test_sparseml_names(tmp_path):
 def test_mobilenet_ist(tmp_path):
     ref = _randomise(models.build("mobilenet_v1", 1000), sparsity=0.75)
     torch.save(_ist(ref.state_dict(), "mobilenet", wrapped=True, module_prefix=True), tmp_path / "mb.pth")
-    _assert_same(ref, models.load_upstream(tmp_path / "mb.pth", "mobilenet_v1"))
+    _assert_same(ref, weights.load_upstream(tmp_path / "mb.pth", "mobilenet_v1"))
 
 
 # --- errors --------------------------------------------------------------------------------------
 
+
 def test_wrong_arch_says_which(tmp_path):
     torch.save(_randomise(models.build("resnet18", 10)).state_dict(), tmp_path / "r18.pth")
     with pytest.raises(CheckpointError, match="looks like a 'resnet18'.*pass arch='resnet18'"):
-        models.load_upstream(tmp_path / "r18.pth", "resnet34")
+        weights.load_upstream(tmp_path / "r18.pth", "resnet34")
 
 
 def test_model_config_arch_mismatch(tmp_path):
     torch.save(_ist(_randomise(models.build("resnet18", 10)).state_dict(), "resnet18"), tmp_path / "c.pth")
     with pytest.raises(CheckpointError, match="'resnet18'.*not 'resnet50'"):
-        models.load_upstream(tmp_path / "c.pth", "resnet50")
+        weights.load_upstream(tmp_path / "c.pth", "resnet50")
 
 
 def test_missing_and_extra_tensors_are_named(tmp_path):
@@ -188,14 +210,14 @@ def test_missing_and_extra_tensors_are_named(tmp_path):
     sd["layer9.weight"] = torch.zeros(3)
     torch.save(sd, tmp_path / "c.pth")
     with pytest.raises(CheckpointError) as e:
-        models.load_upstream(tmp_path / "c.pth", "mini_resnet")
+        weights.load_upstream(tmp_path / "c.pth", "mini_resnet")
     assert "layer2.0.conv1.weight" in str(e.value) and "layer9.weight" in str(e.value)
 
 
 def test_shape_mismatch_is_named(tmp_path):
     torch.save(_randomise(models.build("mini_resnet_s", 10)).state_dict(), tmp_path / "c.pth")
     with pytest.raises(CheckpointError, match=r"shape mismatches.*conv1.weight: checkpoint \(16, 3, 3, 3\)"):
-        models.load_upstream(tmp_path / "c.pth", "mini_resnet")
+        weights.load_upstream(tmp_path / "c.pth", "mini_resnet")
 
 
 def test_corrupt_and_missing_files(tmp_path):
@@ -203,18 +225,18 @@ def test_corrupt_and_missing_files(tmp_path):
     data = (tmp_path / "c.pth").read_bytes()
     (tmp_path / "trunc.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        models.load_upstream(tmp_path / "trunc.pth", "mini_resnet")
+        weights.load_upstream(tmp_path / "trunc.pth", "mini_resnet")
     with pytest.raises(CheckpointError, match="no checkpoint at"):
-        models.load_upstream(tmp_path / "nope.pth", "mini_resnet")
+        weights.load_upstream(tmp_path / "nope.pth", "mini_resnet")
     torch.save({"epoch": 3, "note": "x"}, tmp_path / "junk.pth")
     with pytest.raises(CheckpointError, match="no state dict found"):
-        models.load_upstream(tmp_path / "junk.pth", "mini_resnet")
+        weights.load_upstream(tmp_path / "junk.pth", "mini_resnet")
 
 
 def test_save_checkpoint_roundtrip(tmp_path):
     ref = _randomise(models.build("mini_resnet", 128), sparsity=0.9)
-    p = models.save_checkpoint(ref, tmp_path / "u.pth", "mini_resnet", method="gmp", sparsity=0.9)
-    got = models.load_upstream(p, "mini_resnet")
+    p = weights.save_checkpoint(ref, tmp_path / "u.pth", "mini_resnet", method="gmp", sparsity=0.9)
+    got = weights.load_upstream(p, "mini_resnet")
     _assert_same(ref, got)
 
 
@@ -222,7 +244,7 @@ def test_replace_head_is_dense_default_init():
     m = _randomise(models.build("mini_resnet", 128), sparsity=0.9)
     info = models.replace_head(m, 7)
     assert m.fc.out_features == 7 and masks.sparsity(m.fc.weight) == 0.0
-    bound = 1 / m.fc.in_features ** 0.5        # kaiming_uniform(a=sqrt(5)) bound for nn.Linear
+    bound = 1 / m.fc.in_features**0.5  # kaiming_uniform(a=sqrt(5)) bound for nn.Linear
     assert m.fc.weight.abs().max() <= bound + 1e-6
     assert info["head_sparsity_before"] > 0.8 and info["sparsity_after"] < info["sparsity_before"]
 
@@ -232,3 +254,37 @@ def test_backbone_outputs_features():
     f = models.backbone(m)(torch.randn(3, 3, 32, 32))
     assert f.shape == (3, models.feature_dim(m))
     assert isinstance(m.fc, nn.Linear)  # the original keeps its head
+
+
+def test_checkpoints_of_real_training_scripts_load(tmp_path):
+    """Training scripts save their arguments and numpy numbers beside the weights: those load
+    (weights_only, allowlisted by name); a pickle that would run code is refused naming the global."""
+    import argparse
+    import os
+
+    m = models.build("mini_resnet_x", 10)
+    p = tmp_path / "script.pth"
+    extras = {
+        "args": argparse.Namespace(lr=0.1, arch="resnet50"),
+        "epoch": np.int64(5),
+        "best": np.float64(0.7),
+        "dtype": np.dtype("float32"),
+    }
+    torch.save({"state_dict": m.state_dict(), **extras}, p)
+    loaded = weights.load_upstream(p, "mini_resnet_x", 10)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), m.state_dict().values()))
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"state_dict": m.state_dict(), "x": RunsCode()}, p)
+    with pytest.raises(CheckpointError, match=r"GLOBAL posix.system .*blocked") as e:
+        weights.load_upstream(p, "mini_resnet_x", 10)
+    assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
+
+
+def test_empty_checkpoint_is_named_empty(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty"):
+        weights.load_upstream(tmp_path / "empty.pth", "mini_resnet_x", 10)

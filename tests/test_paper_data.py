@@ -1,4 +1,5 @@
 """The 12 paper datasets and the ImageNet sets, read from tiny fake trees in each on-disk layout."""
+
 import json
 import pickle
 
@@ -21,12 +22,29 @@ def test_every_paper_dataset_is_registered():
     assert len(names) == 12
     assert data.info("aircraft").metric == "mean_per_class" and data.info("cifar10").metric == "top1"
     assert {n for n in names if data.info(n).metric == "mean_per_class"} == {
-        "aircraft", "caltech101", "caltech256", "flowers", "pets"}
+        "aircraft",
+        "caltech101",
+        "caltech256",
+        "flowers",
+        "pets",
+    }
     # Sec. 3.3: general = Caltech-101/256, CIFAR-10/100, DTD, SUN397; specialized = the other six
     assert {n for n in names if data.info(n).kind == "general"} == {
-        "caltech101", "caltech256", "cifar10", "cifar100", "dtd", "sun397"}
+        "caltech101",
+        "caltech256",
+        "cifar10",
+        "cifar100",
+        "dtd",
+        "sun397",
+    }
     assert {n for n in names if data.info(n).kind == "specialized"} == {
-        "aircraft", "birdsnap", "cars", "flowers", "food101", "pets"}
+        "aircraft",
+        "birdsnap",
+        "cars",
+        "flowers",
+        "food101",
+        "pets",
+    }
     with pytest.raises(DataError, match="unknown dataset 'imagenet21k'; valid: sun397, aircraft"):
         data.info("imagenet21k")
 
@@ -48,7 +66,7 @@ def test_image_folder_datasets(tmp_path):
     img, y = tr[0]
     assert img.mode == "RGB" and y == 0
     assert data.digest(data.manifest(tr)) == data.digest(data.manifest(data.get("birdsnap", tmp_path, "train")))
-    assert data.manifest(tr).item.iloc[0] == "train/a_cls/0.jpg"     # relative paths
+    assert data.manifest(tr).item.iloc[0] == "train/a_cls/0.jpg"  # relative paths
 
 
 def test_caltech101_first_30_background_dropped(tmp_path):
@@ -88,8 +106,14 @@ def _cifar_tree(root, name):
         d.mkdir(parents=True)
         for f, n in (("train", 6), ("test", 3)):
             with open(d / f, "wb") as fh:
-                pickle.dump({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                             "fine_labels": list(range(n)), "coarse_labels": [0] * n}, fh)
+                pickle.dump(
+                    {
+                        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                        "fine_labels": list(range(n)),
+                        "coarse_labels": [0] * n,
+                    },
+                    fh,
+                )
         with open(d / "meta", "wb") as fh:
             pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)]}, fh)
 
@@ -173,8 +197,10 @@ def test_flowers_train_plus_val(tmp_path):
     for i in range(1, 11):
         jpg(d / "jpg" / f"image_{i:05d}.jpg", i)
     savemat(d / "imagelabels.mat", {"labels": np.array([[1, 1, 2, 2, 3, 3, 1, 2, 3, 102]])})
-    savemat(d / "setid.mat", {"trnid": np.array([[1, 3]]), "valid": np.array([[5]]),
-                               "tstid": np.array([[2, 4, 6, 7, 8, 9, 10]])})
+    savemat(
+        d / "setid.mat",
+        {"trnid": np.array([[1, 3]]), "valid": np.array([[5]]), "tstid": np.array([[2, 4, 6, 7, 8, 9, 10]])},
+    )
     tr, te = data.get("flowers", tmp_path, "train"), data.get("flowers", tmp_path, "test")
     assert len(tr) == 3 and list(tr.targets) == [0, 1, 2]
     assert len(te) == 7 and te.targets[-1] == 101
@@ -221,12 +247,12 @@ def test_imagenet_val_real_and_v2(tmp_path):
     labels = data.real_labels(ds, tmp_path / "imagenet" / "real.json")
     by_name = {p.split("/")[-1]: lab for (p, _), lab in zip(ds.samples, labels)}
     assert by_name["ILSVRC2012_val_00000002.JPEG"] == [1, 0] and by_name["ILSVRC2012_val_00000003.JPEG"] == []
-    preds = [0 if "00000002" in p or "00000001" in p else 0 for p, _ in ds.samples]   # always class 0
-    assert metrics.real_accuracy(preds, labels) == pytest.approx(2 / 3)                # val_3 excluded
+    preds = [0 if "00000002" in p or "00000001" in p else 0 for p, _ in ds.samples]  # always class 0
+    assert metrics.real_accuracy(preds, labels) == pytest.approx(2 / 3)  # val_3 excluded
     v2 = tmp_path / "imagenetv2-matched-frequency"
     for c in (0, 2, 10):
         jpg(v2 / str(c) / "a.jpeg", c)
     ds2 = data.imagenet_eval("imagenetv2-matched-frequency", tmp_path)
-    assert list(ds2.targets) == [0, 2, 10]         # folder names are class indices, not sort order
+    assert list(ds2.targets) == [0, 2, 10]  # folder names are class indices, not sort order
     with pytest.raises(DataError, match="imagenetv2-top-images not found"):
         data.imagenet_eval("imagenetv2-top-images", tmp_path)

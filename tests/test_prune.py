@@ -1,21 +1,24 @@
 """Each upstream method on a tiny problem: exact target sparsity, the mask fixed where the method
 says so, and a property that tells the method apart."""
+
 import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparsenb import masks, models, prune, upstream
-from sparsenb.prune import base as methods, rigl as rigl_mod, woodfisher as wf_mod
+from sparsenb import masks, models, prune, train
+from sparsenb.prune import base as methods
+from sparsenb.prune import rigl as rigl_mod
+from sparsenb.prune import woodfisher as wf_mod
 
 
 def _task(n=96, seed=0):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 4
     x = torch.randn(n, 3, 16, 16, generator=g) * 0.3
-    for c in range(4):                        # each class a bright quadrant
+    for c in range(4):  # each class a bright quadrant
         r, col = divmod(c, 2)
-        x[y == c, :, r * 8:(r + 1) * 8, col * 8:(col + 1) * 8] += 1.0
+        x[y == c, :, r * 8 : (r + 1) * 8, col * 8 : (col + 1) * 8] += 1.0
     return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
@@ -33,14 +36,14 @@ def _opt(lr=0.05):
 
 
 def _fit(model, method, epochs=3, lr=0.05):
-    return upstream.fit(model, method, _task(), epochs, _opt(lr), device="cpu")
+    return train.fit(model, method, _task(), epochs, _opt(lr), device="cpu")
 
 
 def test_magnitude_exact_and_uniform():
     m = _model()
     prune.magnitude(m, 0.9)
     assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-4)
-    assert masks.sparsity(m.conv1.weight) == 0.0                  # the stem stays dense
+    assert masks.sparsity(m.conv1.weight) == 0.0  # the stem stays dense
     m2 = prune.magnitude(_model(), 0.8, scope="uniform")
     for layer in prune.targets(m2).values():
         assert masks.sparsity(layer.weight) == pytest.approx(0.8, abs=1 / layer.weight.numel())
@@ -51,7 +54,7 @@ def test_magnitude_exact_and_uniform():
 def test_cubic_schedule():
     s = [methods.cubic_schedule(t, 10, 110, 0.9) for t in (0, 10, 60, 110, 200)]
     assert s[0] == s[1] == 0.0 and s[3] == s[4] == 0.9
-    assert s[2] == pytest.approx(0.9 * (1 - 0.5 ** 3))
+    assert s[2] == pytest.approx(0.9 * (1 - 0.5**3))
 
 
 def test_gmp_gradual_then_fixed():
@@ -63,13 +66,14 @@ def test_gmp_gradual_then_fixed():
     def spy(step):
         orig(step)
         seen.append((step, prune.target_sparsity(m), _zero_sets(m) if step == gmp.total_steps // 2 + 1 else None))
+
     gmp.after_step = spy
     _fit(m, gmp)
     sparsities = [s for _, s, _ in seen]
-    assert sparsities[0] < sparsities[len(sparsities) // 4] < 0.9          # gradual
+    assert sparsities[0] < sparsities[len(sparsities) // 4] < 0.9  # gradual
     assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-4)
     fixed_after = next(z for _, _, z in seen if z is not None)
-    for n, z in _zero_sets(m).items():                                      # fixed after the end of pruning
+    for n, z in _zero_sets(m).items():  # fixed after the end of pruning
         assert torch.equal(z, fixed_after[n]), n
 
 
@@ -81,13 +85,14 @@ def test_acdc_alternates_and_ends_compressed():
 
     def spy(step):
         orig(step)
-        phases.append((acdc.phase_at(step + 1), prune.target_sparsity(m)))   # the phase the new weights are in
+        phases.append((acdc.phase_at(step + 1), prune.target_sparsity(m)))  # the phase the new weights are in
+
     acdc.after_step = spy
     _fit(m, acdc, epochs=5)
     kinds = [p for p, _ in phases]
     assert kinds[0] == "dense" and kinds[-1] == "compressed" and "decompressed" in kinds
     decompressed = [s for p, s in phases if p == "decompressed"]
-    assert max(decompressed[1:]) < 0.5            # pruned weights regrow in decompressed phases
+    assert max(decompressed[1:]) < 0.5  # pruned weights regrow in decompressed phases
     assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-4)
 
 
@@ -103,10 +108,10 @@ def test_rigl_changes_mask_and_hits_target():
     m = _model()
     rigl = prune.make("rigl_erk_1x", 0.9, 1, alpha=0.3, every_epochs=0.3, end=0.75, seed=0)
     _fit(m, rigl, epochs=4)
-    assert rigl.changed > 0                       # drop/grow moved the mask
+    assert rigl.changed > 0  # drop/grow moved the mask
     assert prune.target_sparsity(m) == pytest.approx(0.9, abs=1e-3)
-    layer_sp = {n: masks.sparsity(l.weight) for n, l in prune.targets(m).items()}
-    assert len(set(round(v, 2) for v in layer_sp.values())) > 1    # ERK: non-uniform per layer
+    layer_sp = {n: masks.sparsity(layer.weight) for n, layer in prune.targets(m).items()}
+    assert len(set(round(v, 2) for v in layer_sp.values())) > 1  # ERK: non-uniform per layer
 
 
 def test_rigl_dropped_weight_may_regrow_and_keeps_its_value():
@@ -123,17 +128,17 @@ def test_rigl_dropped_weight_may_regrow_and_keeps_its_value():
     w, mask = layer.weight.data, rigl.masks[name].clone()
     flat_w, flat_m = w.view(-1), mask.view(-1)
     active = torch.nonzero(flat_m).flatten()
-    weakest = active[torch.argmin(flat_w[active].abs())]        # dropped first
+    weakest = active[torch.argmin(flat_w[active].abs())]  # dropped first
     flat_w[weakest] = 1e-6
     grad = torch.zeros_like(w)
-    grad.view(-1)[weakest] = 100.0                                # and the largest gradient of all
+    grad.view(-1)[weakest] = 100.0  # and the largest gradient of all
     inactive = torch.nonzero(~flat_m).flatten()[:3]
     grad.view(-1)[inactive] = 50.0
     rigl._update(name, w, grad, 0.3)
     new = rigl.masks[name].view(-1)
-    assert new[weakest] and flat_w[weakest] == 1e-6               # regrown, value kept
+    assert new[weakest] and flat_w[weakest] == 1e-6  # regrown, value kept
     assert new[inactive].all() and (flat_w[inactive] == 0).all()  # newly grown: zero
-    assert int(new.sum()) == int(flat_m.sum())                    # same count
+    assert int(new.sum()) == int(flat_m.sum())  # same count
 
 
 def test_str_thresholds_trained_by_the_run_optimizer_and_land_near_target():
@@ -147,9 +152,9 @@ def test_str_thresholds_trained_by_the_run_optimizer_and_land_near_target():
     assert s.history[-1]["sparsity"] > 0.05
     achieved = prune.target_sparsity(m)
     assert achieved == pytest.approx(s.history[-1]["sparsity"])
-    assert achieved != pytest.approx(0.8, abs=1e-4)               # not trimmed to the target
+    assert achieved != pytest.approx(0.8, abs=1e-4)  # not trimmed to the target
     assert not any(torch.nn.utils.parametrize.is_parametrized(layer) for layer in prune.targets(m).values())
-    assert not any("parametrizations" in k for k in m.state_dict())       # saves as a plain model
+    assert not any("parametrizations" in k for k in m.state_dict())  # saves as a plain model
 
 
 def test_str_threshold_parameters_are_in_the_optimizer():
@@ -171,7 +176,7 @@ def test_woodfisher_fisher_pass_leaves_bn_statistics():
         m(x).sum().backward()
     after = {k: v for k, v in m.state_dict().items() if "running" in k}
     assert all(torch.equal(before[k], after[k]) for k in before)
-    m(x)                                                           # outside: statistics move again
+    m(x)  # outside: statistics move again
     assert any(not torch.equal(before[k], m.state_dict()[k]) for k in before)
 
 
@@ -187,18 +192,19 @@ def test_woodfisher_beats_magnitude_one_shot():
     g = torch.Generator().manual_seed(0)
     d, n = 24, 2000
     base = torch.randn(n, d, generator=g)
-    mix = torch.eye(d) + 0.8 * torch.randn(d, d, generator=g) / d ** 0.5
-    x = base @ mix * torch.linspace(0.2, 3.0, d)                     # correlated, different scales
+    mix = torch.eye(d) + 0.8 * torch.randn(d, d, generator=g) / d**0.5
+    x = base @ mix * torch.linspace(0.2, 3.0, d)  # correlated, different scales
     w_true = torch.randn(d, generator=g)
     y = x @ w_true + 0.05 * torch.randn(n, generator=g)
     model = nn.Sequential(nn.Linear(d, 1, bias=False))
     model[0].weight.data = torch.linalg.lstsq(x, y[:, None]).solution.T.clone()
-    loss = lambda mm: nn.functional.mse_loss(mm(x)[:, 0], y).item()   # noqa: E731
-    it = iter(range(10 ** 9))
+    loss = lambda mm: nn.functional.mse_loss(mm(x)[:, 0], y).item()  # noqa: E731
+    it = iter(range(10**9))
 
     def grad_fn(mm):
         i = next(it) % n
-        nn.functional.mse_loss(mm(x[i:i + 1])[:, 0], y[i:i + 1]).backward()
+        nn.functional.mse_loss(mm(x[i : i + 1])[:, 0], y[i : i + 1]).backward()
+
     layers = prune.targets(model)
     finv = wf_mod.fisher_inverse_blocks(model, layers, grad_fn, 400, 32, 1e-3)
     wf = nn.Sequential(nn.Linear(d, 1, bias=False))
@@ -216,13 +222,16 @@ def test_woodfisher_method_in_training_loop():
     loader = _task(seed=1)
     lf = nn.CrossEntropyLoss()
     import itertools
+
     batches = itertools.cycle(list(loader))
 
     def grad_fn(mm):
         x, y = next(batches)
         lf(mm(x), y).backward()
-    wf = prune.make("woodfisher", 0.8, 1, initial=0.05, start=0.0, end=0.5, every=0.25, fisher_samples=4, block=32,
-                    damp=1e-4)
+
+    wf = prune.make(
+        "woodfisher", 0.8, 1, initial=0.05, start=0.0, end=0.5, every=0.25, fisher_samples=4, block=32, damp=1e-4
+    )
     wf.grad_fn = grad_fn
     _fit(m, wf, epochs=2)
     assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
@@ -241,7 +250,7 @@ def test_lth_masks_on_dense_weights():
         assert prune.target_sparsity(ticket) == pytest.approx(sp, abs=1e-4)
         for n, layer in prune.targets(ticket).items():
             keep = mk[n]
-            assert torch.equal(layer.weight[keep], dense_state[n + ".weight"][keep])   # dense weights on the mask
+            assert torch.equal(layer.weight[keep], dense_state[n + ".weight"][keep])  # dense weights on the mask
     # nested: the 70% mask lies inside the 50% one (iterative pruning)
     for n in found[0.5]:
         assert not (found[0.7][n] & ~found[0.5][n]).any()

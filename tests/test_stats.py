@@ -1,10 +1,11 @@
 """Findings as tests with a verdict: on synthetic per-seed results whose truth is known, the
 verdicts come out right -- no effect: inconclusive; the paper's effects: agrees; reversed: contradicts."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from sparsenb import stats, summary
+from sparsenb import stats, summary, verdicts
 
 TASKS = [f"task{i}" for i in range(7)]
 SEEDS = [21, 51, 81]
@@ -26,7 +27,7 @@ def synthetic(effect: float, noise: float = 0.004, seed: int = 0) -> pd.DataFram
                 rows.append((ft, t, "dense", 0.0, s, base[t] + rng.normal(0, noise)))
                 for sp in (0.8, 0.9):
                     for m in METHODS:
-                        fam = summary.FAMILIES[m]
+                        fam = summary.families()[m]
                         acc = base[t]
                         if ft == "linear" and fam == "regularization":
                             acc += 0.02 * effect
@@ -50,41 +51,43 @@ def synthetic(effect: float, noise: float = 0.004, seed: int = 0) -> pd.DataFram
     return df
 
 
-def verdicts(df):
-    return summary.findings(df).set_index("finding")["verdict"]
+def verdicts_of(df):
+    return verdicts.findings(df).set_index("finding")["verdict"]
 
 
-CLAIMS = ["regularization methods transfer best with linear finetuning",
-          "progressive methods transfer best with full finetuning",
-          "accuracy falls with sparsity (80% -> 90%) more in full finetuning than in linear",
-          "LTH-T collapses at >= 90% sparsity (full finetuning)",
-          "extended budget: RigL 5x transfers better than RigL 1x (full finetuning)"]
+CLAIMS = [
+    "regularization methods transfer best with linear finetuning",
+    "progressive methods transfer best with full finetuning",
+    "accuracy falls with sparsity (80% -> 90%) more in full finetuning than in linear",
+    "LTH-T collapses at >= 90% sparsity (full finetuning)",
+    "extended budget: RigL 5x transfers better than RigL 1x (full finetuning)",
+]
 MATCH = "sparse models match dense in linear transfer"
 
 
 def test_the_papers_effects_agree():
-    v = verdicts(synthetic(1.0))
+    v = verdicts_of(synthetic(1.0))
     assert (v[CLAIMS] == "agrees").all(), v
     assert v[MATCH] == "agrees"
 
 
 def test_no_effect_is_inconclusive():
-    v = verdicts(synthetic(0.0))
+    v = verdicts_of(synthetic(0.0))
     assert (v[CLAIMS] == "inconclusive").all(), v
-    assert v[MATCH] == "agrees"                 # no effect: sparse does match dense
+    assert v[MATCH] == "agrees"  # no effect: sparse does match dense
 
 
 def test_reversed_effects_contradict():
-    v = verdicts(synthetic(-1.0))
+    v = verdicts_of(synthetic(-1.0))
     assert (v[CLAIMS] == "contradicts").all(), v
     assert v[MATCH] == "contradicts"
 
 
 def test_large_noise_or_few_tasks_is_inconclusive():
-    v = verdicts(synthetic(1.0, noise=0.2))
+    v = verdicts_of(synthetic(1.0, noise=0.2))
     assert (v[CLAIMS[:2]] == "inconclusive").all(), v
     few = synthetic(1.0)
-    v = verdicts(few[few.dataset.isin(TASKS[:2])])
+    v = verdicts_of(few[few.dataset.isin(TASKS[:2])])
     assert (v == "inconclusive").all(), v
 
 
@@ -92,9 +95,16 @@ def test_families_enter_as_their_mean_not_their_best_member():
     """One excellent member cannot carry its family: regularization's mean is what is compared."""
     df = synthetic(0.0)
     boost = (df.finetune == "linear") & (df.method == "acdc")
-    df.loc[boost, "accuracy"] += 0.03                 # one member +3 points, the family mean +1
-    e = stats.estimate(stats.paired(df, {"method": ["acdc", "str", "rigl_erk_1x"]}, {"method": ["gmp", "woodfisher"]},
-                                    finetune="linear", sparsity=[0.8, 0.9]))
+    df.loc[boost, "accuracy"] += 0.03  # one member +3 points, the family mean +1
+    e = stats.estimate(
+        stats.paired(
+            df,
+            {"method": ["acdc", "str", "rigl_erk_1x"]},
+            {"method": ["gmp", "woodfisher"]},
+            finetune="linear",
+            sparsity=[0.8, 0.9],
+        )
+    )
     assert e.mean == pytest.approx(0.01, abs=0.003)
 
 

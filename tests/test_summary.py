@@ -1,13 +1,26 @@
 """07_summary's aggregation, checked against numbers nobody on this project produced: the paper's
 Table 1, recomputed from its released per-seed results."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from sparsenb import summary
+from sparsenb import report, summary, verdicts
 
-DATASETS = ["aircraft", "birdsnap", "caltech101", "caltech256", "cars", "cifar10", "cifar100", "dtd", "flowers",
-            "food101", "pets", "sun397"]
+DATASETS = [
+    "aircraft",
+    "birdsnap",
+    "caltech101",
+    "caltech256",
+    "cars",
+    "cifar10",
+    "cifar100",
+    "dtd",
+    "flowers",
+    "food101",
+    "pets",
+    "sun397",
+]
 # Table 1 of the paper (accuracy %, mean over seeds), rows (finetune, sparsity)
 PAPER_TABLE1 = {
     ("linear", 0.0): [49.2, 57.7, 91.9, 84.8, 53.4, 91.2, 74.6, 73.5, 91.6, 73.2, 92.6, 60.1],
@@ -19,9 +32,16 @@ PAPER_TABLE1 = {
 }
 # cells whose winner is not in the released data (GMP rows were not released): the best released
 # method is lower than the paper's value there
-UNRELEASED_WINNER = {("full", 0.8, "birdsnap"), ("full", 0.8, "caltech101"), ("full", 0.8, "flowers"),
-                     ("full", 0.9, "birdsnap"), ("full", 0.9, "cifar10"), ("full", 0.9, "dtd"),
-                     ("full", 0.9, "flowers"), ("full", 0.9, "food101")}
+UNRELEASED_WINNER = {
+    ("full", 0.8, "birdsnap"),
+    ("full", 0.8, "caltech101"),
+    ("full", 0.8, "flowers"),
+    ("full", 0.9, "birdsnap"),
+    ("full", 0.9, "cifar10"),
+    ("full", 0.9, "dtd"),
+    ("full", 0.9, "flowers"),
+    ("full", 0.9, "food101"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +67,10 @@ def test_table1_reproduces_the_paper(cells):
     for (ft, sp), values in PAPER_TABLE1.items():
         for ds, paper in zip(DATASETS, values):
             ours = got[(ft, sp, ds)]
-            if abs(ours - paper) <= 0.05 + 1e-9:          # the paper rounds half up
+            if abs(ours - paper) <= 0.05 + 1e-9:  # the paper rounds half up
                 matched += 1
             else:
-                assert ours < paper, (ft, sp, ds, ours, paper)   # never better than the paper's best
+                assert ours < paper, (ft, sp, ds, ours, paper)  # never better than the paper's best
                 below.add((ft, sp, ds))
     assert below == UNRELEASED_WINNER
     assert matched == 72 - len(UNRELEASED_WINNER)
@@ -59,16 +79,17 @@ def test_table1_reproduces_the_paper(cells):
 def test_alpha_and_findings_on_published(cells):
     a = summary.alphas(cells)
     row = a[(a.finetune == "linear") & (a.method == "acdc") & (a.sparsity == 0.8) & (a.dataset == "aircraft")].iloc[0]
-    assert row.alpha == pytest.approx(((100 - row.accuracy * 100) - (100 - row.dense_accuracy * 100))
-                                      / (100 - row.dense_accuracy * 100))
-    f = summary.findings(summary.load("published")).set_index("finding")
+    assert row.alpha == pytest.approx(
+        ((100 - row.accuracy * 100) - (100 - row.dense_accuracy * 100)) / (100 - row.dense_accuracy * 100)
+    )
+    f = verdicts.findings(summary.load("published")).set_index("finding")
     # the paper's own released results, tested: four findings and the extended-budget effect hold
     # with intervals that exclude zero; LTH-T's collapse (on 6 of 12 tasks, Sec. 3.4) is not
     # distinguishable from the other methods over all 12 tasks (-1.4 points, CI [-3.1, +0.3])
     assert f.loc["LTH-T collapses at >= 90% sparsity (full finetuning)", "verdict"] == "inconclusive"
     assert (f.drop(index="LTH-T collapses at >= 90% sparsity (full finetuning)").verdict == "agrees").all(), f
     assert (f.tasks == 12).all() and f.evidence.str.contains("95% CI").all()
-    guide = summary.decision_guide(cells)
+    guide = verdicts.decision_guide(cells)
     lin80 = guide[(guide.finetune == "linear") & (guide.sparsity == 0.8)].iloc[0]
     full80 = guide[(guide.finetune == "full") & (guide.sparsity == 0.8)].iloc[0]
     assert lin80.family == "regularization" and full80.family == "progressive"
@@ -78,24 +99,34 @@ def test_alpha_and_findings_on_published(cells):
 def test_method_chosen_on_held_out_seeds_shows_the_optimism():
     sel = summary.table1_selected(summary.load("published"))
     assert set(sel.chosen_by) == {"held-out seeds"}
-    assert (sel.optimism >= -1e-9).all()                  # selection can only lose against best-of-all
+    assert (sel.optimism >= -1e-9).all()  # selection can only lose against best-of-all
     assert sel.groupby("finetune").dataset.nunique().min() == 12
 
 
 def test_cells_and_wide_format():
-    df = pd.DataFrame({"finetune": "linear", "arch": "a", "dataset": "x", "method": "gmp", "sparsity": 0.9,
-                       "seed": [1, 2, 3], "accuracy": [0.5, 0.6, 0.7]})
+    df = pd.DataFrame(
+        {
+            "finetune": "linear",
+            "arch": "a",
+            "dataset": "x",
+            "method": "gmp",
+            "sparsity": 0.9,
+            "seed": [1, 2, 3],
+            "accuracy": [0.5, 0.6, 0.7],
+        }
+    )
     c = summary.cells(df)
     assert c["mean"][0] == pytest.approx(60.0) and c["std"][0] == pytest.approx(10.0) and c.seeds[0] == 3
     w = summary.wide(c, index=("method", "sparsity"))
     assert w.loc[("gmp", 0.9), "x"] == "60.0 ± 10.0 (n=3)"
     one = summary.cells(df.iloc[:1])
-    assert np.isnan(one["std"][0]) and one.seeds[0] == 1          # one seed: no spread, never "± 0.0"
+    assert np.isnan(one["std"][0]) and one.seeds[0] == 1  # one seed: no spread, never "± 0.0"
     assert summary.wide(one, index=("method", "sparsity")).loc[("gmp", 0.9), "x"] == "50.0 (1 seed)"
 
 
 def _rec(root, nb, method, sparsity, dataset, seed, acc, **over):
     from sparsenb import config, finetune, results
+
     ft = "linear" if nb == "02_linear_ft" else "full"
     cfg = finetune.run_config(config.load("mini", over), ft, method, sparsity, dataset, seed)
     return results.record(nb, cfg, {"best": acc + 0.01, "final": acc, "reported": acc, "metric": "top1"}, root=root)
@@ -103,6 +134,7 @@ def _rec(root, nb, method, sparsity, dataset, seed, acc, **over):
 
 def test_write_from_our_records(tmp_path):
     from sparsenb import results
+
     for nb in ("02_linear_ft", "03_full_ft"):
         for ds, base in (("shapes10", 0.8), ("digits", 0.9)):
             for seed in (21, 51):
@@ -111,32 +143,34 @@ def test_write_from_our_records(tmp_path):
                 _rec(tmp_path, nb, "acdc", 0.8, ds, seed, base + 0.01)
     df = summary.load("results", root=tmp_path)
     assert len(df) == 24 and set(df.finetune) == {"linear", "full"}
-    assert df.accuracy.isin([0.8, 0.78, 0.81, 0.9, 0.88, 0.91]).all()      # the mini convention: "reported"
-    paths = summary.write("results", tmp_path / "out", root=tmp_path)
+    assert df.accuracy.isin([0.8, 0.78, 0.81, 0.9, 0.88, 0.91]).all()  # the mini convention: "reported"
+    paths = report.write("results", tmp_path / "out", root=tmp_path)
     t1 = pd.read_csv(paths["table1"])
     best = t1[(t1.finetune == "linear") & (t1.sparsity == 0.8)]
     assert set(best.method) == {"acdc"} and (tmp_path / "out" / "figure2.png").exists()
     assert (tmp_path / "out" / "table1.md").read_text().startswith("|")
     f = pd.read_csv(paths["findings"])
     assert set(f.verdict) <= {"agrees", "contradicts", "inconclusive"}
-    assert (f.verdict == "inconclusive").all()             # two tasks: nothing can be concluded
+    assert (f.verdict == "inconclusive").all()  # two tasks: nothing can be concluded
     # a lone sparse record (no dense yet) still summarises without error
     lone = tmp_path / "lone"
     _rec(lone, "02_linear_ft", "gmp", 0.9, "shapes10", 21, 0.5)
-    assert "table1" in summary.write("results", tmp_path / "out2", root=lone)
-    assert results.load(root=tmp_path / "empty").empty and summary.write("results", tmp_path / "o3",
-                                                                         root=tmp_path / "empty") == {}
+    assert "table1" in report.write("results", tmp_path / "out2", root=lone)
+    assert (
+        results.load(root=tmp_path / "empty").empty
+        and report.write("results", tmp_path / "o3", root=tmp_path / "empty") == {}
+    )
 
 
 def test_records_of_another_configuration_or_damaged_are_not_pooled(tmp_path):
     _rec(tmp_path, "02_linear_ft", "gmp", 0.8, "shapes10", 21, 0.80)
     _rec(tmp_path, "02_linear_ft", "gmp", 0.8, "shapes10", 51, 0.82)
-    other = _rec(tmp_path, "02_linear_ft", "gmp", 0.8, "shapes10", 81, 0.10, **{"linear.epochs": 1})   # a test run
+    other = _rec(tmp_path, "02_linear_ft", "gmp", 0.8, "shapes10", 81, 0.10, **{"linear.epochs": 1})  # a test run
     bad = tmp_path / "02_linear_ft" / "garbage.json"
     bad.write_text('{"not": "a record"}')
     with pytest.warns(UserWarning, match="garbage.json"):
         df = summary.load("results", root=tmp_path)
-    assert sorted(df.seed) == [21, 51]                        # the 1-epoch run is not an extra seed
+    assert sorted(df.seed) == [21, 51]  # the 1-epoch run is not an extra seed
     ex = {e["file"]: e["reason"] for e in df.attrs["excluded"]}
     assert ex[str(tmp_path / "02_linear_ft" / f"{other['run_id']}.json")] == "made with another configuration"
     assert ex[str(bad)].startswith("unreadable")

@@ -1,4 +1,6 @@
 """Sweeps: grid expansion, skipping finished runs, surviving failures, resuming after a kill."""
+
+import json
 import os
 import signal
 import subprocess
@@ -20,8 +22,8 @@ def _notebook(path: Path):
     p = nbformat.v4.new_code_cell('profile = "mini"\nx = 0\nlog = ""\nsleep = 0.0')
     p.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
-        "import time\nassert x != 3, 'x=3 is the broken run'\ntime.sleep(sleep)\n"
-        "open(log, 'a').write(f'{x}\\n')")
+        "import time\nassert x != 3, 'x=3 is the broken run'\ntime.sleep(sleep)\nopen(log, 'a').write(f'{x}\\n')"
+    )
     nb.cells = [p, body]
     nbformat.write(nb, path)
 
@@ -30,14 +32,25 @@ def _sweep_file(tmp_path, xs, sleep=0.0):
     nbp = tmp_path / "toy.ipynb"
     _notebook(nbp)
     f = tmp_path / "toy.yaml"
-    f.write_text(yaml.safe_dump({"notebooks": [str(nbp)], "grid": {"x": xs},
-                                 "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep}}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "notebooks": [str(nbp)],
+                "grid": {"x": xs},
+                "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep},
+            }
+        )
+    )
     return f
 
 
 def test_expand_dense_only_at_zero_and_record_ids():
-    spec = {"name": "t", "notebooks": ["02_linear_ft"], "profile": "mini",
-            "grid": {"method": ["dense", "gmp"], "sparsity": [0.8, 0.9], "dataset": ["shapes10"], "seed": [21]}}
+    spec = {
+        "name": "t",
+        "notebooks": ["02_linear_ft"],
+        "profile": "mini",
+        "grid": {"method": ["dense", "gmp"], "sparsity": [0.8, 0.9], "dataset": ["shapes10"], "seed": [21]},
+    }
     runs = sweep.expand(spec)
     assert [(r.params["method"], r.params["sparsity"]) for r in runs] == [("dense", 0.0), ("gmp", 0.8), ("gmp", 0.9)]
     cfg = config.load("mini")
@@ -45,6 +58,7 @@ def test_expand_dense_only_at_zero_and_record_ids():
     assert nb == "02_linear_ft" and rc == finetune.run_config(cfg, "linear", "gmp", 0.8, "shapes10", 21)
 
 
+@pytest.mark.slow
 def test_failures_are_listed_and_the_rest_runs(tmp_path):
     f = _sweep_file(tmp_path, [1, 3, 2])
     failures = sweep.run_sweep(f, jobs=2, out_root=tmp_path / "runs")
@@ -56,6 +70,7 @@ def test_failures_are_listed_and_the_rest_runs(tmp_path):
     assert sorted((tmp_path / "log.txt").read_text().split()) == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_cli_exit_status_and_unknown_sweep(tmp_path):
     f = _sweep_file(tmp_path, [3])
     proc = subprocess.run([sys.executable, "-m", "sparsenb", "sweep", str(f)], capture_output=True, text=True)
@@ -64,13 +79,14 @@ def test_cli_exit_status_and_unknown_sweep(tmp_path):
         sweep.load_sweep(tmp_path / "nope.yaml")
 
 
+@pytest.mark.slow
 def test_killed_sweep_reruns_only_what_is_missing(tmp_path):
     f = _sweep_file(tmp_path, [10, 11, 12, 13, 14], sleep=1.0)
     out = tmp_path / "runs"
-    code = (f"import sys; from sparsenb import sweep; "
-            f"sys.exit(sweep.run_sweep({str(f)!r}, out_root={str(out)!r}))")
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = f"import sys; from sparsenb import sweep; sys.exit(sweep.run_sweep({str(f)!r}, out_root={str(out)!r}))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(list((out / "toy").glob(".*.done"))) < 2:
         time.sleep(0.2)
@@ -87,6 +103,7 @@ def test_killed_sweep_reruns_only_what_is_missing(tmp_path):
     assert len(list((out / "toy").glob(".*.done"))) == 5
 
 
+@pytest.mark.slow
 def test_slurm_executor_through_submitit(tmp_path):
     f = _sweep_file(tmp_path, [7, 8])
     assert sweep.run_sweep(f, executor="slurm", out_root=tmp_path / "runs", cluster="debug") == 0
@@ -98,8 +115,17 @@ def test_skips_runs_with_a_record(tmp_path, monkeypatch):
     spec = {"name": "t", "notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "dataset": ["shapes10"]}}
     run = sweep.expand(spec, tmp_path / "runs")[0]
     assert not run.finished()
-    results.record(*run.record, {"best": 0.5, "final": 0.5})
-    assert run.finished()
+    rec = results.record(*run.record, {"best": 0.5, "final": 0.5})
+    assert run.finished() and run.damaged_record() is None
+    # a record that does not parse, or parses but is not this run's record, is named and rerun
+    path = results.path_of("02_linear_ft", rec["run_id"])
+    for junk, why in (
+        ("{", "not readable as JSON"),
+        ("[1, 2]", "not a run record"),
+        (json.dumps({**rec, "config": {}}), "record of another run"),
+    ):
+        path.write_text(junk)
+        assert not run.finished() and why in run.damaged_record()
 
 
 def test_parallel_runs_make_a_checkpoint_once(tmp_path):
@@ -107,12 +133,12 @@ def test_parallel_runs_make_a_checkpoint_once(tmp_path):
     first (a file lock next to the checkpoint) instead of training it a second time."""
     import threading
 
-    from sparsenb import upstream
+    from sparsenb import files
 
     order = []
 
     def run(tag):
-        with upstream._locked(tmp_path / "model.pth"):
+        with files.locked(tmp_path / "model.pth"):
             order.append(f"{tag} in")
             time.sleep(0.3)
             order.append(f"{tag} out")
@@ -125,6 +151,7 @@ def test_parallel_runs_make_a_checkpoint_once(tmp_path):
     assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
 
 
+@pytest.mark.slow
 def test_study_grid_holds_only_the_reference_set():
     """The study's grids ask only for upstream models the reference set has: 95% for the first
     upstream seed only, dense and dense_5x at sparsity 0 once per upstream seed."""

@@ -1,4 +1,5 @@
 """Masks stay fixed, finetuning learns, features are cached, metrics agree with scikit-learn."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparsenb import masks, metrics, models, train
+from sparsenb import features, masks, metrics, models, train
 from sparsenb.data import ArrayDataset, transforms
 
 HP = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=32, epochs=3, milestones=[2], gamma=0.1)
@@ -50,14 +51,15 @@ def test_masks_report_and_apply():
 
 def test_full_finetune_keeps_zero_set_bit_for_bit():
     m = _sparse_mini(0.9)
-    before = {n: (l.weight == 0).clone() for n, l in masks.prunable(m, include_head=False).items()}
+    before = {n: (layer.weight == 0).clone() for n, layer in masks.prunable(m, include_head=False).items()}
     models.replace_head(m, 2)
     x, y = _toy_images(128)
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
-    res = train.full_finetune(m, loader, DataLoader(TensorDataset(x, y), batch_size=64),
-                              dict(HP, epochs=4, lr=0.1, weight_decay=5e-3), seed=1)  # 32 steps, large decay
-    for n, l in masks.prunable(m, include_head=False).items():
-        assert torch.equal(l.weight == 0, before[n]), f"{n}: zero set changed"
+    res = train.full_finetune(
+        m, loader, DataLoader(TensorDataset(x, y), batch_size=64), dict(HP, epochs=4, lr=0.1, weight_decay=5e-3), seed=1
+    )  # 32 steps, large decay
+    for n, layer in masks.prunable(m, include_head=False).items():
+        assert torch.equal(layer.weight == 0, before[n]), f"{n}: zero set changed"
     assert res["sparsity"] == pytest.approx(0.9, abs=0.01)
     assert res["best"] >= res["final"] - 1e-9 and len(res["curve"]) == 4
     # the unpruned weights did train
@@ -93,17 +95,17 @@ def test_lth_transfer_keeps_dense_weights_on_mask():
     dense = models.build("mini_resnet_s", 10)
     ref = {k: v.clone() for k, v in dense.state_dict().items()}
     masks.transfer(sparse, dense)
-    for n, l in masks.prunable(dense, include_head=False).items():
+    for n, layer in masks.prunable(dense, include_head=False).items():
         keep = dict(sparse.named_modules())[n].weight != 0
-        assert torch.equal(l.weight[keep], ref[n + ".weight"][keep])
-        assert torch.count_nonzero(l.weight[~keep]) == 0
+        assert torch.equal(layer.weight[keep], ref[n + ".weight"][keep])
+        assert torch.count_nonzero(layer.weight[~keep]) == 0
 
 
 def test_pruned_filters():
     m = models.build("mini_resnet_s", 10)
     with torch.no_grad():
-        m.layer1[0].conv1.weight[:4] = 0        # 4 of 16 filters fully pruned
-        m.conv1.weight[0, :2] = 0               # a partly pruned filter does not count
+        m.layer1[0].conv1.weight[:4] = 0  # 4 of 16 filters fully pruned
+        m.conv1.weight[0, :2] = 0  # a partly pruned filter does not count
     df = masks.pruned_filters(m).set_index("layer")
     assert df.loc["layer1.0.conv1", "pruned_filters"] == 4
     assert df.loc["layer1.0.conv1", "fraction"] == 0.25
@@ -114,36 +116,39 @@ def test_pruned_filters():
 def test_linear_finetune_learns_and_reports_best_and_final():
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(5, 20, generator=g) * 3
+
     def sample(n):
         y = torch.arange(n) % 5
         return centers[y] + torch.randn(n, 20, generator=g), y
+
     xtr, ytr = sample(400)
     xte, yte = sample(200)
     res = train.linear_finetune(xtr, ytr, xte, yte, 5, dict(HP, epochs=6, milestones=[3, 5]), metric="top1", seed=3)
     assert res["final"] > 0.9 and res["best"] >= res["final"]
     assert [r["epoch"] for r in res["curve"]] == list(range(1, 7))
     again = train.linear_finetune(xtr, ytr, xte, yte, 5, dict(HP, epochs=6, milestones=[3, 5]), seed=3)
-    assert again["curve"] == res["curve"]                   # seeded: reproducible
+    assert again["curve"] == res["curve"]  # seeded: reproducible
 
 
 def test_extract_features_eval_mode_and_cache(tmp_path):
     rng = np.random.default_rng(0)
-    ds = ArrayDataset(rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 4,
-                      ["a", "b", "c", "d"], name="toy")
+    ds = ArrayDataset(
+        rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 4, ["a", "b", "c", "d"], name="toy"
+    )
     m = models.build("mini_resnet_s", 10)
     m.train()
     bn_before = m.bn1.running_mean.clone()
     tf = transforms.evaluation(32)
-    f1, y1 = train.extract_features(m, ds, tf, cache_dir=tmp_path, batch_size=8)
+    f1, y1 = features.extract_features(m, ds, tf, cache_dir=tmp_path, batch_size=8)
     assert f1.shape == (20, 64) and torch.equal(y1, torch.arange(20) % 4)
-    assert torch.equal(m.bn1.running_mean, bn_before)       # BN statistics untouched (eval mode)
+    assert torch.equal(m.bn1.running_mean, bn_before)  # BN statistics untouched (eval mode)
     assert len(list(tmp_path.glob("*.pt"))) == 1
-    f2, _ = train.extract_features(m, ds, tf, cache_dir=tmp_path)
+    f2, _ = features.extract_features(m, ds, tf, cache_dir=tmp_path)
     assert torch.equal(f1, f2) and len(list(tmp_path.glob("*.pt"))) == 1
     with torch.no_grad():
-        m.conv1.weight.mul_(0.5)                             # other weights: other key
-    train.extract_features(m, ds, tf, cache_dir=tmp_path)
-    train.extract_features(m, ds, transforms.evaluation(32, mean=(0, 0, 0), std=(1, 1, 1)), cache_dir=tmp_path)
+        m.conv1.weight.mul_(0.5)  # other weights: other key
+    features.extract_features(m, ds, tf, cache_dir=tmp_path)
+    features.extract_features(m, ds, transforms.evaluation(32, mean=(0, 0, 0), std=(1, 1, 1)), cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.pt"))) == 3
     assert ds.transform is None
 
@@ -153,7 +158,7 @@ def test_metrics_against_sklearn():
 
     rng = np.random.default_rng(1)
     y = rng.choice(7, 500, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05])
-    recall = np.array([0.9, 0.8, 0.6, 0.5, 0.5, 0.2, 0.1])          # rare classes recognised worse
+    recall = np.array([0.9, 0.8, 0.6, 0.5, 0.5, 0.2, 0.1])  # rare classes recognised worse
     p = np.where(rng.random(500) < recall[y], y, (y + 1) % 7)
     assert metrics.mean_per_class(y, p) == pytest.approx(balanced_accuracy_score(y, p), abs=1e-12)
     assert metrics.top1(y, p) == pytest.approx(accuracy_score(y, p), abs=1e-12)
@@ -163,11 +168,17 @@ def test_metrics_against_sklearn():
 
 
 def test_relative_error_increase_and_summary():
-    assert metrics.relative_error_increase(0.8, 0.9) == pytest.approx(1.0)     # errors 0.2 vs 0.1
+    assert metrics.relative_error_increase(0.8, 0.9) == pytest.approx(1.0)  # errors 0.2 vs 0.1
     assert metrics.relative_error_increase(0.95, 0.9) == pytest.approx(-0.5)
-    df = pd.DataFrame({
-        "finetune": "linear", "dataset": ["a", "b", "c"] * 2, "method": ["dense"] * 3 + ["gmp"] * 3,
-        "sparsity": [0.0] * 3 + [0.9] * 3, "accuracy": [0.9, 0.8, 0.5, 0.8, 0.8, 0.6]})
+    df = pd.DataFrame(
+        {
+            "finetune": "linear",
+            "dataset": ["a", "b", "c"] * 2,
+            "method": ["dense"] * 3 + ["gmp"] * 3,
+            "sparsity": [0.0] * 3 + [0.9] * 3,
+            "accuracy": [0.9, 0.8, 0.5, 0.8, 0.8, 0.6],
+        }
+    )
     a = metrics.alpha_table(df)
     assert a.set_index("dataset").alpha.to_dict() == pytest.approx({"a": 1.0, "b": 0.0, "c": -0.2})
     s = metrics.alpha_summary(a)

@@ -5,6 +5,7 @@ Both backends apply the same transforms (see `transforms`): "eval" = resize + ce
 ffcv is the fast path (JPEG decoding and augmentation in compiled code, several processes);
 the torch backend is the fallback where ffcv cannot be installed, and what the mini profile uses.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,15 +15,22 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .. import files
 from . import transforms as tr
-from .registry import DataError
+from .base import DataError
 
 BACKENDS = ("torch", "ffcv")
 MODES = ("eval", "train")
 
 
-def write_beton(dataset, path: str | os.PathLike, max_resolution: int | None = None,
-                jpeg_quality: int = 90, raw: bool = False, num_workers: int = 1) -> Path:
+def write_beton(
+    dataset,
+    path: str | os.PathLike,
+    max_resolution: int | None = None,
+    jpeg_quality: int = 90,
+    raw: bool = False,
+    num_workers: int = 1,
+) -> Path:
     """Write a dataset of (PIL image | HWC uint8 array, int label) items to an FFCV `.beton`.
 
     Images are stored as JPEG (`raw=False`, the paper setting) or raw pixels, at most
@@ -32,19 +40,18 @@ def write_beton(dataset, path: str | os.PathLike, max_resolution: int | None = N
     from ffcv.writer import DatasetWriter
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     fields = {
-        "image": RGBImageField(write_mode="raw" if raw else "jpg", max_resolution=max_resolution,
-                               jpeg_quality=jpeg_quality),
+        "image": RGBImageField(
+            write_mode="raw" if raw else "jpg", max_resolution=max_resolution, jpeg_quality=jpeg_quality
+        ),
         "label": IntField(),
     }
     transform, dataset.transform = getattr(dataset, "transform", None), None  # raw images in the file
     try:
-        DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(dataset)
+        with files.atomic(path) as tmp:
+            DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(dataset)
     finally:
         dataset.transform = transform
-    os.replace(tmp, path)
     return path
 
 
@@ -62,16 +69,19 @@ def check_beton(path: str | os.PathLike) -> None:
         end = int((alloc["ptr"] + alloc["size"]).max()) if len(alloc) else 0
         size = path.stat().st_size
     except Exception as e:
-        raise DataError(f"{path} is not a readable .beton ({type(e).__name__}: {e}); delete it and "
-                        f"write it again with sparsenb.data.write_beton") from e
+        raise DataError(
+            f"{path} is not a readable .beton ({type(e).__name__}: {e}); delete it and "
+            f"write it again with sparsenb.data.write_beton"
+        ) from e
     if n <= 0 or end > size:
-        raise DataError(f"{path} is truncated or corrupt ({n} samples, data up to byte {end} but the file "
-                        f"has {size}); delete it and write it again with sparsenb.data.write_beton")
+        raise DataError(
+            f"{path} is truncated or corrupt ({n} samples, data up to byte {end} but the file "
+            f"has {size}); delete it and write it again with sparsenb.data.write_beton"
+        )
 
 
 def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale):
-    from ffcv.fields.decoders import (CenterCropRGBImageDecoder, IntDecoder,
-                                      RandomResizedCropRGBImageDecoder)
+    from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
 
@@ -79,13 +89,24 @@ def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers,
     if mode == "train":
         image = [RandomResizedCropRGBImageDecoder((size, size), scale=tuple(scale)), RandomHorizontalFlip()]
     else:
-        image = [CenterCropRGBImageDecoder((size, size), ratio=224 / 256)]
-    image += [NormalizeImage(np.array(mean) * 255, np.array(std) * 255, np.float32), ToTensor(),
-              ToTorchImage(channels_last=False)]
-    return FFCVBatches(Loader(str(beton), batch_size=batch_size, num_workers=max(1, num_workers),
-                              order=OrderOption.RANDOM if shuffle else OrderOption.SEQUENTIAL, seed=seed,
-                              drop_last=drop_last, os_cache=True,
-                              pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze(1)]}))
+        image = [CenterCropRGBImageDecoder((size, size), ratio=tr.CROP_RATIO)]
+    image += [
+        NormalizeImage(np.array(mean) * 255, np.array(std) * 255, np.float32),
+        ToTensor(),
+        ToTorchImage(channels_last=False),
+    ]
+    return FFCVBatches(
+        Loader(
+            str(beton),
+            batch_size=batch_size,
+            num_workers=max(1, num_workers),
+            order=OrderOption.RANDOM if shuffle else OrderOption.SEQUENTIAL,
+            seed=seed,
+            drop_last=drop_last,
+            os_cache=True,
+            pipelines={"image": image, "label": [IntDecoder(), ToTensor(), Squeeze(1)]},
+        )
+    )
 
 
 class FFCVBatches:
@@ -108,10 +129,22 @@ class FFCVBatches:
             it.close()
 
 
-def loader(dataset=None, mode: str = "eval", size: int = 224, mean=tr.IMAGENET_MEAN, std=tr.IMAGENET_STD,
-           batch_size: int = 64, shuffle: bool = False, backend: str = "torch", beton=None,
-           num_workers: int = 0, seed: int = 0, drop_last: bool = False, scale=(0.08, 1.0),
-           bicubic: bool = False):
+def loader(
+    dataset=None,
+    mode: str = "eval",
+    size: int = 224,
+    mean=tr.IMAGENET_MEAN,
+    std=tr.IMAGENET_STD,
+    batch_size: int = 64,
+    shuffle: bool = False,
+    backend: str = "torch",
+    beton=None,
+    num_workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    scale=(0.08, 1.0),
+    bicubic: bool = False,
+):
     """An iterable of (images, labels) batches over `dataset` (torch) or `beton` (ffcv).
 
     With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist."""
@@ -126,17 +159,26 @@ def loader(dataset=None, mode: str = "eval", size: int = 224, mean=tr.IMAGENET_M
             if dataset is None:
                 raise DataError(f"no .beton at {beton} and no dataset to write it from")
             write_beton(dataset, beton)
-        return _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed,
-                            drop_last, scale)
+        return _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale)
     if dataset is None:
         raise ValueError("backend='torch' needs a dataset")
     if isinstance(getattr(dataset, "images", None), np.ndarray) and not hasattr(dataset, "samples"):
         return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic)
-    dataset.transform = (tr.train_augment(size, mean, std, scale, bicubic) if mode == "train"
-                         else tr.evaluation(size, mean, std, bicubic))
+    dataset.transform = (
+        tr.train_augment(size, mean, std, scale, bicubic)
+        if mode == "train"
+        else tr.evaluation(size, mean, std, bicubic)
+    )
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, generator=g, persistent_workers=num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        generator=g,
+        persistent_workers=num_workers > 0,
+    )
 
 
 class ArrayBatches:
@@ -160,11 +202,12 @@ class ArrayBatches:
 
     def _eval(self, x):
         h, w = x.shape[-2:]
-        side = max(1, int(round(min(h, w) * 224 / 256)))
+        side = max(1, int(round(min(h, w) * tr.CROP_RATIO)))
         top, left = int(round((h - side) / 2)), int(round((w - side) / 2))
-        x = x[..., top:top + side, left:left + side]
-        return torch.nn.functional.interpolate(x, size=(self.size, self.size), mode=self.interp, antialias=True,
-                                               align_corners=False)
+        x = x[..., top : top + side, left : left + side]
+        return torch.nn.functional.interpolate(
+            x, size=(self.size, self.size), mode=self.interp, antialias=True, align_corners=False
+        )
 
     def _train(self, x):
         import math
@@ -173,7 +216,7 @@ class ArrayBatches:
         area = torch.empty(b).uniform_(*self.scale, generator=g)
         logr = torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)
         ratio = torch.exp(logr)
-        cw = torch.sqrt(area * ratio).clamp(max=1.0)       # crop size as a fraction of the image side
+        cw = torch.sqrt(area * ratio).clamp(max=1.0)  # crop size as a fraction of the image side
         ch = torch.sqrt(area / ratio).clamp(max=1.0)
         cx = (torch.rand(b, generator=g) * 2 - 1) * (1 - cw)
         cy = (torch.rand(b, generator=g) * 2 - 1) * (1 - ch)
@@ -182,14 +225,15 @@ class ArrayBatches:
         theta[:, 0, 0], theta[:, 0, 2] = cw * flip, cx
         theta[:, 1, 1], theta[:, 1, 2] = ch, cy
         grid = torch.nn.functional.affine_grid(theta, (b, 3, self.size, self.size), align_corners=False)
-        return torch.nn.functional.grid_sample(x, grid, mode=self.interp, padding_mode="reflection",
-                                               align_corners=False)
+        return torch.nn.functional.grid_sample(
+            x, grid, mode=self.interp, padding_mode="reflection", align_corners=False
+        )
 
     def __iter__(self):
         n = len(self.targets)
         order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = torch.from_numpy(self.images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
             x = self._train(x) if self.mode == "train" else self._eval(x)
             yield (x - self.mean) / self.std, self.targets[idx]

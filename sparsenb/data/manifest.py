@@ -1,5 +1,6 @@
 """Split manifests: one row per image (relative path or index, label, sha256 of its bytes), so two
 labs can prove they trained and tested on the same split. `digest()` is one hash of a whole split."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import files
+
 
 def _rows(dataset):
-    if hasattr(dataset, "images") and isinstance(dataset.images, np.ndarray):     # generated, in memory
+    if hasattr(dataset, "images") and isinstance(dataset.images, np.ndarray):  # generated, in memory
         for i in range(len(dataset)):
             yield f"#{i}", int(dataset.targets[i]), hashlib.sha256(dataset.images[i].tobytes()).hexdigest()
-    elif hasattr(dataset, "samples"):                                             # files on disk
+    elif hasattr(dataset, "samples"):  # files on disk
         root = Path(getattr(dataset, "root", "."))
         for path, label in dataset.samples:
             h = hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -36,9 +39,6 @@ def digest(table: pd.DataFrame) -> str:
 
 def write_manifest(dataset, path: str | os.PathLike) -> pd.DataFrame:
     table = manifest(dataset)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with files.atomic(path) as tmp:
+        table.to_csv(tmp, index=False)
     return table

@@ -11,8 +11,10 @@ or layouts that no upstream class has.
 
     imgs, labels, classes = generate("shapes10", "train", sizes, seed=0)
 
-Generation is vectorised numpy, deterministic in (task, split, sizes, seed), and takes seconds.
+Generation is vectorised numpy (the drawing: sparsenb.data.render), deterministic in (task, split,
+sizes, seed), and takes seconds.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,180 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .render import GLYPHS, N_BG, N_TEX, hsv_to_rgb, render
+
 GENERATOR_VERSION = 3  # bump when the renderer changes: it is part of every cache key
 
-# --- the renderer ----------------------------------------------------------------------------
-
-FACTORS = ("obj", "glyph", "k", "amp", "aspect", "hollow", "tex", "freq", "tangle", "hue1", "hue2",
-           "bgtype", "bghue", "cx", "cy", "scale", "rot")
-TEXTURES = ("stripes", "checker", "dots", "rings", "gradient", "crosshatch", "waves", "sectors")
-BACKGROUNDS = ("gradient", "stripes", "blobs", "noise", "horizon", "paper")
-N_TEX = len(TEXTURES)
-N_BG = 5        # nuisance backgrounds; "paper" (plain and light, for writing) only where a class says so
-
-
-def _glyph_table(n: int = 96, seed: int = 12345) -> np.ndarray:
-    """`n` distinct stroke glyphs (a tiny handwriting font): each three strokes between points of a
-    3x3 grid, a stroke either straight (between neighbours, diagonals too) or a half circle (between
-    points two steps apart, bulging to one side), the half circle drawn as 4 segments. Returns
-    (n, 12, 2, 2) segment endpoints in object coordinates (unused segments repeat a point)."""
-    gx, gy = (-0.5, 0.0, 0.5), (-0.65, 0.0, 0.65)
-    pts = [np.array([gx[i % 3], gy[i // 3]]) for i in range(9)]
-    strokes = []
-    for i in range(9):
-        for j in range(i + 1, 9):
-            dx, dy = abs(i % 3 - j % 3), abs(i // 3 - j // 3)
-            if max(dx, dy) == 1:
-                strokes.append([(pts[i], pts[j])])
-            if (dx, dy) in ((0, 1), (1, 0), (0, 2), (2, 0)):
-                c, h = (pts[i] + pts[j]) / 2, (pts[j] - pts[i]) / 2
-                normal = np.array([-h[1], h[0]])
-                for side in (1, -1):
-                    ang = np.linspace(0, np.pi, 5)
-                    arc = [c - h * np.cos(a) + side * normal * np.sin(a) for a in ang]
-                    strokes.append(list(zip(arc[:-1], arc[1:])))
-    rng = np.random.default_rng(seed)
-    seen, out = set(), []
-    while len(out) < n:
-        pick = tuple(sorted(rng.choice(len(strokes), 4, replace=False)))
-        if pick not in seen:
-            seen.add(pick)
-            segs = [seg for k in pick for seg in strokes[k]]
-            segs += [segs[-1][:1] * 2] * (16 - len(segs))
-            out.append(segs)
-    return np.asarray(out, np.float32)
-
-
-GLYPHS = _glyph_table()
-
-
-def _hsv_to_rgb(h, s, v):
-    """Vectorised HSV -> RGB, all arrays in [0, 1]; returns (..., 3)."""
-    h = np.mod(h, 1.0) * 6.0
-    i = np.floor(h).astype(np.int64) % 6
-    f = h - np.floor(h)
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
-    out = np.zeros(np.shape(h) + (3,), dtype=np.float32)
-    for idx, (r, g, b) in enumerate(choices):
-        m = i == idx
-        out[m] = np.stack([np.broadcast_to(r, h.shape)[m], np.broadcast_to(g, h.shape)[m],
-                           np.broadcast_to(b, h.shape)[m]], -1)
-    return out
-
-
-def _select(index, options):
-    """Per image, the option its integer `index` (B, 1, 1) names, from a list of (B, H, W) arrays."""
-    out = np.zeros_like(options[0])
-    for i, o in enumerate(options):
-        out = np.where(index == i, o, out)
-    return out
-
-
-def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """Draw one image per row of the factor arrays `f` (each shape (B,)); returns uint8 (B, H, W, 3)."""
-    lin = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
-    yy, xx = np.meshgrid(lin, lin, indexing="ij")
-    col = lambda a: np.asarray(a, np.float32)[:, None, None]  # noqa: E731
-    B = len(f["k"])
-
-    # pose: object coordinates (u, v), the object's radius is 1
-    x, y = xx[None] - col(f["cx"]), yy[None] - col(f["cy"])
-    c, s = col(np.cos(f["rot"])), col(np.sin(f["rot"]))
-    u = (x * c + y * s) / col(f["scale"])
-    v = (-x * s + y * c) / col(f["scale"] * f["aspect"])
-    r = np.hypot(u, v)
-    th = np.arctan2(v, u)
-
-    # object silhouette: a lobed shape r < R(theta) with a soft edge, maybe hollow ...
-    amp, k = col(f["amp"]), col(f["k"])
-    R = (1 + amp * np.cos(k * th)) / (1 + amp)
-    alpha = np.clip((R - r) / 0.12 + 0.5, 0, 1)
-    hole = np.clip((r - 0.5 * R) / 0.12 + 0.5, 0, 1)
-    alpha = np.where(col(f["hollow"]) > 0.5, alpha * hole, alpha)
-    # ... or a glyph: three strokes (distance to the nearest segment below the stroke width)
-    segs = GLYPHS[np.asarray(f["glyph"], np.int64) % len(GLYPHS)]           # (B, 3, 2, 2)
-    dist = np.full_like(u, 9.0)
-    for j in range(segs.shape[1]):
-        p0, p1 = segs[:, j, 0], segs[:, j, 1]
-        d = p1 - p0
-        t = ((u - col(p0[:, 0])) * col(d[:, 0]) + (v - col(p0[:, 1])) * col(d[:, 1])) / col(np.maximum((d ** 2).sum(1), 1e-6))
-        t = np.clip(t, 0, 1)
-        dist = np.minimum(dist, np.hypot(u - col(p0[:, 0]) - t * col(d[:, 0]), v - col(p0[:, 1]) - t * col(d[:, 1])))
-    stroke = np.clip((0.25 - dist) / 0.25 + 0.5, 0, 1)
-    alpha = np.where(col(f["obj"]) > 0.5, stroke, alpha)
-
-    # texture in object coordinates
-    ta = col(f["tangle"])
-    w1 = u * np.cos(ta) + v * np.sin(ta)
-    w2 = -u * np.sin(ta) + v * np.cos(ta)
-    fr = col(f["freq"]) * 2 * np.pi
-    s1, s2 = np.sin(fr * w1), np.sin(fr * w2)
-    tex = _select(col(f["tex"]), [
-        0.5 + 0.5 * s1,                                           # stripes
-        0.5 + 0.5 * np.tanh(4 * s1 * s2),                         # checker
-        (s1 * s2 > 0.35).astype(np.float32),                      # dots
-        0.5 + 0.5 * np.sin(fr * 1.5 * r),                         # rings
-        np.clip(0.5 + 0.6 * w1, 0, 1),                            # gradient
-        np.maximum(s1, s2) > 0.6,                                 # crosshatch
-        0.5 + 0.5 * np.sin(fr * w1 + 2.0 * np.sin(fr * 0.5 * w2)),  # waves
-        0.5 + 0.5 * np.sin(np.round(col(f["freq"]) * 2.5) * th),  # sectors
-    ]).astype(np.float32)
-
-    sat = rng.uniform(0.55, 0.95, (B, 2))
-    val = rng.uniform(0.6, 1.0, (B, 2))
-    c1 = _hsv_to_rgb(f["hue1"], sat[:, 0], val[:, 0])[:, None, None, :]
-    c2 = _hsv_to_rgb(f["hue2"], sat[:, 1], val[:, 1] * 0.6)[:, None, None, :]
-    obj = tex[..., None] * c1 + (1 - tex[..., None]) * c2
-    obj = np.where(col(f["bgtype"])[..., None] == 5, obj * 0.35, obj)     # on paper: dark ink
-
-    # background: a layout mixing two colours (hue bghue and its complement)
-    b0 = _hsv_to_rgb(f["bghue"], rng.uniform(0.25, 0.65, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
-    b1 = _hsv_to_rgb(f["bghue"] + 0.5, rng.uniform(0.25, 0.65, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
-    ga = rng.uniform(0, 2 * np.pi, B)
-    gx, gy = col(np.cos(ga)), col(np.sin(ga))
-    blobs = np.zeros((B, size, size), np.float32)
-    for _ in range(3):
-        bx, by = col(rng.uniform(-1, 1, B)), col(rng.uniform(-1, 1, B))
-        blobs = np.maximum(blobs, np.exp(-((xx[None] - bx) ** 2 + (yy[None] - by) ** 2) / 0.08))
-    noise = np.zeros_like(blobs)
-    for _ in range(3):
-        fx, fy = col(rng.uniform(-4, 4, B)), col(rng.uniform(-4, 4, B))
-        noise += np.sin(fx * xx[None] * np.pi + fy * yy[None] * np.pi + col(rng.uniform(0, 6.3, B))) / 3
-    tilt = col(rng.uniform(-0.3, 0.3, B))
-    mix = _select(col(f["bgtype"]), [
-        0.5 + 0.5 * (xx[None] * gx + yy[None] * gy),                                            # gradient
-        0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * (xx[None] * gx + yy[None] * gy) + col(rng.uniform(0, 6.3, B))),
-        blobs,
-        0.5 + 0.5 * noise,
-        1 / (1 + np.exp(-(yy[None] + tilt * xx[None] - col(rng.uniform(-0.4, 0.4, B))) / 0.06)),  # horizon
-        np.zeros_like(blobs),                                                                    # paper
-    ])
-    paper = _hsv_to_rgb(f["bghue"], rng.uniform(0.0, 0.15, B), rng.uniform(0.8, 1.0, B))[:, None, None, :]
-    b0 = np.where(col(f["bgtype"])[..., None] == 5, paper, b0)
-    bg = mix[..., None] * b1 + (1 - mix[..., None]) * b0
-
-    # clutter: up to three small discs of random colour, behind the object
-    for _ in range(3):
-        on = col(rng.random(B) < 0.5)
-        dx, dy = col(rng.uniform(-1, 1, B)), col(rng.uniform(-1, 1, B))
-        rad = col(rng.uniform(0.08, 0.2, B))
-        disc = np.clip((rad - np.hypot(xx[None] - dx, yy[None] - dy)) / 0.05 + 0.5, 0, 1) * on
-        dc = _hsv_to_rgb(rng.random(B), rng.uniform(0.3, 0.9, B), rng.uniform(0.3, 1.0, B))[:, None, None, :]
-        bg = bg * (1 - disc[..., None]) + dc * disc[..., None]
-
-    img = bg * (1 - alpha[..., None]) + obj * alpha[..., None]
-    img = img * col(rng.uniform(0.8, 1.2, B))[..., None] + col(rng.uniform(-0.08, 0.08, B))[..., None]
-    img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 # --- tasks: which factors make a class ----------------------------------------------------------
+
 
 def _nuisance(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Every factor drawn at random from its full range (what a class does not fix)."""
     return {
-        "obj": np.zeros(n, np.float32),            # 0: lobed shape, 1: glyph (only where a class says so)
+        "obj": np.zeros(n, np.float32),  # 0: lobed shape, 1: glyph (only where a class says so)
         "glyph": rng.integers(0, len(GLYPHS), n).astype(np.float32),
         "k": rng.choice([0, 3, 4, 5, 6, 7], n).astype(np.float32),
         "amp": rng.uniform(0.15, 0.45, n),
@@ -215,14 +54,17 @@ def _nuisance(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 
 def _pose(rng: np.random.Generator, n: int, scale=(0.45, 0.75), shift: float = 0.3, rot: float | None = None):
     """Per-image pose; `rot` None = any rotation, else a normal spread (radians) around upright."""
-    return {"cx": rng.uniform(-shift, shift, n), "cy": rng.uniform(-shift, shift, n), "scale": rng.uniform(*scale, n),
-            "rot": rng.uniform(0, 2 * np.pi, n) if rot is None else rng.normal(0, rot, n)}
+    return {
+        "cx": rng.uniform(-shift, shift, n),
+        "cy": rng.uniform(-shift, shift, n),
+        "scale": rng.uniform(*scale, n),
+        "rot": rng.uniform(0, 2 * np.pi, n) if rot is None else rng.normal(0, rot, n),
+    }
 
 
 # How a task photographs its objects (a large, centred object for fine-grained tasks, as in the
 # paper's; glyphs are upright, as writing is). Everything else uses the nuisance pose above.
-TASK_POSE = {"fine_colors24": dict(scale=(0.6, 0.85), shift=0.15),
-             "textures16": dict(scale=(1.2, 1.5), shift=0.1)}
+TASK_POSE = {"fine_colors24": dict(scale=(0.6, 0.85), shift=0.15), "textures16": dict(scale=(1.2, 1.5), shift=0.1)}
 GLYPH_POSE = dict(scale=(1.0, 1.35), shift=0.1, rot=0.2)
 
 # Upstream classes: 48 objects, 24 scenes (background layout x fine hue, any object) and 56 glyphs (stroke
@@ -230,17 +72,25 @@ GLYPH_POSE = dict(scale=(1.0, 1.35), shift=0.1, rot=0.2)
 # in an appearance (texture x frequency x colour pair); every appearance is worn by 4 shapes and every
 # shape by several appearances, so neither alone tells a class apart (as no single cue does in
 # ImageNet). Downstream tasks use combinations, hues, layouts and factor groupings upstream lacks.
-_UP_GRID = dict(k=[0, 3, 4, 5, 6], aspect=[1.0, 0.55], hollow=[0, 1], tex=[0, 1, 2, 3, 4],
-                freq=[1.5, 3.0], hue1=[i / 12 for i in range(12)], hue_off=[0.33, 0.5])
-_UP_SPLIT = {"appearances": 12, "shapes_per_appearance": 4, "glyphs": 56}   # scenes: layouts x hues below
-_SCENE_LAYOUTS = [0, 2]          # gradient, blobs: upstream scenes are told apart by fine hue steps
+_UP_GRID = dict(
+    k=[0, 3, 4, 5, 6],
+    aspect=[1.0, 0.55],
+    hollow=[0, 1],
+    tex=[0, 1, 2, 3, 4],
+    freq=[1.5, 3.0],
+    hue1=[i / 12 for i in range(12)],
+    hue_off=[0.33, 0.5],
+)
+_UP_SPLIT = {"appearances": 12, "shapes_per_appearance": 4, "glyphs": 56}  # scenes: layouts x hues below
+_SCENE_LAYOUTS = [0, 2]  # gradient, blobs: upstream scenes are told apart by fine hue steps
 _SCENE_HUES = {"upstream": [i / 24 for i in range(12)], "scenes20": [1 / 48, 7 / 48, 13 / 48, 19 / 48]}
 
 
 def _object(shape, look, hue_shift: float = 0.0) -> dict:
     (k, aspect, hollow), (tex, freq, h1, off) = shape, look
-    return dict(k=k, amp=0.3, aspect=aspect, hollow=hollow, tex=tex, freq=freq,
-                hue1=h1 + hue_shift, hue2=h1 + hue_shift + off)
+    return dict(
+        k=k, amp=0.3, aspect=aspect, hollow=hollow, tex=tex, freq=freq, hue1=h1 + hue_shift, hue2=h1 + hue_shift + off
+    )
 
 
 def _object_grid(rng: np.random.Generator):
@@ -252,7 +102,7 @@ def _object_grid(rng: np.random.Generator):
     patterns = list(itertools.product(g["tex"], g["freq"]))
     step = g["hue1"][1] - g["hue1"][0]
     looks = []
-    for pi in rng.permutation(len(patterns))[:_UP_SPLIT["appearances"] // 2]:
+    for pi in rng.permutation(len(patterns))[: _UP_SPLIT["appearances"] // 2]:
         h, off = g["hue1"][rng.integers(len(g["hue1"]))], g["hue_off"][rng.integers(len(g["hue_off"]))]
         looks += [(*patterns[pi], h, off), (*patterns[pi], (h + step) % 1.0, off)]
     used, unused = [], []
@@ -260,38 +110,82 @@ def _object_grid(rng: np.random.Generator):
         order = rng.permutation(len(shapes))
         n = _UP_SPLIT["shapes_per_appearance"]
         used += [(shapes[i], look) for i in order[:n]]
-        unused += [(shapes[i], look) for i in order[n:n + 1]]
+        unused += [(shapes[i], look) for i in order[n : n + 1]]
     return used, unused
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: str          # "upstream" | "general" | "specialized"
-    metric: str        # "top1" | "mean_per_class"
-    mirrors: str       # the paper dataset it stands in for
+    kind: str  # "upstream" | "general" | "specialized"
+    metric: str  # "top1" | "mean_per_class"
+    mirrors: str  # the paper dataset it stands in for
     description: str
 
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in [
-    TaskSpec("upstream", "upstream", "top1", "ImageNet",
-             "128 classes: 48 objects (shape x elongation x hollow in an appearance: texture x frequency x "
-             "colour pair), 24 scenes (background layout x fine hue), 56 stroke glyphs (upright; ink on paper or on a scene)"),
-    TaskSpec("shapes10", "general", "top1", "CIFAR-10",
-             "10 objects: upstream appearances on shapes they never have upstream"),
-    TaskSpec("objects40", "general", "mean_per_class", "Caltech-101/256",
-             "40 upstream objects in colours shifted off the upstream hues, mildly imbalanced"),
-    TaskSpec("textures16", "general", "top1", "DTD",
-             "8 textures (3 never a class upstream) x 2 frequencies on a large object; shape and colours are nuisance"),
-    TaskSpec("scenes20", "general", "top1", "SUN397",
-             "background layout (one new) x hues between the upstream scene hues; the object is nuisance"),
-    TaskSpec("fine_shapes30", "specialized", "mean_per_class", "FGVC Aircraft / Stanford Cars",
-             "30 stroke glyphs never seen upstream, told apart by single strokes, imbalanced; colours are nuisance"),
-    TaskSpec("fine_colors24", "specialized", "mean_per_class", "Oxford Flowers / Birdsnap",
-             "five-lobed 'flowers' told apart by fine hue steps, imbalanced"),
-    TaskSpec("digits", "specialized", "top1", "(real images)",
-             "scikit-learn's handwritten digits (8x8, real scans), upscaled to RGB"),
-]}
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in [
+        TaskSpec(
+            "upstream",
+            "upstream",
+            "top1",
+            "ImageNet",
+            "128 classes: 48 objects (shape x elongation x hollow in an appearance: texture x frequency x "
+            "colour pair), 24 scenes (background layout x fine hue), "
+            "56 stroke glyphs (upright; ink on paper or on a scene)",
+        ),
+        TaskSpec(
+            "shapes10",
+            "general",
+            "top1",
+            "CIFAR-10",
+            "10 objects: upstream appearances on shapes they never have upstream",
+        ),
+        TaskSpec(
+            "objects40",
+            "general",
+            "mean_per_class",
+            "Caltech-101/256",
+            "40 upstream objects in colours shifted off the upstream hues, mildly imbalanced",
+        ),
+        TaskSpec(
+            "textures16",
+            "general",
+            "top1",
+            "DTD",
+            "8 textures (3 never a class upstream) x 2 frequencies on a large object; shape and colours are nuisance",
+        ),
+        TaskSpec(
+            "scenes20",
+            "general",
+            "top1",
+            "SUN397",
+            "background layout (one new) x hues between the upstream scene hues; the object is nuisance",
+        ),
+        TaskSpec(
+            "fine_shapes30",
+            "specialized",
+            "mean_per_class",
+            "FGVC Aircraft / Stanford Cars",
+            "30 stroke glyphs never seen upstream, told apart by single strokes, imbalanced; colours are nuisance",
+        ),
+        TaskSpec(
+            "fine_colors24",
+            "specialized",
+            "mean_per_class",
+            "Oxford Flowers / Birdsnap",
+            "five-lobed 'flowers' told apart by fine hue steps, imbalanced",
+        ),
+        TaskSpec(
+            "digits",
+            "specialized",
+            "top1",
+            "(real images)",
+            "scikit-learn's handwritten digits (8x8, real scans), upscaled to RGB",
+        ),
+    ]
+}
 
 
 def class_factors(task: str, seed: int, n_classes: int | None = None) -> tuple[list[dict], list[str]]:
@@ -303,7 +197,7 @@ def class_factors(task: str, seed: int, n_classes: int | None = None) -> tuple[l
         glyphs = [dict(obj=1, glyph=g) for g in range(_UP_SPLIT["glyphs"])]
         combos = [_object(*c) for c in used] + scenes + glyphs
         combos = combos[: n_classes or len(combos)]
-    elif task == "shapes10":                                          # new shapes for upstream appearances
+    elif task == "shapes10":  # new shapes for upstream appearances
         combos = [_object(*unused[i]) for i in rng.permutation(len(unused))[:10]]
     elif task == "objects40":
         shifted = [_object(*c, hue_shift=1 / 16) for c in used]
@@ -313,10 +207,12 @@ def class_factors(task: str, seed: int, n_classes: int | None = None) -> tuple[l
     elif task == "scenes20":
         combos = [dict(bgtype=b, bghue=h) for b, h in itertools.product(range(N_BG), _SCENE_HUES["scenes20"])]
     elif task == "fine_shapes30":
-        combos = [dict(obj=1, glyph=_UP_SPLIT["glyphs"] + g) for g in range(30)]      # glyphs never upstream
+        combos = [dict(obj=1, glyph=_UP_SPLIT["glyphs"] + g) for g in range(30)]  # glyphs never upstream
     elif task == "fine_colors24":
-        combos = [dict(k=5, amp=0.4, aspect=1.0, hollow=0, tex=3, freq=2.0, hue1=h / 12 + 1 / 24, hue2=h / 12 + 1 / 24 + d)
-                  for h, d in itertools.product(range(12), [0.1, -0.1])]
+        combos = [
+            dict(k=5, amp=0.4, aspect=1.0, hollow=0, tex=3, freq=2.0, hue1=h / 12 + 1 / 24, hue2=h / 12 + 1 / 24 + d)
+            for h, d in itertools.product(range(12), [0.1, -0.1])
+        ]
     else:
         raise KeyError(task)
     names = ["-".join(f"{k}{_fmt(v)}" for k, v in c.items()) for c in combos]
@@ -327,7 +223,7 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-SPLIT_SEEDS = {"train": 1, "test": 2, "val": 3}   # each split its own random stream: no image in two
+SPLIT_SEEDS = {"train": 1, "test": 2, "val": 3}  # each split its own random stream: no image in two
 
 
 def class_counts(n_classes: int, per_class: int, imbalance: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -340,8 +236,9 @@ def class_counts(n_classes: int, per_class: int, imbalance: float = 1.0, seed: i
     return np.random.default_rng(seed).permutation(counts)
 
 
-def generate(task: str, split: str, sizes: dict, seed: int = 0, size: int = 32,
-             chunk: int = 2048) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def generate(
+    task: str, split: str, sizes: dict, seed: int = 0, size: int = 32, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images (N, size, size, 3) uint8, labels (N,) int64 and class names of one split."""
     if task == "digits":
         return _digits(split, sizes["test_fraction"], sizes["val_fraction"], seed, size)
@@ -365,11 +262,11 @@ def generate(task: str, split: str, sizes: dict, seed: int = 0, size: int = 32,
         for key, val in combo.items():
             if key in f:
                 f[key][m] = val
-    glyph = f["obj"] > 0.5                      # glyphs: upright strokes, plain proportions
+    glyph = f["obj"] > 0.5  # glyphs: upright strokes, plain proportions
     for key, val in _pose(rng, int(glyph.sum()), **GLYPH_POSE).items():
         f[key][glyph] = val
     f["aspect"][glyph], f["hollow"][glyph], f["tex"][glyph] = 1.0, 0.0, 4
-    f["bgtype"][glyph & (rng.random(len(labels)) < 0.75)] = 5   # most writing is ink on paper
+    f["bgtype"][glyph & (rng.random(len(labels)) < 0.75)] = 5  # most writing is ink on paper
     # class-fixed continuous factors still jitter a little per image (no two images alike)
     f["hue1"] = f["hue1"] + rng.normal(0, 0.01, len(labels))
     f["hue2"] = f["hue2"] + rng.normal(0, 0.01, len(labels))
@@ -396,13 +293,13 @@ def _digits(split: str, test_fraction: float, val_fraction: float, seed: int, si
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0].numpy()
     rng = np.random.default_rng([seed, 10])
-    part = np.zeros(len(d.target), np.int64)                  # 0 train, 1 test, 2 val
+    part = np.zeros(len(d.target), np.int64)  # 0 train, 1 test, 2 val
     for c in range(10):
         idx = rng.permutation(np.flatnonzero(d.target == c))
         n_test, n_val = int(round(len(idx) * test_fraction)), int(round(len(idx) * val_fraction))
-        part[idx[:n_test]], part[idx[n_test:n_test + n_val]] = 1, 2
+        part[idx[:n_test]], part[idx[n_test : n_test + n_val]] = 1, 2
     keep = part == {"train": 0, "test": 1, "val": 2}[split]
-    tint = _hsv_to_rgb(rng.random(len(x)), np.full(len(x), 0.5), np.full(len(x), 1.0))
+    tint = hsv_to_rgb(rng.random(len(x)), np.full(len(x), 0.5), np.full(len(x), 1.0))
     paper = 1.0 - 0.15 * rng.random((len(x), 1, 1, 1)).astype(np.float32)
     img = paper * (1 - x[..., None]) + x[..., None] * tint[:, None, None, :] * 0.35
     img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)

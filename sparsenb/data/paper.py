@@ -10,17 +10,20 @@ variants trainval / test, SUN397 partition 01, Flowers train + val / test, Pets 
 Every dataset comes back as a `FileDataset`: items (PIL RGB image, label), plus `.samples`
 (path, label), `.targets`, `.classes`, `.root` -- the same shape whatever the source layout.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .registry import DataError
+from .base import DataError
 
 
 class FileDataset(Dataset):
@@ -40,8 +43,10 @@ class FileDataset(Dataset):
             with Image.open(path) as im:
                 img = im.convert("RGB")
         except Exception as e:
-            raise DataError(f"{self.name}: cannot read image {path} ({type(e).__name__}: {e}); the file is "
-                            f"missing or corrupt: copy the dataset again") from e
+            raise DataError(
+                f"{self.name}: cannot read image {path} ({type(e).__name__}: {e}); the file is "
+                f"missing or corrupt: copy the dataset again"
+            ) from e
         return (self.transform(img) if self.transform else img), label
 
 
@@ -57,40 +62,14 @@ class ArrayFiles(FileDataset):
         return (self.transform(img) if self.transform else img), int(self.targets[i])
 
 
-# --- where each dataset is published and how it must lie on disk ----------------------------------
-
-LAYOUTS = {
-    "sun397": ("SUN397/<letter>/<class>/*.jpg + ClassName.txt + Partitions/Training_01.txt, Testing_01.txt "
-               "(or train/ and test/ image folders)", "https://vision.princeton.edu/projects/2010/SUN/"),
-    "aircraft": ("fgvc-aircraft-2013b/data/{images/,variants.txt,images_variant_trainval.txt,"
-                 "images_variant_test.txt}", "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"),
-    "birdsnap": ("train/<class>/*.jpg and test/<class>/*.jpg (image folders)", "http://thomasberg.org/"),
-    "caltech101": ("caltech101/101_ObjectCategories/<class>/image_NNNN.jpg",
-                   "https://data.caltech.edu/records/mzrjq-6wc02"),
-    "caltech256": ("caltech256/256_ObjectCategories/NNN.<class>/NNN_NNNN.jpg",
-                   "https://data.caltech.edu/records/nyy15-4j048"),
-    "cars": ("stanford_cars/{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, "
-             "cars_test_annos_withlabels.mat, cars_test/} (or train/ and test/ image folders)",
-             "https://ai.stanford.edu/~jkrause/cars/car_dataset.html"),
-    "cifar10": ("cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-                "https://www.cs.toronto.edu/~kriz/cifar.html"),
-    "cifar100": ("cifar-100-python/{train,test,meta}", "https://www.cs.toronto.edu/~kriz/cifar.html"),
-    "dtd": ("dtd/dtd/{images/<class>/*.jpg, labels/train1.txt, val1.txt, test1.txt}",
-            "https://www.robots.ox.ac.uk/~vgg/data/dtd/"),
-    "flowers": ("flowers-102/{jpg/image_NNNNN.jpg, imagelabels.mat, setid.mat} (or train/ and test/ image "
-                "folders)", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"),
-    "food101": ("food-101/{images/<class>/*.jpg, meta/train.json, meta/test.json}",
-                "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/"),
-    "pets": ("oxford-iiit-pet/{images/*.jpg, annotations/trainval.txt, annotations/test.txt} (or train/ and "
-             "test/ image folders)", "https://www.robots.ox.ac.uk/~vgg/data/pets/"),
-}
-
-
 def _missing(name: str, base: Path, what: str = "") -> DataError:
-    layout, url = LAYOUTS.get(name, ("", ""))
-    return DataError(f"dataset {name!r} not found under {base}{(' (' + what + ')') if what else ''}. "
-                     f"Expected layout: {base}/{layout}. It is published at {url} (sparsenb never downloads "
-                     f"data): place it there, or set data_root in params/paper.yaml.")
+    spec = SPECS.get(name)
+    layout, url = (spec.layout, spec.url) if spec else ("", "")
+    return DataError(
+        f"dataset {name!r} not found under {base}{(' (' + what + ')') if what else ''}. "
+        f"Expected layout: {base}/{layout}. It is published at {url} (sparsenb never downloads "
+        f"data): place it there, or set data_root in params/paper.yaml."
+    )
 
 
 def _image_folder(base: Path, split: str, name: str) -> FileDataset:
@@ -99,8 +78,9 @@ def _image_folder(base: Path, split: str, name: str) -> FileDataset:
         raise _missing(name, base, f"no {split}/ folder")
     classes = sorted(p.name for p in d.iterdir() if p.is_dir())
     exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-    samples = [(str(f), i) for i, c in enumerate(classes) for f in sorted((d / c).iterdir())
-               if f.suffix.lower() in exts]
+    samples = [
+        (str(f), i) for i, c in enumerate(classes) for f in sorted((d / c).iterdir()) if f.suffix.lower() in exts
+    ]
     if not samples:
         raise _missing(name, base, f"no images in {split}/")
     return FileDataset(samples, classes, base, name)
@@ -136,8 +116,13 @@ def _cifar(name: str, base: Path, split: str):
     import pickle
 
     folder, files, meta, label_key, names_key = {
-        "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "batches.meta", "labels",
-                    "label_names"),
+        "cifar10": (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            "batches.meta",
+            "labels",
+            "label_names",
+        ),
         "cifar100": ("cifar-100-python", ["train"], "meta", "fine_labels", "fine_label_names"),
     }[name]
     d = base / folder
@@ -176,46 +161,71 @@ def _sun397(base: Path, split: str) -> FileDataset:
     return FileDataset(samples, [c.lstrip("/") for c in classes], base, "sun397")
 
 
-def load(name: str, root: Path, split: str) -> FileDataset:
-    """The train or test split of a paper dataset under `root/<name>/`."""
+# --- one spec per dataset: Table 2, where it is published, how it lies on disk, how to read it ----
+
+
+@dataclass(frozen=True)
+class PaperDataset:
+    name: str
+    title: str
+    num_classes: int
+    metric: str  # "top1" | "mean_per_class" (Table 2)
+    kind: str  # "general" | "specialized": the paper's Sec. 3.3 groups
+    train_test: tuple[int, int]  # Table 2 sizes
+    layout: str  # under <data_root>/<name>/
+    url: str  # where it is published (never downloaded)
+    read: Callable[[Path, str], FileDataset]  # (base, split) -> the split in the paper's code's way
+    image_folders: bool = False  # also read as train/ and test/ image folders when present
+
+
+def _caltech101(base: Path, split: str) -> FileDataset:
+    s, c = _first_n_per_class(
+        base / "caltech101", "101_ObjectCategories", 30, split, "caltech101", drop=("BACKGROUND_Google",)
+    )
+    return FileDataset(s, c, base, "caltech101")
+
+
+def _caltech256(base: Path, split: str) -> FileDataset:
+    s, c = _first_n_per_class(base / "caltech256", "256_ObjectCategories", 60, split, "caltech256", jpg_only=True)
+    return FileDataset(s, c, base, "caltech256")
+
+
+def _dtd(base: Path, split: str) -> FileDataset:
     import torchvision.datasets as tvd
 
-    base = Path(root) / name
-    if not base.is_dir():
-        raise _missing(name, base)
-    if name in ("birdsnap",) or (name in ("pets", "flowers", "cars") and (base / "train").is_dir()):
-        return _image_folder(base, split, name)
-    if name == "sun397":
-        return _sun397(base, split)
-    if name in ("cifar10", "cifar100"):
-        return _cifar(name, base, split)
-    if name == "caltech101":
-        s, c = _first_n_per_class(base / "caltech101", "101_ObjectCategories", 30, split, name,
-                                  drop=("BACKGROUND_Google",))
-        return FileDataset(s, c, base, name)
-    if name == "caltech256":
-        s, c = _first_n_per_class(base / "caltech256", "256_ObjectCategories", 60, split, name, jpg_only=True)
-        return FileDataset(s, c, base, name)
-    if name == "dtd":
-        parts = ["train", "val"] if split == "train" else ["test"]
-        dss = [_tv(tvd.DTD, name, base, split=p, partition=1) for p in parts]
-        return FileDataset(sum((_pairs(d, "_image_files") for d in dss), []), dss[0].classes, base, name)
-    if name == "aircraft":
-        ds = _tv(tvd.FGVCAircraft, name, base, split="trainval" if split == "train" else "test",
-                 annotation_level="variant")
-        return FileDataset(_pairs(ds, "_image_files"), ds.classes, base, name)
-    if name == "food101":
-        ds = _tv(tvd.Food101, name, base, split=split)
-        return FileDataset(_pairs(ds, "_image_files"), ds.classes, base, name)
-    if name == "pets":
-        ds = _tv(tvd.OxfordIIITPet, name, base, split="trainval" if split == "train" else "test")
-        return FileDataset(_pairs(ds, "_images"), ds.classes, base, name)
-    if name == "cars":
-        ds = _tv(tvd.StanfordCars, name, base, split=split)
-        return FileDataset([(str(p), y) for p, y in ds._samples], ds.classes, base, name)
-    if name == "flowers":
-        return _flowers(base, split)
-    raise DataError(f"no loader for {name!r}")
+    parts = ["train", "val"] if split == "train" else ["test"]
+    dss = [_tv(tvd.DTD, "dtd", base, split=p, partition=1) for p in parts]
+    return FileDataset(sum((_pairs(d, "_image_files") for d in dss), []), dss[0].classes, base, "dtd")
+
+
+def _aircraft(base: Path, split: str) -> FileDataset:
+    import torchvision.datasets as tvd
+
+    ds = _tv(
+        tvd.FGVCAircraft, "aircraft", base, split="trainval" if split == "train" else "test", annotation_level="variant"
+    )
+    return FileDataset(_pairs(ds, "_image_files"), ds.classes, base, "aircraft")
+
+
+def _food101(base: Path, split: str) -> FileDataset:
+    import torchvision.datasets as tvd
+
+    ds = _tv(tvd.Food101, "food101", base, split=split)
+    return FileDataset(_pairs(ds, "_image_files"), ds.classes, base, "food101")
+
+
+def _pets(base: Path, split: str) -> FileDataset:
+    import torchvision.datasets as tvd
+
+    ds = _tv(tvd.OxfordIIITPet, "pets", base, split="trainval" if split == "train" else "test")
+    return FileDataset(_pairs(ds, "_images"), ds.classes, base, "pets")
+
+
+def _cars(base: Path, split: str) -> FileDataset:
+    import torchvision.datasets as tvd
+
+    ds = _tv(tvd.StanfordCars, "cars", base, split=split)
+    return FileDataset([(str(p), y) for p, y in ds._samples], ds.classes, base, "cars")
 
 
 def _flowers(base: Path, split: str) -> FileDataset:
@@ -227,16 +237,183 @@ def _flowers(base: Path, split: str) -> FileDataset:
         raise _missing("flowers", base)
     ids = loadmat(d / "setid.mat", squeeze_me=True)
     labels = loadmat(d / "imagelabels.mat", squeeze_me=True)["labels"]
-    chosen = np.concatenate([np.atleast_1d(ids["trnid"]), np.atleast_1d(ids["valid"])]) if split == "train" \
+    chosen = (
+        np.concatenate([np.atleast_1d(ids["trnid"]), np.atleast_1d(ids["valid"])])
+        if split == "train"
         else np.atleast_1d(ids["tstid"])
+    )
     samples = [(str(d / "jpg" / f"image_{int(i):05d}.jpg"), int(labels[int(i) - 1]) - 1) for i in sorted(chosen)]
     return FileDataset(samples, [str(i) for i in range(1, 103)], base, "flowers")
 
 
+_OX = "https://www.robots.ox.ac.uk/~vgg/data"
+# Caltech-101: Table 2 says 102 classes; the paper's code drops BACKGROUND_Google and keeps 101
+SPECS: dict[str, PaperDataset] = {
+    d.name: d
+    for d in [
+        PaperDataset(
+            "sun397",
+            "SUN397",
+            397,
+            "top1",
+            "general",
+            (19850, 19850),
+            "SUN397/<letter>/<class>/*.jpg + ClassName.txt + Partitions/Training_01.txt, Testing_01.txt "
+            "(or train/ and test/ image folders)",
+            "https://vision.princeton.edu/projects/2010/SUN/",
+            _sun397,
+        ),
+        PaperDataset(
+            "aircraft",
+            "FGVC Aircraft",
+            100,
+            "mean_per_class",
+            "specialized",
+            (6667, 3333),
+            "fgvc-aircraft-2013b/data/{images/,variants.txt,images_variant_trainval.txt,images_variant_test.txt}",
+            f"{_OX}/fgvc-aircraft/",
+            _aircraft,
+        ),
+        PaperDataset(
+            "birdsnap",
+            "Birdsnap",
+            500,
+            "top1",
+            "specialized",
+            (32677, 8171),
+            "train/<class>/*.jpg and test/<class>/*.jpg (image folders)",
+            "http://thomasberg.org/",
+            lambda base, split: _image_folder(base, split, "birdsnap"),
+            image_folders=True,
+        ),
+        PaperDataset(
+            "caltech101",
+            "Caltech-101",
+            101,
+            "mean_per_class",
+            "general",
+            (3060, 6084),
+            "caltech101/101_ObjectCategories/<class>/image_NNNN.jpg",
+            "https://data.caltech.edu/records/mzrjq-6wc02",
+            _caltech101,
+        ),
+        PaperDataset(
+            "caltech256",
+            "Caltech-256",
+            257,
+            "mean_per_class",
+            "general",
+            (15420, 15187),
+            "caltech256/256_ObjectCategories/NNN.<class>/NNN_NNNN.jpg",
+            "https://data.caltech.edu/records/nyy15-4j048",
+            _caltech256,
+        ),
+        PaperDataset(
+            "cars",
+            "Stanford Cars",
+            196,
+            "top1",
+            "specialized",
+            (8144, 8041),
+            "stanford_cars/{devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, "
+            "cars_test_annos_withlabels.mat, cars_test/} (or train/ and test/ image folders)",
+            "https://ai.stanford.edu/~jkrause/cars/car_dataset.html",
+            _cars,
+            image_folders=True,
+        ),
+        PaperDataset(
+            "cifar10",
+            "CIFAR-10",
+            10,
+            "top1",
+            "general",
+            (50000, 10000),
+            "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+            "https://www.cs.toronto.edu/~kriz/cifar.html",
+            lambda base, split: _cifar("cifar10", base, split),
+        ),
+        PaperDataset(
+            "cifar100",
+            "CIFAR-100",
+            100,
+            "top1",
+            "general",
+            (50000, 10000),
+            "cifar-100-python/{train,test,meta}",
+            "https://www.cs.toronto.edu/~kriz/cifar.html",
+            lambda base, split: _cifar("cifar100", base, split),
+        ),
+        PaperDataset(
+            "dtd",
+            "Describable Textures (DTD)",
+            47,
+            "top1",
+            "general",
+            (3760, 1880),
+            "dtd/dtd/{images/<class>/*.jpg, labels/train1.txt, val1.txt, test1.txt}",
+            f"{_OX}/dtd/",
+            _dtd,
+        ),
+        PaperDataset(
+            "flowers",
+            "Oxford 102 Flowers",
+            102,
+            "mean_per_class",
+            "specialized",
+            (2040, 6149),
+            "flowers-102/{jpg/image_NNNNN.jpg, imagelabels.mat, setid.mat} (or train/ and test/ image folders)",
+            f"{_OX}/flowers/102/",
+            _flowers,
+            image_folders=True,
+        ),
+        PaperDataset(
+            "food101",
+            "Food-101",
+            101,
+            "top1",
+            "specialized",
+            (75750, 25250),
+            "food-101/{images/<class>/*.jpg, meta/train.json, meta/test.json}",
+            "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
+            _food101,
+        ),
+        PaperDataset(
+            "pets",
+            "Oxford-IIIT Pets",
+            37,
+            "mean_per_class",
+            "specialized",
+            (3680, 3669),
+            "oxford-iiit-pet/{images/*.jpg, annotations/trainval.txt, annotations/test.txt} (or train/ and "
+            "test/ image folders)",
+            f"{_OX}/pets/",
+            _pets,
+            image_folders=True,
+        ),
+    ]
+}
+
+
+def load(name: str, root: Path, split: str) -> FileDataset:
+    """The train or test split of a paper dataset under `root/<name>/`."""
+    spec = SPECS[name]
+    base = Path(root) / name
+    if not base.is_dir():
+        raise _missing(name, base)
+    if spec.image_folders and (base / "train").is_dir():
+        return _image_folder(base, split, name)
+    return spec.read(base, split)
+
+
 # --- ImageNet evaluation sets (Table 3) --------------------------------------------------------------
 
-IMAGENET_SETS = ("imagenet_val", "imagenet_real", "imagenetv2-matched-frequency", "imagenetv2-threshold0.7",
-                 "imagenetv2-top-images")
+IMAGENET_SETS = (
+    "imagenet_val",
+    "imagenet_real",
+    "imagenetv2-matched-frequency",
+    "imagenetv2-threshold0.7",
+    "imagenetv2-top-images",
+)
 
 
 def imagenet_eval(name: str, root: str | os.PathLike) -> FileDataset:
@@ -251,13 +428,17 @@ def imagenet_eval(name: str, root: str | os.PathLike) -> FileDataset:
     if name in ("imagenet_val", "imagenet_real"):
         base = root / "imagenet"
         if not (base / "val").is_dir():
-            raise DataError(f"ImageNet validation set not found: expected {base}/val/<wnid>/*.JPEG "
-                            f"(https://image-net.org/download.php; sparsenb never downloads data)")
+            raise DataError(
+                f"ImageNet validation set not found: expected {base}/val/<wnid>/*.JPEG "
+                f"(https://image-net.org/download.php; sparsenb never downloads data)"
+            )
         return _image_folder(base, "val", name)
     base = root / name
     if not base.is_dir():
-        raise DataError(f"{name} not found: expected {base}/<class index>/*.jpeg "
-                        f"(https://github.com/modestyachts/ImageNetV2; sparsenb never downloads data)")
+        raise DataError(
+            f"{name} not found: expected {base}/<class index>/*.jpeg "
+            f"(https://github.com/modestyachts/ImageNetV2; sparsenb never downloads data)"
+        )
     classes = sorted((p.name for p in base.iterdir() if p.is_dir()), key=int)
     samples = [(str(f), int(c)) for c in classes for f in sorted((base / c).iterdir()) if f.is_file()]
     return FileDataset(samples, [str(i) for i in range(1000)], base, name)

@@ -5,6 +5,7 @@
 - full finetuning, test: Resize -> CenterCrop, the dataset's own mean/std.
 RigL checkpoints were trained on bicubic-resized images: pass `bicubic=True` for them.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,15 +13,17 @@ import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# the evaluation crop of the paper's code: Resize(256) -> CenterCrop(224) keeps 224/256 of the short side
+CROP_RATIO = 224 / 256
 
 
 def resize_size(size: int) -> int:
     """The resize before the centre crop: 256 for 224, in proportion elsewhere."""
-    return int(round(size * 256 / 224))
+    return int(round(size / CROP_RATIO))
 
 
 def _v2():
-    from torchvision.transforms import v2   # on demand (~1.5 s): in-memory datasets never need it
+    from torchvision.transforms import v2  # on demand (~1.5 s): in-memory datasets never need it
 
     return v2
 
@@ -40,7 +43,7 @@ class CenterCropFraction(torch.nn.Module):
     """The centre square of side `ratio` x the short side (224/256: what Resize(256) -> CenterCrop(224)
     keeps of any image), so it can be cropped first and resized once, as FFCV's decoder does."""
 
-    def __init__(self, ratio: float = 224 / 256):
+    def __init__(self, ratio: float = CROP_RATIO):
         super().__init__()
         self.ratio = ratio
 
@@ -57,7 +60,7 @@ class Evaluation:
     """Centre crop of 224/256 of the short side -> resize to `size` -> normalise: the paper's
     Resize(256) -> CenterCrop(224) (linear finetuning and every test split), with one resampling.
     Applied to PIL images by torchvision (built on first use); in-memory datasets get the same
-    operations on whole batches instead (`loaders.ArrayBatches`, see `train.extract_features`)."""
+    operations on whole batches instead (`loaders.ArrayBatches`, see `features.extract_features`)."""
 
     def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False):
         self.size, self.mean, self.std, self.bicubic = int(size), tuple(mean), tuple(std), bool(bicubic)
@@ -66,17 +69,24 @@ class Evaluation:
     def compose(self):
         if self._compose is None:
             T = _v2()
-            self._compose = T.Compose([T.ToImage(), CenterCropFraction(224 / 256),
-                                       T.Resize([self.size, self.size], interpolation=_interp(self.bicubic),
-                                                antialias=True), *_to_float(self.mean, self.std)])
+            self._compose = T.Compose(
+                [
+                    T.ToImage(),
+                    CenterCropFraction(CROP_RATIO),
+                    T.Resize([self.size, self.size], interpolation=_interp(self.bicubic), antialias=True),
+                    *_to_float(self.mean, self.std),
+                ]
+            )
         return self._compose
 
     def __call__(self, img):
         return self.compose()(img)
 
-    def __repr__(self) -> str:   # stable, and part of the feature-cache key
-        return (f"Evaluation(CenterCropFraction(ratio={224 / 256:.6f}), Resize({self.size}, "
-                f"{'BICUBIC' if self.bicubic else 'BILINEAR'}, antialias), Normalize({self.mean}, {self.std}))")
+    def __repr__(self) -> str:  # stable, and part of the feature-cache key
+        return (
+            f"Evaluation(CenterCropFraction(ratio={CROP_RATIO:.6f}), Resize({self.size}, "
+            f"{'BICUBIC' if self.bicubic else 'BILINEAR'}, antialias), Normalize({self.mean}, {self.std}))"
+        )
 
 
 def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False) -> Evaluation:
@@ -87,9 +97,14 @@ def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = 
 def train_augment(size: int, mean, std, scale=(0.08, 1.0), bicubic: bool = False):
     """RandomResizedCrop + horizontal flip -> normalise (full finetuning, train split)."""
     T = _v2()
-    return T.Compose([T.ToImage(), T.RandomResizedCrop(size, scale=tuple(scale), interpolation=_interp(bicubic),
-                                                       antialias=True),
-                      T.RandomHorizontalFlip(), *_to_float(mean, std)])
+    return T.Compose(
+        [
+            T.ToImage(),
+            T.RandomResizedCrop(size, scale=tuple(scale), interpolation=_interp(bicubic), antialias=True),
+            T.RandomHorizontalFlip(),
+            *_to_float(mean, std),
+        ]
+    )
 
 
 def channel_stats(dataset, max_images: int = 5000, seed: int = 0) -> tuple[tuple, tuple]:
@@ -97,10 +112,10 @@ def channel_stats(dataset, max_images: int = 5000, seed: int = 0) -> tuple[tuple
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(dataset), generator=g)[:max_images].tolist()
     images = getattr(dataset, "images", None)
-    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[-1] == 3:   # in memory: one pass
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[-1] == 3:  # in memory: one pass
         x = torch.from_numpy(images[idx]).float().div_(255).double().reshape(-1, 3)
         mean = x.mean(0)
-        std = (x.pow(2).mean(0) - mean ** 2).clamp_min(1e-12).sqrt()
+        std = (x.pow(2).mean(0) - mean**2).clamp_min(1e-12).sqrt()
         return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())
     T = _v2()
     to = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
@@ -110,8 +125,8 @@ def channel_stats(dataset, max_images: int = 5000, seed: int = 0) -> tuple[tuple
     for i in idx:
         x = to(dataset[i][0]).double().flatten(1)
         s += x.sum(1)
-        s2 += (x ** 2).sum(1)
+        s2 += (x**2).sum(1)
         n += x.shape[1]
     mean = s / n
-    std = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt()
+    std = (s2 / n - mean**2).clamp_min(1e-12).sqrt()
     return tuple(round(v, 6) for v in mean.tolist()), tuple(round(v, 6) for v in std.tolist())

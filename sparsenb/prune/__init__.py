@@ -3,27 +3,91 @@ other module reads, and magnitude masks.
 
     prune.METHODS["gmp"].family                    # "progressive"
     prune.names(family="regularization")           # ["acdc", "str", "rigl_erk_1x", "rigl_erk_5x"]
-    method = prune.make("gmp", target=0.9, total_steps=..., **hp)   # then upstream.fit(model, method, ...)
+    method = prune.make("gmp", target=0.9, total_steps=..., **hp)   # then train.fit(model, method, ...)
     prune.magnitude(model, 0.9)                    # global magnitude, 90% of prunable weights zero
 """
+
 from __future__ import annotations
 
+from ..errors import check_choice
 from .acdc import ACDC
 from .base import FAMILIES, Dense5x, Method, cubic_schedule
 from .gmp import GMP
 from .lth import LTH
-from .magnitude import (SCOPES, STEMS, magnitude, magnitude_masks, masks_from_scores, target_sparsity, targets,
-                        topk_mask)
+from .magnitude import SCOPES, STEMS, magnitude, magnitude_masks, masks_from_scores, target_sparsity, targets, topk_mask
 from .rigl import RigL, erk_densities
 from .str import STR, SoftThreshold
 from .structured import Structured
 from .woodfisher import WoodFisher, fisher_inverse_blocks, obs_prune
 
+__all__ = [
+    "ACDC",
+    "FAMILIES",
+    "GMP",
+    "LTH",
+    "METHODS",
+    "SCOPES",
+    "STEMS",
+    "STR",
+    "Dense5x",
+    "Method",
+    "RigL",
+    "SoftThreshold",
+    "Structured",
+    "WoodFisher",
+    "cubic_schedule",
+    "erk_densities",
+    "family",
+    "fisher_inverse_blocks",
+    "hyperparameters",
+    "magnitude",
+    "magnitude_masks",
+    "make",
+    "masks_from_scores",
+    "names",
+    "obs_prune",
+    "register",
+    "target_sparsity",
+    "targets",
+    "topk_mask",
+]
+
 # The one list of upstream methods (name -> recipe class); upstream, summary and sweeps read it.
-METHODS: dict[str, type[Method]] = {"dense": Method, "dense_5x": Dense5x, "gmp": GMP, "woodfisher": WoodFisher,
-                                    "acdc": ACDC, "str": STR, "rigl_erk_1x": RigL, "rigl_erk_5x": RigL,
-                                    "lth_t": LTH, "structured": Structured}
-SPARSE = tuple(n for n, c in METHODS.items() if c.family in ("progressive", "regularization", "lottery_ticket"))
+METHODS: dict[str, type[Method]] = {
+    "dense": Method,
+    "dense_5x": Dense5x,
+    "gmp": GMP,
+    "woodfisher": WoodFisher,
+    "acdc": ACDC,
+    "str": STR,
+    "rigl_erk_1x": RigL,
+    "rigl_erk_5x": RigL,
+    "lth_t": LTH,
+    "structured": Structured,
+}
+
+
+def register(name: str):
+    """Add a recipe under `name` (a class decorator): with its params entry (`upstream.methods.<name>`,
+    the keys its `hyperparameters` declare) it is a method of the study like the paper's.
+
+        @prune.register("my_method")
+        class MyMethod(prune.Method):
+            family, hyperparameters = "progressive", {"budget": float, "end": float}
+    """
+
+    def add(cls: type[Method]) -> type[Method]:
+        if name in METHODS and METHODS[name] is not cls:
+            raise ValueError(f"method {name!r} is registered already ({METHODS[name].__name__})")
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def hyperparameters() -> dict[str, dict[str, type]]:
+    """name -> {key: type} of every registered method (the schema of `upstream.methods`)."""
+    return {n: dict(c.hyperparameters) for n, c in METHODS.items()}
 
 
 def family(method: str) -> str:
@@ -36,8 +100,6 @@ def names(family: str | None = None) -> list[str]:
 
 
 def make(method: str, target: float, total_steps: int, **hp) -> Method:
-    from ..config import check_choice
-
     check_choice("method", method, METHODS)
     m = METHODS[method](target=target, total_steps=total_steps, **hp)
     m.name = method

@@ -3,6 +3,7 @@ alternating compressed phases (top-k global magnitude mask at the target, fixed)
 phases (every weight trains; pruned ones restart from zero), each `phase` of the run long, ending
 with a compressed phase over the last `final` of the run (ImageNet: 10 dense epochs, 5-epoch
 phases, the last 15 epochs compressed, of 100)."""
+
 from __future__ import annotations
 
 import torch
@@ -13,6 +14,7 @@ from .magnitude import magnitude_masks
 
 class ACDC(Method):
     name, family = "acdc", "regularization"
+    hyperparameters = {"budget": float, "warmup": float, "phase": float, "final": float}
 
     def phase_at(self, step: int) -> str:
         t = step / self.total_steps
@@ -28,5 +30,5 @@ class ACDC(Method):
         if nxt == "compressed" and (now != "compressed" or self.masks is None):
             self.set_masks(magnitude_masks(self.model, self.target))
         elif nxt != "compressed" and self.masks is not None:
-            self.masks = None                                       # decompress: every weight trains
+            self.masks = None  # decompress: every weight trains
         self.enforce()

@@ -1,4 +1,4 @@
-"""The recipe interface every upstream method implements; `sparsenb.upstream.fit` calls its hooks:
+"""The recipe interface every upstream method implements; `sparsenb.train.fit` calls its hooks:
 
     method.prepare(model)                 # before the optimizer exists (STR adds its thresholds)
     method.start(model, optimizer)        # before the first step (e.g. RigL's random ERK masks)
@@ -11,6 +11,7 @@ says what it is: `family` (progressive | regularization | lottery_ticket | contr
 structured) and `from_dense` (starts from the trained dense model, else from random weights); its
 budget (a multiple of the dense budget D) and hyperparameters are in params (`upstream.methods`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -26,14 +27,29 @@ class Method:
 
     name = "dense"
     family = "dense"
-    from_dense = False        # starts from the trained dense model (else from random initialisation)
-    exact_target = True       # ends at exactly `target` sparsity (STR lands where its thresholds put it)
+    from_dense = False  # starts from the trained dense model (else from random initialisation)
+    exact_target = True  # ends at exactly `target` sparsity (STR lands where its thresholds put it)
+    # its keys in params (`upstream.methods.<name>`) and their types: the schema of its entry. `budget`
+    # is the length of its own run in multiples of D (sparsenb.upstream.budget reads it).
+    hyperparameters: dict[str, type] = {"budget": float}
 
-    def __init__(self, target: float = 0.0, total_steps: int = 1, masks: dict | None = None,
-                 steps_per_epoch: int = 1, **hp):
-        self.target, self.total_steps, self.steps_per_epoch, self.hp = float(target), int(total_steps), \
-            int(steps_per_epoch), hp
-        self.initial_masks = masks             # a fixed mask to train under from the first step
+    def __init__(
+        self,
+        target: float = 0.0,
+        total_steps: int = 1,
+        masks: dict | None = None,
+        steps_per_epoch: int = 1,
+        seed: int = 0,
+        **hp,
+    ):
+        self.target, self.total_steps, self.steps_per_epoch, self.hp = (
+            float(target),
+            int(total_steps),
+            int(steps_per_epoch),
+            hp,
+        )
+        self.seed = int(seed)  # the upstream seed (methods that draw random masks use it)
+        self.initial_masks = masks  # a fixed mask to train under from the first step
         self.masks: dict[str, torch.Tensor] | None = None
         self.model = self.optimizer = None
         self.history: list[dict] = []

@@ -3,6 +3,7 @@ magnitude masks on a cubic schedule from `initial` sparsity at `start` to the ta
 (fractions of the run), one pruning step every `every`; then fixed-mask training to the end.
 The schedule is that of the IST-DASLab configs (ResNet50: pruning epochs [10, 10, 81] of 100,
 initial sparsity 5%)."""
+
 from __future__ import annotations
 
 import torch
@@ -13,6 +14,7 @@ from .magnitude import magnitude_masks
 
 class GMP(Method):
     name, family, from_dense = "gmp", "progressive", True
+    hyperparameters = {"budget": float, "initial": float, "start": float, "end": float, "every": float}
 
     def schedule(self) -> tuple[int, int, int]:
         """(first pruning step, last pruning step, steps between pruning steps)."""

@@ -5,6 +5,7 @@ paper's checkpoints keep dense, and the classifier `fc`, which transfer replaces
 (pruning it upstream can also cut the whole network off at high sparsity: a global magnitude
 threshold may remove every classifier weight). Sparsity is always reported over the targets.
 """
+
 from __future__ import annotations
 
 import torch
@@ -13,7 +14,7 @@ import torch.nn as nn
 from .. import masks as masklib
 
 SCOPES = ("global", "uniform")
-STEMS = ("conv1", "model.0.0")     # first conv of the ResNets and of MobileNetV1
+STEMS = ("conv1", "model.0.0")  # first conv of the ResNets and of MobileNetV1
 
 
 def targets(model: nn.Module, include_head: bool = False) -> dict[str, nn.Module]:
@@ -30,7 +31,7 @@ def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
     """Boolean mask of the `keep` highest scores (ties broken by index: deterministic)."""
     flat = scores.flatten()
     mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask[torch.argsort(flat, descending=True, stable=True)[:max(0, keep)]] = True
+    mask[torch.argsort(flat, descending=True, stable=True)[: max(0, keep)]] = True
     return mask.view_as(scores)
 
 
@@ -47,15 +48,16 @@ def masks_from_scores(scores: dict[str, torch.Tensor], sparsity: float, scope: s
     keep = topk_mask(flat, flat.numel() - int(round(sparsity * flat.numel())))
     out, i = {}, 0
     for n, s in scores.items():
-        out[n] = keep[i:i + s.numel()].view_as(s)
+        out[n] = keep[i : i + s.numel()].view_as(s)
         i += s.numel()
     return out
 
 
 def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = False) -> dict:
     """Magnitude masks over the prunable layers (exact count, ties broken by index)."""
-    return masks_from_scores({n: m.weight.detach().abs() for n, m in targets(model, include_head).items()},
-                             sparsity, scope)
+    return masks_from_scores(
+        {n: m.weight.detach().abs() for n, m in targets(model, include_head).items()}, sparsity, scope
+    )
 
 
 def magnitude(model: nn.Module, sparsity: float, scope: str = "global", include_head: bool = False) -> nn.Module:

@@ -5,6 +5,7 @@ the smallest magnitude and grow as many with the largest dense-gradient magnitud
 not active after the drop -- a weight dropped in this update may grow back and then keeps its value,
 as the official code with `reinit_when_same=False`; other grown weights start at zero.
 RigL "5x" is the same recipe with five times the budget (params)."""
+
 from __future__ import annotations
 
 import math
@@ -17,17 +18,22 @@ from .magnitude import topk_mask
 
 class RigL(Method):
     name, family = "rigl", "regularization"
+    hyperparameters = {"budget": float, "alpha": float, "every_epochs": float, "end": float}
 
     def start(self, model, optimizer) -> None:
         super().start(model, optimizer)
-        g = torch.Generator().manual_seed(int(self.hp.get("seed", 0)))
+        g = torch.Generator().manual_seed(self.seed)
         dens = erk_densities({n: m.weight.shape for n, m in self.layers.items()}, 1 - self.target)
         keep = {n: int(round(dens[n] * m.weight.numel())) for n, m in self.layers.items()}
         total = sum(m.weight.numel() for m in self.layers.values())
         largest = max(self.layers, key=lambda n: self.layers[n].weight.numel())
-        keep[largest] += int(round((1 - self.target) * total)) - sum(keep.values())   # exact overall count
-        self.set_masks({n: topk_mask(torch.rand(m.weight.shape, generator=g), keep[n]).to(m.weight.device)
-                        for n, m in self.layers.items()})
+        keep[largest] += int(round((1 - self.target) * total)) - sum(keep.values())  # exact overall count
+        self.set_masks(
+            {
+                n: topk_mask(torch.rand(m.weight.shape, generator=g), keep[n]).to(m.weight.device)
+                for n, m in self.layers.items()
+            }
+        )
         self.changed = 0
 
     def every(self) -> int:
@@ -46,18 +52,18 @@ class RigL(Method):
     def _update(self, n: str, w: torch.Tensor, grad: torch.Tensor, frac: float) -> None:
         mask = self.masks[n].flatten()
         active = int(mask.sum())
-        k = min(int(frac * active), mask.numel() - active)   # dense (ERK) layers stay dense
+        k = min(int(frac * active), mask.numel() - active)  # dense (ERK) layers stay dense
         if k == 0:
             return
         drop_score = torch.where(mask, w.abs().flatten(), torch.full_like(mask, float("inf"), dtype=w.dtype))
         dropped = torch.zeros_like(mask)
         dropped[torch.argsort(drop_score, stable=True)[:k]] = True
         kept = mask & ~dropped
-        grow_score = grad.abs().flatten().masked_fill(kept, -1.0)      # only weights still active are excluded
+        grow_score = grad.abs().flatten().masked_fill(kept, -1.0)  # only weights still active are excluded
         grown = torch.zeros_like(mask)
         grown[torch.argsort(grow_score, descending=True, stable=True)[:k]] = True
         new = kept | grown
-        w.masked_fill_((grown & ~mask).view(w.shape), 0.0)            # new connections start at zero
+        w.masked_fill_((grown & ~mask).view(w.shape), 0.0)  # new connections start at zero
         self.changed += int((new != mask).sum())
         self.masks[n] = new.view_as(self.masks[n])
 

@@ -1,6 +1,7 @@
 """Structured pruning (App. J): whole filters (conv output channels) with the smallest L1 norm are
 zeroed, the same fraction in every prunable conv, on GMP's schedule from the dense model, then
 fixed-mask training. `target` is the fraction of filters removed."""
+
 from __future__ import annotations
 
 import torch

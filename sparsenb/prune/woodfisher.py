@@ -4,6 +4,7 @@ weights by the OBS saliency w^2 / (2 [F^-1]_qq) under a block-diagonal empirical
 `fisher_batch` images, the inverse built by Woodbury rank-one updates) and moves the surviving
 weights of each block by the OBS update dw = -F^-1[:, Q] (F^-1[Q, Q])^-1 w_Q for the pruned set Q.
 The Fisher pass computes gradients in training mode without updating BatchNorm's running statistics."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,18 +18,25 @@ from .magnitude import masks_from_scores
 
 class WoodFisher(GMP):
     name = "woodfisher"
+    hyperparameters = {**GMP.hyperparameters, "fisher_samples": int, "fisher_batch": int, "block": int, "damp": float}
 
     def __init__(self, target=0.0, total_steps=1, grad_fn=None, **hp):
         super().__init__(target, total_steps, **hp)
-        self.grad_fn = grad_fn          # callable(model) -> None: one backward pass on a fresh mini-batch
+        self.grad_fn = grad_fn  # callable(model) -> None: one backward pass on a fresh mini-batch
 
     def prune_to(self, sparsity: float) -> None:
         if self.grad_fn is None:
             raise ValueError("WoodFisher needs grad_fn (one backward pass on a new mini-batch)")
         block = int(self.param("block"))
         with frozen_bn_stats(self.model):
-            finv = fisher_inverse_blocks(self.model, self.layers, self.grad_fn, int(self.param("fisher_samples")),
-                                         block, float(self.param("damp")))
+            finv = fisher_inverse_blocks(
+                self.model,
+                self.layers,
+                self.grad_fn,
+                int(self.param("fisher_samples")),
+                block,
+                float(self.param("damp")),
+            )
         self.set_masks(obs_prune(self.layers, finv, sparsity, block))
 
 
@@ -70,13 +78,13 @@ def fisher_inverse_blocks(model, layers, grad_fn, samples: int, block: int, damp
     model.zero_grad(set_to_none=True)
     out = {}
     for n, gs in grads.items():
-        g = torch.stack(gs, 1)                                   # (n_blocks, m, B)
-        lam = damp * (g ** 2).mean(dim=(1, 2)).clamp_min(1e-12)   # per block, relative to gradient scale
+        g = torch.stack(gs, 1)  # (n_blocks, m, B)
+        lam = damp * (g**2).mean(dim=(1, 2)).clamp_min(1e-12)  # per block, relative to gradient scale
         finv = torch.eye(block, device=g.device).expand(g.shape[0], block, block) / lam[:, None, None]
         for i in range(g.shape[1]):
-            v = g[:, i, :, None]                                  # (n_blocks, B, 1)
+            v = g[:, i, :, None]  # (n_blocks, B, 1)
             fv = finv @ v
-            denom = samples + (v.transpose(1, 2) @ fv)            # (n_blocks, 1, 1)
+            denom = samples + (v.transpose(1, 2) @ fv)  # (n_blocks, 1, 1)
             finv = finv - (fv @ fv.transpose(1, 2)) / denom
         out[n] = finv
     return out
@@ -89,7 +97,7 @@ def obs_prune(layers, finv: dict, sparsity: float, block: int) -> dict[str, torc
     for n, m in layers.items():
         w = _blocks(m.weight, block)
         diag = torch.diagonal(finv[n], dim1=1, dim2=2).clamp_min(1e-20)
-        s = (w ** 2 / (2 * diag)).flatten()[: m.weight.numel()]
+        s = (w**2 / (2 * diag)).flatten()[: m.weight.numel()]
         scores[n] = s.view_as(m.weight)
     new_masks = masks_from_scores(scores, sparsity)
     for n, m in layers.items():
@@ -97,7 +105,7 @@ def obs_prune(layers, finv: dict, sparsity: float, block: int) -> dict[str, torc
         keep = torch.cat([new_masks[n].flatten(), new_masks[n].new_zeros((-m.weight.numel()) % block)]).view(-1, block)
         for b in torch.nonzero((~keep).any(1) & (w != 0).any(1)).flatten().tolist():
             q = torch.nonzero(~keep[b]).flatten()
-            fq = finv[n][b][:, q]                                 # (B, |Q|)
+            fq = finv[n][b][:, q]  # (B, |Q|)
             delta = -fq @ torch.linalg.solve(fq[q] + 1e-12 * torch.eye(len(q), device=fq.device), w[b, q])
             w[b] += delta
             w[b, q] = 0.0

@@ -1,7 +1,9 @@
-"""Test harness. `make test` leaves no trace: everything the tests and the notebooks they execute
+"""Test harness for tests/ and the notebooks under nbval (at the repository root so that
+`make notebooks` alone gets it too). `make test` leaves no trace: everything the tests and the notebooks they execute
 write goes under one temporary outputs root (SPARSENB_OUTPUTS), never the repository's outputs/.
 Notebooks run with their own defaults plus the tiny parameters below (SPARSENB_OVERRIDES, inherited
 by the kernels nbval starts): the pipeline end to end in seconds, not the study."""
+
 import json
 import os
 import shutil
@@ -39,3 +41,10 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Notebook items (nbval) carry the `notebooks` marker: `-m "not notebooks"` leaves them out."""
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.notebooks)

@@ -1,0 +1,203 @@
+"""Measurements that set the mini recipe, never chosen on a test set: the dense budget D (dense
+convergence over budgets, `choose_D`) and STR's s_init per target (`choose_s_init`, by achieved
+sparsity only). Both are resumable tables that parallel workers share.
+
+    conv = calibration.convergence(cfg, out_dir)       # out_dir/convergence.csv
+    calibration.choose_D(conv, tolerance=0.01)
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import checkpoints, files, models, prune, train, upstream
+from .config import Config
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+RUN_KEYS = ("epochs", "seed", "grad_clip", "lr", "weight_decay", "batch_size")
+
+
+def choose_D(conv: "pd.DataFrame", tolerance: float, opt: dict | None = None) -> int:
+    """The smallest budget whose mean validation top-1 (over seeds; runs of the recipe `opt`, with
+    gradient clipping) is within `tolerance` of the best budget's. A pure function of the table."""
+    rows = conv
+    if "grad_clip" in rows:
+        rows = rows[rows.grad_clip.notna()]
+    if opt is not None and "lr" in rows:
+        rows = rows[
+            (rows.lr == opt["lr"]) & (rows.weight_decay == opt["weight_decay"]) & (rows.batch_size == opt["batch_size"])
+        ]
+    mean = rows.groupby("epochs")["val_top1"].mean()
+    return int(min(e for e, v in mean.items() if v >= mean.max() - tolerance))
+
+
+def convergence_runs(cfg: Config) -> list[dict]:
+    """The dense runs of the convergence study: the recipe at every budget of `convergence.epochs`
+    (every seed up to `all_seeds_up_to` epochs, the first seed beyond), once without gradient
+    clipping, and the recipe search (`convergence.search`: other lr / weight decay / batch size at
+    one budget, first seed) that shows whether another shared recipe would converge sooner."""
+    up = cfg["upstream"]
+    conv, opt = up["convergence"], up["optimizer"]
+    base = {
+        "grad_clip": up["grad_clip"],
+        "lr": opt["lr"],
+        "weight_decay": opt["weight_decay"],
+        "batch_size": opt["batch_size"],
+    }
+    seeds = conv["seeds"]
+    runs = [
+        dict(base, epochs=e, seed=s)
+        for e in conv["epochs"]
+        for s in (seeds if e <= conv["all_seeds_up_to"] else seeds[:1])
+    ]
+    runs.append(dict(base, epochs=conv["all_seeds_up_to"], seed=seeds[0], grad_clip=None))
+    search = conv["search"]  # null: no recipe search
+    if search is not None:
+        for lr, wd, bs in itertools.product(search["lr"], search["weight_decay"], search["batch_size"]):
+            runs.append(dict(base, epochs=search["epochs"], seed=seeds[0], lr=lr, weight_decay=wd, batch_size=bs))
+    out, seen = [], set()
+    for r in runs:
+        key = tuple(r[k] for k in RUN_KEYS)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return sorted(out, key=lambda r: -r["epochs"] * 128 / r["batch_size"])  # longest first
+
+
+def _same_run(df, r) -> bool:
+    if not len(df) or not set(RUN_KEYS) <= set(df.columns):
+        return False
+    m = True
+    for k in RUN_KEYS:
+        m = m & (df[k].isna() if r[k] is None else df[k] == r[k])
+    return bool(m.any())
+
+
+def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
+    """Train every run of `convergence_runs` (each a full cosine run of its budget); val and test
+    top-1 go to out_dir/convergence.csv. Resumable, and workers in parallel share the list."""
+
+    def train_run(r):
+        rcfg = copy.deepcopy(cfg)
+        rcfg["upstream"]["optimizer"].update(lr=r["lr"], weight_decay=r["weight_decay"], batch_size=r["batch_size"])
+        train.seed_everything(r["seed"])
+        tr, evals = upstream.loaders(rcfg, r["seed"])
+        model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+        info = train.fit(
+            model,
+            prune.make("dense", 0.0, 1),
+            tr,
+            r["epochs"],
+            rcfg["upstream"]["optimizer"],
+            device,
+            evals,
+            desc=f"dense {r}",
+            grad_clip=r["grad_clip"],
+        )
+        return {
+            **r,
+            "top1": info["test_top1"],
+            "val_top1": info["val_top1"],
+            "seconds": round(info["seconds"], 1),
+            "final_loss": info["curve"][-1]["loss"],
+            "built_on": checkpoints.machine(),
+        }
+
+    return resumable_rows(
+        out_dir / "convergence.csv",
+        convergence_runs(cfg),
+        lambda r: "convergence-" + "-".join(str(r[k]) for k in RUN_KEYS),
+        _same_run,
+        train_run,
+        sort=["lr", "epochs", "seed"],
+    )
+
+
+def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
+    """STR lands where its thresholds put it; `s_init` is STR's knob for where that is. Runs STR at
+    its budget on the first upstream seed for each `s_init` of `upstream.methods.str.calibration`,
+    recording the achieved sparsity (and, for the record only, top-1) in str_calibration.csv.
+    `choose_s_init` then picks each target's s_init by achieved sparsity alone -- never by accuracy."""
+    up = cfg["upstream"]
+    seed = up["seeds"][0]
+    own, _ = upstream.budget("str", cfg)
+
+    def train_run(s_init):
+        train.seed_everything(seed)
+        tr, evals = upstream.loaders(cfg, seed)
+        model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
+        m = prune.make("str", 0.5, 1, s_init={0.5: s_init})
+        info = train.fit(
+            model,
+            m,
+            tr,
+            own,
+            up["optimizer"],
+            device,
+            evals,
+            desc=f"str calibration s_init {s_init}",
+            grad_clip=up["grad_clip"],
+        )
+        return {
+            "s_init": s_init,
+            "seed": seed,
+            "epochs": own,
+            "achieved_sparsity": info["sparsity"],
+            "val_top1": info["val_top1"],
+            "top1": info["test_top1"],
+            "seconds": round(info["seconds"], 1),
+        }
+
+    return resumable_rows(
+        out_dir / "str_calibration.csv",
+        up["methods"]["str"]["calibration"],
+        lambda s_init: f"str-calibration-{s_init}",
+        lambda done, s_init: bool(len(done)) and bool((done.s_init == s_init).any()),
+        train_run,
+        sort=["s_init"],
+    )
+
+
+def resumable_rows(csv: Path, items, name_of, done_in, train_run, sort) -> "pd.DataFrame":
+    """One CSV row per item, made by `train_run(item)`: items already in the CSV are skipped, an item
+    another worker holds (a non-blocking claim) is left to it, and each new row is added under the
+    CSV's lock with an atomic rewrite -- so a killed run loses no finished row and parallel
+    workers share the list. Returns the CSV."""
+    import pandas as pd
+
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    read = lambda: pd.read_csv(csv) if csv.exists() else pd.DataFrame()  # noqa: E731
+    for item in items:
+        claim = files.claim(csv.parent / f".{name_of(item)}")
+        if claim is None:  # another worker is training this one
+            continue
+        try:
+            with files.locked(csv):
+                if done_in(read(), item):
+                    continue
+            row = train_run(item)
+            with files.locked(csv):
+                out = pd.concat([read(), pd.DataFrame([row])], ignore_index=True).sort_values(sort)
+                with files.atomic(csv) as tmp:
+                    out.to_csv(tmp, index=False, float_format="%.6g")
+        finally:
+            claim.close()
+    return read()
+
+
+def choose_s_init(calib: "pd.DataFrame", target: float) -> float:
+    """The s_init whose achieved sparsity is nearest `target` on the logit scale, interpolated
+    linearly between the two calibration runs around it (s_init -> logit(sparsity) is monotone)."""
+    import numpy as np
+
+    c = calib.sort_values("s_init")
+    x, y = c.s_init.to_numpy(float), np.log(c.achieved_sparsity / (1 - c.achieved_sparsity)).to_numpy(float)
+    t = np.log(target / (1 - target))
+    order = np.argsort(y)
+    return float(round(np.interp(t, y[order], x[order]), 2))

@@ -1,0 +1,187 @@
+"""Checkpoints of upstream models: where each lives, the key of the recipe that made it, the
+manifest that vouches for it (sha256, recipe, accuracy, where it was built), saving and verifying.
+
+    checkpoints.checkpoint_path("acdc", 0.9, cfg, seed=1)   # mini: outputs/upstream/mini/acdc/s0.9-seed1.pth
+    checkpoints.verify(cfg, "acdc", 0.9, 1)                 # "ok" | "missing" | "stale" | "corrupt"
+    checkpoints.read_manifest(cfg)                          # manifest.csv as a DataFrame
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from . import files, paths, prune, weights
+from .config import Config
+from .data import mini
+from .errors import check_choice
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+RECIPE_VERSION = 3  # bump when a method's code changes what it produces: part of every recipe key
+
+
+def recipe_key(cfg: Config, method: str) -> str:
+    """Hash of everything that makes the mini upstream model of `method`: arch, data, the shared
+    recipe, D, the method's hyperparameters (and those of dense where it starts from dense)."""
+    up = cfg["upstream"]
+    relevant = {
+        "arch": cfg["arch"],
+        "data": cfg["mini_data"]["upstream"],
+        "seed_data": cfg["mini_data"]["seed"],
+        "image_size": cfg["image_size"],
+        "optimizer": up["optimizer"],
+        "crop_scale": up["crop_scale"],
+        "grad_clip": up["grad_clip"],
+        "D": up["D"],
+        "method": up["methods"][method],
+        "v": RECIPE_VERSION,
+        "generator": mini.GENERATOR_VERSION,
+    }
+    if prune.METHODS[method].from_dense:
+        relevant["dense"] = up["methods"]["dense"]
+    return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def checkpoint_path(method: str, sparsity: float, cfg: Config, seed: int = 0) -> Path:
+    """Mini: <checkpoint_root>/<method>/s<sparsity>-seed<seed>.pth (listed in manifest.csv);
+    paper: <checkpoint_root>/<method>/<sparsity>.pth (the published checkpoints, placed by hand)."""
+    check_choice("method", method, prune.METHODS)
+    root = Path(cfg["checkpoint_root"])
+    if cfg["profile"] == "paper":
+        return root / method / f"{sparsity:g}.pth"
+    return root / method / f"s{sparsity:g}-seed{seed}.pth"
+
+
+def manifest_path(cfg: Config) -> Path:
+    return Path(cfg["checkpoint_root"]) / "manifest.csv"
+
+
+MANIFEST_COLUMNS = [
+    "path",
+    "sha256",
+    "method",
+    "sparsity",
+    "seed",
+    "top1",
+    "epochs",
+    "val_top1",
+    "achieved_sparsity",
+    "recipe",
+    "seconds",
+    "built_on",
+]
+
+
+def machine() -> str:
+    """Where a model is trained (the same recipe gives other bits on another device or library)."""
+    import platform
+
+    if torch.cuda.is_available():
+        where = f"cuda {torch.cuda.get_device_name(0)}"
+    else:
+        flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+        where = f"cpu {platform.machine()} {'avx512' if 'avx512f' in flags else 'avx2' if 'avx2' in flags else ''}"
+    return f"{where}, torch {torch.__version__.split('+')[0]}, {torch.get_num_threads()} threads"
+
+
+def read_manifest(cfg: Config) -> "pd.DataFrame":
+    import pandas as pd
+
+    p = manifest_path(cfg)
+    return pd.read_csv(p) if p.exists() else pd.DataFrame(columns=MANIFEST_COLUMNS)
+
+
+def register(cfg: Config, path: Path, method: str, sparsity: float, seed: int, info: dict, epochs: float) -> None:
+    """Add (or replace) the manifest row of a mini checkpoint; `epochs`: total epochs from random
+    initialisation that made it."""
+    import pandas as pd
+
+    root = Path(cfg["checkpoint_root"])
+    row = {
+        "path": str(path.relative_to(root)),
+        "sha256": files.sha256(path),
+        "method": method,
+        "sparsity": float(sparsity),
+        "seed": int(seed),
+        "top1": info.get("test_top1"),
+        "epochs": float(epochs),
+        "val_top1": info.get("val_top1"),
+        "achieved_sparsity": info.get("sparsity"),
+        "recipe": recipe_key(cfg, method),
+        "seconds": round(float(info.get("seconds", 0.0)), 1),
+        "built_on": machine(),
+    }
+    with files.locked(manifest_path(cfg)):
+        df = read_manifest(cfg)
+        df = pd.concat([df[df.path != row["path"]], pd.DataFrame([row])], ignore_index=True)
+        df = df.sort_values(["method", "sparsity", "seed"]).reset_index(drop=True)
+        with files.atomic(manifest_path(cfg)) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def save(model, cfg: Config, method: str, sparsity: float, seed: int, info: dict, epochs: float) -> Path:
+    """Save a mini upstream model (compact IST format, a .json of its training beside it) and
+    register it in the manifest."""
+    path = checkpoint_path(method, sparsity, cfg, seed)
+    weights.save_checkpoint(
+        model,
+        path,
+        cfg["arch"],
+        compact=True,
+        method=method,
+        sparsity=sparsity,
+        seed=seed,
+        dataset="mini-upstream",
+        top1=info.get("test_top1"),
+        recipe=recipe_key(cfg, method),
+    )
+    files.write_text(
+        path.with_suffix(".json"),
+        json.dumps(
+            {"method": method, "sparsity": sparsity, "seed": seed, "recipe": recipe_key(cfg, method), **info},
+            indent=1,
+            default=float,
+        ),
+    )
+    register(cfg, path, method, sparsity, seed, info, epochs)
+    return path
+
+
+def layers_figure(cfg: Config, method: str, sparsity: float, seed: int = 0) -> Path:
+    """Where 01_upstream puts a model's sparsity-per-layer figure: beside the mini checkpoints
+    (`<checkpoint_root>/layers/`), under the outputs root for the paper profile (never into the
+    user's checkpoint folder)."""
+    base = Path(cfg["checkpoint_root"]) if cfg["profile"] == "mini" else paths.outputs() / "upstream" / cfg["profile"]
+    return base / "layers" / f"{method}-{sparsity:g}-seed{seed}.png"
+
+
+def info_of(path: Path) -> dict:
+    side = path.with_suffix(".json")
+    return json.loads(side.read_text()) if side.exists() else {}
+
+
+def entry(cfg: Config, method: str, sparsity: float, seed: int) -> dict | None:
+    """The manifest row of a mini checkpoint, or None."""
+    root = Path(cfg["checkpoint_root"])
+    rel = str(checkpoint_path(method, sparsity, cfg, seed).relative_to(root))
+    df = read_manifest(cfg)
+    rows = df[df.path == rel]
+    return rows.iloc[0].to_dict() if len(rows) else None
+
+
+def verify(cfg: Config, method: str, sparsity: float, seed: int) -> str:
+    """'ok' | 'missing' | 'stale' (made by another recipe: rebuild) | 'corrupt' (sha256 differs)."""
+    path = checkpoint_path(method, sparsity, cfg, seed)
+    e = entry(cfg, method, sparsity, seed)
+    if e is None or not path.exists():
+        return "missing"
+    if e["recipe"] != recipe_key(cfg, method):
+        return "stale"
+    return "ok" if files.sha256(path) == e["sha256"] else "corrupt"

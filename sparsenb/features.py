@@ -1,0 +1,102 @@
+"""Features of a frozen backbone, computed once and cached: linear finetuning (Sec. 3.3) trains
+its head on them. The cache key is a digest of the weights, the dataset and the transform, so a
+changed model or split never reuses stale features.
+
+    X, y = features.extract_features(model, dataset, transform, cache_dir=cfg.feature_cache)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from . import files
+from .data.loaders import loader as data_loader
+from .data.transforms import Evaluation
+from .models import backbone
+from .progress import bar
+from .train import default_device
+
+
+def model_digest(model: nn.Module) -> str:
+    """sha1 over every tensor of the state dict (names, shapes, values)."""
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _dataset_digest(dataset) -> str:
+    h = hashlib.sha1(f"{type(dataset).__name__}:{getattr(dataset, 'name', '')}:{len(dataset)}".encode())
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        h.update(np.asarray(targets, np.int64).tobytes())
+    images = getattr(dataset, "images", None)
+    if isinstance(images, np.ndarray):
+        h.update(hashlib.sha1(images.tobytes()).digest())
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        h.update("\n".join(str(s[0]) for s in samples).encode())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    dataset,
+    transform,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device=None,
+    desc: str = "features",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate-layer features of every item of `dataset` under `transform` (no augmentation),
+    with the backbone in eval mode (upstream BN statistics). Cached under `cache_dir` by a key of
+    model weights + dataset + transform, so a second call with the same three is a file read."""
+    device = device or default_device()
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha1(f"{model_digest(model)}|{_dataset_digest(dataset)}|{transform!r}".encode()).hexdigest()
+        path = Path(cache_dir) / f"{key[:20]}.pt"
+        if path.exists():
+            try:
+                d = torch.load(path, weights_only=True)
+                return d["features"], d["labels"]
+            except Exception:
+                path.unlink()  # damaged cache entry: recompute
+    net = backbone(model).to(device).eval()
+    old = getattr(dataset, "transform", None)
+    try:
+        if isinstance(transform, Evaluation):  # in-memory datasets: whole batches as tensors
+            loader = data_loader(
+                dataset,
+                "eval",
+                transform.size,
+                transform.mean,
+                transform.std,
+                batch_size,
+                num_workers=num_workers,
+                bicubic=transform.bicubic,
+            )
+        else:
+            dataset.transform = transform
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        feats, labels = [], []
+        for x, y in bar(loader, desc=desc):
+            feats.append(net(x.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y))
+        feat, lab = torch.cat(feats), torch.cat(labels).long()
+    finally:
+        dataset.transform = old
+    if path is not None:
+        with files.atomic(path) as tmp:
+            torch.save({"features": feat, "labels": lab}, tmp)
+    return feat, lab

@@ -1,0 +1,77 @@
+"""Files that parallel or killed runs cannot corrupt: atomic writes, locks, claims, digests.
+
+with files.atomic(path) as tmp:       # write tmp; it replaces `path` only when the block succeeds
+    df.to_csv(tmp)
+with files.locked(path):              # an exclusive lock beside `path` (waits for the holder)
+    ...
+claim = files.claim(path)             # the same lock without waiting: None if another holds it
+files.sha256(path)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix, so writers that append one do not); it
+    replaces `path` when the block ends without error and is removed when it fails, so a killed or
+    failed write never leaves a truncated file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def _lock_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".lock")  # appended: `a-4.5` and `a-4.0` are two locks
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive lock on `<path>.lock`: parallel runs that need the same file wait for the first
+    to make it, and read-modify-write updates of a shared file never interleave."""
+    with open(_lock_file(path), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def claim(path: str | os.PathLike):
+    """The lock of `locked` without waiting: an open file (close it to release) or None when
+    another process holds it -- how parallel workers share a list of jobs."""
+    f = open(_lock_file(path), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return f
+    except BlockingIOError:
+        f.close()
+        return None
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,130 @@
+"""The one run contract: (notebook, parameters) -> (configuration, run configuration).
+
+A notebook's parameters cell declares its parameters and their defaults; `setup` is the only place
+that turns them into the profile's configuration and the run configuration whose hash is the run
+id. The notebooks call it with their parameters, and the sweep calls it with a grid point (the
+notebook's own defaults, read from its parameters cell, fill in the rest) -- so a sweep predicts
+exactly the record a notebook will write, and an unknown parameter is refused before any work.
+
+    cfg, run = runs.setup("02_linear_ft", method="acdc", sparsity=0.9, dataset="shapes10")
+    runs.output("figures", "02_linear_ft")          # outputs/figures/02_linear_ft/ (made)
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+from . import config, data, finetune, paths, prune, upstream
+from .config import Config
+from .errors import ConfigError, check_choice
+
+NOTEBOOKS = paths.ROOT / "notebooks"
+FINETUNE_OF = {"02_linear_ft": "linear", "03_full_ft": "full"}
+RECORDING = ("01_upstream", *FINETUNE_OF)  # the notebooks whose record a sweep can predict
+
+
+def notebook_path(notebook: str | Path) -> Path:
+    p = Path(notebook)
+    return p if p.suffix == ".ipynb" else NOTEBOOKS / f"{notebook}.ipynb"
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(path: str, mtime: float) -> dict:
+    import papermill as pm
+
+    return {k: ast.literal_eval(v["default"]) for k, v in pm.inspect_notebook(path).items()}
+
+
+def defaults(notebook: str | Path) -> dict:
+    """The parameters a notebook declares (its parameters cell) with their default values."""
+    path = notebook_path(notebook)
+    if not path.is_file():
+        raise ConfigError(
+            f"no notebook {path}; the notebooks are: {', '.join(p.stem for p in sorted(NOTEBOOKS.glob('*.ipynb')))}"
+        )
+    return dict(_defaults(str(path), path.stat().st_mtime))
+
+
+def parameters(notebook: str | Path, params: dict) -> dict:
+    """`params` over the notebook's defaults; a parameter the notebook does not declare is refused
+    (papermill would only warn and run with the default)."""
+    declared = defaults(notebook)
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"{Path(notebook).stem} has no parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+            f"its parameters: {', '.join(declared)}"
+        )
+    return {**declared, **params}
+
+
+def setup(notebook: str, **params) -> tuple[Config, dict | None]:
+    """(profile configuration, run configuration) of one run of a recording notebook (01, 02, 03),
+    every value checked first (`check`); for the other notebooks the run configuration is None."""
+    name = Path(notebook).stem
+    p = parameters(notebook, params)
+    if name == "01_upstream":
+        cfg = config.load(p["profile"], {"arch": p["arch"]} if p["arch"] else {})
+        check(cfg, p)
+        return cfg, upstream.run_config(cfg, p["method"], float(p["sparsity"]), int(p["seed"]))
+    if name in FINETUNE_OF:
+        ft = FINETUNE_OF[name]
+        cfg = config.load(p["profile"], {f"{ft}.epochs": _count("epochs", p["epochs"])} if p["epochs"] else {})
+        check(cfg, p)
+        return cfg, finetune.run_config(
+            cfg, ft, p["method"], float(p["sparsity"]), p["dataset"], int(p["seed"]), int(p["upstream_seed"])
+        )
+    return config.load(p["profile"]) if "profile" in p else config.load("mini"), None
+
+
+def _count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def sparsities(cfg: Config, method: str) -> list[float]:
+    """The sparsities a run of `method` may use: mini, the ones the profile makes (structured: its
+    own); paper, those with a checkpoint under <checkpoint_root>/<method>/."""
+    if method in ("dense", "dense_5x"):
+        return [0.0]
+    if cfg["profile"] == "paper":
+        return sorted(s for m, s in upstream.available(cfg) if m == method)
+    return [
+        float(s) for s in (cfg["upstream"]["structured_sparsities"] if method == "structured" else cfg["sparsities"])
+    ]
+
+
+def check(cfg: Config, p: dict) -> None:
+    """The values of a run, before any work: a method the registry has, a sparsity in [0, 1) that the
+    profile makes (or a checkpoint exists for), dense only at 0, seeds >= 0, a dataset of the profile."""
+    check_choice("method", p["method"], prune.METHODS)
+    sp = p["sparsity"]
+    if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < 1:
+        raise ConfigError(f"sparsity must be a fraction in [0, 1) (0.9: 90% of the weights zero), got {sp!r}")
+    valid = sparsities(cfg, p["method"])
+    if not any(abs(float(sp) - v) < 1e-9 for v in valid):
+        where = (
+            f"with a checkpoint under {Path(cfg['checkpoint_root']) / p['method']}"
+            if cfg["profile"] == "paper"
+            else f"the {cfg['profile']} profile makes"
+        )
+        listed = ", ".join(f"{v:g}" for v in valid) or "none"
+        raise ConfigError(
+            f"{p['method']} at sparsity {sp!r}: the sparsities {where} are {listed}"
+            + ("; dense models have sparsity 0: pass -p sparsity 0" if valid == [0.0] else "")
+        )
+    for key in ("seed", "upstream_seed"):
+        if key in p:
+            _count(key, p[key])
+    if "dataset" in p:
+        check_choice(f"dataset of the {cfg['profile']} profile", p["dataset"], data.names(cfg["profile"]))
+
+
+def output(*parts: str) -> Path:
+    """A folder under the outputs root for a notebook's tables and figures (created)."""
+    out = paths.outputs().joinpath(*map(str, parts))
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,63 @@
+"""The run contract, checked on what notebooks write: a notebook executed as a sweep executes it
+(papermill, parameters injected) writes the record whose run id `runs.setup` predicts -- the id the
+sweep uses to skip a finished run -- with the metrics its section promises. (nbval checks that every
+notebook runs; these check what two of them recorded.)"""
+
+import json
+import os
+
+import papermill as pm
+import pytest
+
+from sparsenb import results, runs
+
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    """Half-epoch upstream models, two linear epochs, everything under a temporary outputs root."""
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.setenv("SPARSENB_PROGRESS", "0")
+    monkeypatch.setenv(
+        "SPARSENB_OVERRIDES",
+        json.dumps({"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5, "linear.milestones": [1]}),
+    )
+    return tmp_path
+
+
+def _execute(notebook: str, tmp_path, **params):
+    out = tmp_path / f"{notebook}.ipynb"
+    pm.execute_notebook(
+        str(runs.notebook_path(notebook)),
+        str(out),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(runs.NOTEBOOKS),
+        progress_bar=False,
+    )
+    return out
+
+
+def test_linear_notebook_writes_the_predicted_record(tiny):
+    params = {"method": "acdc", "sparsity": 0.9, "dataset": "shapes10", "seed": 51, "epochs": 2}
+    _execute("02_linear_ft", tiny, **params)
+    cfg, run = runs.setup("02_linear_ft", **params)  # what the sweep predicts, defaults from the notebook
+    rec = json.loads(results.path_of("02_linear_ft", results.run_id(run), cfg.results_root).read_text())
+    assert rec["run_id"] == results.run_id(run) and rec["config"] == json.loads(json.dumps(run))
+    assert (rec["method"], rec["sparsity"], rec["dataset"], rec["seed"]) == ("acdc", 0.9, "shapes10", 51)
+    assert rec["config"]["upstream_seed"] == 0 and rec["report"] == "reported"
+    assert len(rec["curve"]) == 2 and all(0 <= r["accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1 for r in rec["curve"])
+    chosen = max(rec["curve"], key=lambda r: r["val_accuracy"])  # the epoch is chosen on validation
+    assert rec["reported"] == chosen["accuracy"] and rec["reported_epoch"] == chosen["epoch"]
+    assert rec["test_size"] >= 2000 and rec["val_size"] > 0
+
+
+def test_upstream_notebook_record_and_figure(tiny):
+    _execute("01_upstream", tiny, method="gmp", sparsity=0.8, seed=0)
+    cfg, run = runs.setup("01_upstream", method="gmp", sparsity=0.8, seed=0)
+    rec = json.loads(results.path_of("01_upstream", results.run_id(run), cfg.results_root).read_text())
+    assert rec["config"]["recipe"] == run["recipe"] and rec["method"] == "gmp"
+    assert rec["achieved_sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert 0 < rec["val_top1"] <= 1 and 0 < rec["top1"] <= 1 and rec["epochs"] == 2 * cfg.upstream.D
+    assert os.path.exists(os.path.join(cfg.checkpoint_root, "layers", "gmp-0.8-seed0.png"))

@@ -1,0 +1,46 @@
+"""The run contract refuses bad input before any work, with one error naming the fix: unknown
+notebook parameters (also as sweep grid keys), sparsities the profile does not make, dense at a
+sparsity, negative seeds, datasets of another profile."""
+
+import pytest
+import yaml
+
+from sparsenb import finetune, runs, sweep
+from sparsenb.config import ConfigError
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"arch": "resnet18"}, "has no parameter arch; its parameters: profile, method, sparsity"),
+        ({"method": "dense"}, "dense models have sparsity 0: pass -p sparsity 0"),
+        ({"sparsity": 1.5}, r"sparsity must be a fraction in \[0, 1\)"),
+        ({"sparsity": 0.85}, "gmp at sparsity 0.85: the sparsities the mini profile makes are 0.8, 0.9, 0.95"),
+        ({"seed": -1}, "seed must be a whole number >= 0"),
+        ({"upstream_seed": 1.5}, "upstream_seed must be a whole number >= 0"),
+        ({"dataset": "cifar10"}, "unknown dataset of the mini profile 'cifar10'; valid: upstream, shapes10"),
+        ({"method": "snip"}, "unknown method 'snip'; valid: dense"),
+        ({"epochs": -2}, "epochs must be a whole number >= 0"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_fix(params, message):
+    with pytest.raises(ConfigError, match=message):
+        runs.setup("02_linear_ft", **params)
+
+
+def test_defaults_come_from_the_notebook_and_match_what_it_records():
+    cfg, run = runs.setup("03_full_ft", method="acdc")
+    d = runs.defaults("03_full_ft")
+    assert (d["sparsity"], d["dataset"], d["seed"]) == (0.9, "shapes10", 21)
+    assert run == finetune.run_config(cfg, "full", "acdc", 0.9, "shapes10", 21, 0)
+    assert runs.setup("02_linear_ft", method="dense", sparsity=0)[1]["sparsity"] == 0.0
+
+
+def test_a_misspelled_sweep_key_is_refused_when_the_sweep_is_expanded(tmp_path):
+    f = tmp_path / "typo.yaml"
+    f.write_text(yaml.safe_dump({"notebooks": ["02_linear_ft"], "grid": {"methods": ["gmp", "acdc"]}}))
+    with pytest.raises(ConfigError, match="02_linear_ft has no parameter methods; its parameters: profile, method"):
+        sweep.expand(sweep.load_sweep(f), tmp_path)
+    f.write_text(yaml.safe_dump({"notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "sparsity": [0.7]}}))
+    with pytest.raises(ConfigError, match="gmp at sparsity 0.7"):
+        sweep.expand(sweep.load_sweep(f), tmp_path)
