@@ -86,19 +86,11 @@ def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
     def train_run(r):
         rcfg = copy.deepcopy(cfg)
         rcfg["upstream"]["optimizer"].update(lr=r["lr"], weight_decay=r["weight_decay"], batch_size=r["batch_size"])
+        rcfg["upstream"]["grad_clip"] = r["grad_clip"]
         train.seed_everything(r["seed"])
-        tr, evals = upstream.loaders(rcfg, r["seed"])
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
-        info = train.fit(
-            model,
-            prune.make("dense", 0.0, 1),
-            tr,
-            r["epochs"],
-            rcfg["upstream"]["optimizer"],
-            device,
-            evals,
-            desc=f"dense {r}",
-            grad_clip=r["grad_clip"],
+        info = upstream.fit_recipe(
+            model, prune.make("dense", 0.0, 1), rcfg, r["seed"], r["epochs"], device, desc=f"dense {r}"
         )
         return {
             **r,
@@ -130,20 +122,9 @@ def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
 
     def train_run(s_init):
         train.seed_everything(seed)
-        tr, evals = upstream.loaders(cfg, seed)
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         m = prune.make("str", 0.5, 1, s_init={0.5: s_init})
-        info = train.fit(
-            model,
-            m,
-            tr,
-            own,
-            up["optimizer"],
-            device,
-            evals,
-            desc=f"str calibration s_init {s_init}",
-            grad_clip=up["grad_clip"],
-        )
+        info = upstream.fit_recipe(model, m, cfg, seed, own, device, desc=f"str calibration s_init {s_init}")
         return {
             "s_init": s_init,
             "seed": seed,

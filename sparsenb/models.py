@@ -129,7 +129,8 @@ def _resnet50_rigl(num_classes: int) -> nn.Module:
     return m
 
 
-_BUILDERS = {
+# name -> builder(num_classes); `register` adds one
+ARCHS: dict = {
     "resnet18": lambda n: _tv_models().resnet18(num_classes=n),
     "resnet34": lambda n: _tv_models().resnet34(num_classes=n),
     "resnet50": lambda n: _tv_models().resnet50(num_classes=n),
@@ -140,13 +141,29 @@ _BUILDERS = {
     # the mini profile's default: strided stem (as ImageNet ResNets), widths 24/48/96, 256 features
     "mini_resnet_x": lambda n: MiniResNet(n, width=24, stem_stride=2, expand=256),
 }
-ARCHS = tuple(_BUILDERS)
+
+
+def register(name: str):
+    """Add an architecture (a decorated function num_classes -> nn.Module whose classifier is `fc`):
+
+    @models.register("mini_resnet_w12")
+    def mini_resnet_w12(num_classes):
+        return models.MiniResNet(num_classes, width=12, stem_stride=2, expand=256)
+    """
+
+    def add(fn):
+        if name in ARCHS and ARCHS[name] is not fn:
+            raise ValueError(f"architecture {name!r} is registered already")
+        ARCHS[name] = fn
+        return fn
+
+    return add
 
 
 def build(arch: str, num_classes: int) -> nn.Module:
     """A freshly initialised model of `arch` (one of ARCHS) with `num_classes` outputs."""
     check_choice("arch", arch, ARCHS)
-    return _BUILDERS[arch](int(num_classes))
+    return ARCHS[arch](int(num_classes))
 
 
 def feature_dim(model: nn.Module) -> int:

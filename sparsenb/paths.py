@@ -4,6 +4,7 @@
 
     paths.outputs()                       # Path of the outputs root
     paths.resolve("outputs/cache/data")   # a profile's path value -> absolute Path
+    paths.output("figures", "02_linear_ft")   # a notebook's folder for tables and figures (made)
 """
 
 from __future__ import annotations
@@ -29,3 +30,10 @@ def resolve(value: str | os.PathLike) -> Path:
     if p.parts and p.parts[0] == "outputs":
         return outputs().joinpath(*p.parts[1:])
     return ROOT / p
+
+
+def output(*parts: str) -> Path:
+    """A folder under the outputs root for a notebook's tables and figures (created)."""
+    out = outputs().joinpath(*map(str, parts))
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -7,7 +7,6 @@ notebook's own defaults, read from its parameters cell, fill in the rest) -- so 
 exactly the record a notebook will write, and an unknown parameter is refused before any work.
 
     cfg, run = runs.setup("02_linear_ft", method="acdc", sparsity=0.9, dataset="shapes10")
-    runs.output("figures", "02_linear_ft")          # outputs/figures/02_linear_ft/ (made)
 """
 
 from __future__ import annotations
@@ -121,10 +120,3 @@ def check(cfg: Config, p: dict) -> None:
             _count(key, p[key])
     if "dataset" in p:
         check_choice(f"dataset of the {cfg['profile']} profile", p["dataset"], data.names(cfg["profile"]))
-
-
-def output(*parts: str) -> Path:
-    """A folder under the outputs root for a notebook's tables and figures (created)."""
-    out = paths.outputs().joinpath(*map(str, parts))
-    out.mkdir(parents=True, exist_ok=True)
-    return out

@@ -112,10 +112,8 @@ def get(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -
 def _make(method, sparsity, cfg: Config, seed, device) -> None:
     if method == "lth_t":
         return _lth(cfg, seed, device)
-    up = cfg["upstream"]
     own, _ = budget(method, cfg)
     train.seed_everything(seed)
-    tr, evals = loaders(cfg, seed)
     m = prune.make(method, sparsity, 1, seed=seed, **method_hp(method, cfg))
     if m.from_dense:
         model, _ = get("dense", 0.0, cfg, seed, device)
@@ -124,22 +122,22 @@ def _make(method, sparsity, cfg: Config, seed, device) -> None:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
     if method == "woodfisher":
         m.grad_fn = _grad_fn(cfg, seed, int(m.param("fisher_batch")))
-    info = train.fit(
-        model,
-        m,
-        tr,
-        own,
-        up["optimizer"],
-        device,
-        evals,
-        desc=f"{method} {sparsity:g} seed {seed}",
-        grad_clip=up["grad_clip"],
-    )
+    info = fit_recipe(model, m, cfg, seed, own, device, desc=f"{method} {sparsity:g} seed {seed}")
     if method.startswith("rigl"):
         info["mask_changes"] = m.changed
     if method == "str":
         info["str_history"] = m.history
     checkpoints.save(model, cfg, method, sparsity, seed, info, budget(method, cfg)[1])
+
+
+def fit_recipe(
+    model: nn.Module, method: prune.Method, cfg: Config, seed: int, epochs: float, device=None, desc: str = ""
+) -> dict:
+    """`model` trained by `method` for `epochs` with the shared recipe of the profile (optimizer,
+    cosine schedule, augmentation, gradient clipping) on the upstream task; val and test top-1."""
+    up = cfg["upstream"]
+    tr, evals = loaders(cfg, seed)
+    return train.fit(model, method, tr, epochs, up["optimizer"], device, evals, desc=desc, grad_clip=up["grad_clip"])
 
 
 def _grad_fn(cfg: Config, seed, batch):
