@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import paths
 from .config import ROOT
+from .errors import UserError
 
 
 def _run_notebook(nb: str, out: Path, params: dict) -> float:
@@ -210,6 +211,7 @@ def upstream_cmd(args) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="sparsenb", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="run the mini pipeline end to end at demonstration scale").set_defaults(fn=demo)
     pst = sub.add_parser("study", help="the whole mini grid on the reference upstream models (resumable)")
@@ -230,7 +232,13 @@ def main(argv=None) -> int:
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except UserError as e:  # bad input, a missing dataset or checkpoint: the message names the fix
+        if args.debug:
+            raise
+        print(f"sparsenb {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ import json
 import os
 from typing import Any, Mapping
 
-import yaml
-
 from . import prune, schema
-from .errors import ConfigError, check_choice
+from .errors import ConfigError, check_choice, read_yaml
 from .paths import ROOT, resolve
 
 __all__ = ["ROOT", "ConfigError", "Config", "check_choice", "env_overrides", "load", "profiles", "validate"]
@@ -94,8 +92,7 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     SPARSENB_BACKEND, SPARSENB_NUM_WORKERS, SPARSENB_OVERRIDES), then `overrides`, and resolve paths
     (`outputs/...` under the outputs root, see sparsenb.paths)."""
     check_choice("profile", profile, profiles())
-    with open(PARAMS / f"{profile}.yaml") as f:
-        cfg = yaml.safe_load(f)
+    cfg = read_yaml(PARAMS / f"{profile}.yaml")
     cfg = copy.deepcopy(cfg)
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):

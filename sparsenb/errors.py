@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """An error the user can act on, whose message says how: the CLI prints it as one line."""
+
+
+class ConfigError(UserError, ValueError):
     """A profile, key or value that does not exist; the message lists the valid ones."""
 
 
@@ -15,3 +19,17 @@ def check_choice(kind: str, value: Any, valid) -> Any:
     if value not in valid:
         raise ConfigError(f"unknown {kind} {value!r}; valid: {', '.join(map(str, valid))}")
     return value
+
+
+def read_yaml(path) -> Any:
+    """A YAML file's content; a syntax error is one ConfigError naming the file, line and column."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: not valid YAML ({problem}); fix the file") from None

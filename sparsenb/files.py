@@ -57,16 +57,30 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def claim(path: str | os.PathLike):
-    """The lock of `locked` without waiting: an open file (close it to release) or None when
-    another process holds it -- how parallel workers share a list of jobs."""
-    f = open(_lock_file(path), "w")
+def claim(path: str | os.PathLike, note: str = ""):
+    """The lock of `locked` without waiting: an open file (close it to release; the lock also goes
+    when its process dies) or None when another process holds it -- how parallel workers share a
+    list of jobs. `note` (who holds it) is written into the lock file for `holder` to read."""
+    f = open(_lock_file(path), "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return f
     except BlockingIOError:
         f.close()
         return None
+    if note:
+        f.seek(0)
+        f.truncate()
+        f.write(note)
+        f.flush()
+    return f
+
+
+def holder(path: str | os.PathLike) -> str:
+    """What the current holder of `path`'s lock wrote into it ('' if nothing)."""
+    try:
+        return _lock_file(path).read_text().strip()
+    except OSError:
+        return ""
 
 
 def sha256(path: str | os.PathLike) -> str:

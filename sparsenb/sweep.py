@@ -19,6 +19,8 @@ import itertools
 import json
 import multiprocessing
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,11 +28,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from . import config, paths, results
+from . import config, files, paths, results
 from .config import ROOT, ConfigError
+from .errors import read_yaml
 from .runs import RECORDING, defaults, notebook_path, parameters, setup
+
+SKIPPED = -1  # exit status of a run left alone: another process is running it
 
 
 @dataclass
@@ -109,7 +112,9 @@ def load_sweep(path: str | Path) -> dict:
             f"no sweep file {path}; the sweeps are: "
             f"{', '.join(str(p.relative_to(ROOT)) for p in sorted((ROOT / 'params' / 'sweeps').glob('*.yaml')))}"
         )
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_yaml(path) or {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a sweep file is a mapping (notebooks, profile, grid, parameters, ...)")
     valid = ("notebooks", "profile", "grid", "parameters", "slurm", "dense_only_at_zero", "reference_set_only", "name")
     unknown = set(spec) - set(valid)
     if unknown:
@@ -147,9 +152,19 @@ def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
     return runs
 
 
-def _quiet_worker() -> None:
-    """Sweep workers (and the kernels they start) write to the executed notebooks, not the terminal:
-    without this every kernel prints jupyter's "running over TCP" warning into the sweep's log."""
+def _worker_init() -> None:
+    """Sweep workers die with the sweep, however it ends (even SIGKILL): the kernel asks for SIGKILL
+    when the parent dies (prctl PR_SET_PDEATHSIG), and each notebook kernel exits when its worker
+    does (ipykernel polls its parent). They write to the executed notebooks, not the terminal:
+    without that every kernel prints jupyter's "running over TCP" warning into the sweep's log."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: workers may outlive a killed sweep
+        pass
+    if os.getppid() == 1:  # the sweep died before the line above
+        os._exit(1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -162,6 +177,9 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     import papermill as pm
 
     run.out_dir.mkdir(parents=True, exist_ok=True)
+    claim = files.claim(run.output, note=f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}")
+    if claim is None:  # a run of this sweep still running in another process (a sweep started twice)
+        return run.name, SKIPPED, 0.0, f"running elsewhere ({files.holder(run.output)})"
     os.environ.update({"SPARSENB_PROGRESS": "0", **run.env})  # inherited by the kernel
     t = time.time()
     rc, err = 0, ""
@@ -178,6 +196,8 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     except Exception as e:  # noqa: BLE001 - a failed run is reported, the sweep goes on
         rc = 1
         err = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}".splitlines()[0]
+    finally:
+        claim.close()
     return run.name, rc, time.time() - t, err
 
 
@@ -233,7 +253,7 @@ def run_sweep(
         for r in todo:
             print("  todo", r.name)
         return 0
-    failures = []
+    failures, busy = [], []
     t0 = time.time()
     if executor == "local":
         if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe
@@ -242,15 +262,14 @@ def run_sweep(
                 r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         # worker processes (spawned: this process may hold torch's threads) run one notebook at a time
         with ProcessPoolExecutor(
-            max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_worker
+            max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
         ) as pool:
             for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
-                print(
-                    f"  [{i}/{len(todo)}] {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s)"
-                    + (f"  {err}" if err else ""),
-                    flush=True,
-                )
-                if rc:
+                status = {0: "ok  ", SKIPPED: "busy"}.get(rc, "FAIL")
+                print(f"  [{i}/{len(todo)}] {status} {name} ({secs:.0f} s)" + (f"  {err}" if err else ""), flush=True)
+                if rc == SKIPPED:
+                    busy.append(name)
+                elif rc:
                     failures.append((name, err))
     elif executor == "slurm":
         import submitit
@@ -266,9 +285,11 @@ def run_sweep(
                 failures.append((name, err))
     else:
         raise ConfigError(f"unknown executor {executor!r}; valid: local, slurm")
+    ok = len(todo) - len(failures) - len(busy)
     print(
-        f"== sweep {spec['name']}: {len(todo) - len(failures)} ok, {len(failures)} failed in {time.time() - t0:.0f} s; "
-        f"executed notebooks under {todo[0].out_dir}"
+        f"== sweep {spec['name']}: {ok} ok, {len(failures)} failed"
+        + (f", {len(busy)} left to the process running them" if busy else "")
+        + f" in {time.time() - t0:.0f} s; executed notebooks under {todo[0].out_dir}"
     )
     for name, err in failures:
         print(f"  failed: {name}: {err}")

@@ -17,12 +17,12 @@ import torch
 import torch.nn as nn
 
 from . import files, models
-from .errors import check_choice
+from .errors import UserError, check_choice
 
 _MASK, _VALUES, _SHAPE = ".__compact_mask", ".__compact_values", ".__compact_shape"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded into the requested architecture; the message says why."""
 
 

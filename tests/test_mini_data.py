@@ -182,3 +182,33 @@ def test_prepare_writes_manifests_and_betons(tmp_path):
         data.check_beton(b)
     again = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
     assert list(again.manifest_sha256) == list(table.manifest_sha256)
+
+
+def test_a_corrupt_image_fails_the_beton_write_naming_it(tmp_path):
+    """An image that cannot be read while ffcv's writer processes run: one DataError naming it,
+    no hang (the alarm would fire), no temporary file left beside the data."""
+    import signal
+
+    from PIL import Image
+
+    from sparsenb.data.paper import FileDataset
+
+    samples = []
+    for i in range(6):
+        p = tmp_path / f"img{i}.jpg"
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(p)
+        samples.append((str(p), i % 2))
+    (tmp_path / "img3.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    ds = FileDataset(samples, ["a", "b"], tmp_path, "toy")
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("the beton write hung"))
+    signal.alarm(120)
+    try:
+        with pytest.raises(
+            DataError,
+            match=r"1 item\(s\) of toy could not be read .*item 3: DataError: toy: cannot "
+            r"read image .*img3.jpg",
+        ):
+            data.write_beton(ds, tmp_path / "out" / "toy.beton", num_workers=2)
+    finally:
+        signal.alarm(0)
+    assert not list((tmp_path / "out").iterdir())

@@ -44,3 +44,25 @@ def test_a_misspelled_sweep_key_is_refused_when_the_sweep_is_expanded(tmp_path):
     f.write_text(yaml.safe_dump({"notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "sparsity": [0.7]}}))
     with pytest.raises(ConfigError, match="gmp at sparsity 0.7"):
         sweep.expand(sweep.load_sweep(f), tmp_path)
+
+
+def test_yaml_syntax_errors_name_the_file_and_the_cli_prints_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("notebooks: [02_linear_ft]\ngrid: {method: [gmp, acdc}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: line 2, column \d+: not valid YAML"):
+        sweep.load_sweep(bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsenb", "sweep", str(bad), "--dry-run"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"sparsenb sweep: error: {bad}: line 2, column 26: not valid YAML "
+        "(expected ',' or ']', but got '}'); fix the file"
+    ]
+    debug = subprocess.run(
+        [sys.executable, "-m", "sparsenb", "--debug", "sweep", str(bad)], capture_output=True, text=True
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from sparsenb import config, finetune, results, sweep
+from sparsenb import config, files, finetune, results, sweep
 
 
 def _notebook(path: Path):
@@ -133,8 +133,6 @@ def test_parallel_runs_make_a_checkpoint_once(tmp_path):
     first (a file lock next to the checkpoint) instead of training it a second time."""
     import threading
 
-    from sparsenb import files
-
     order = []
 
     def run(tag):
@@ -161,3 +159,45 @@ def test_study_grid_holds_only_the_reference_set():
     assert {s for m, s, _ in keys if m in ("dense", "dense_5x")} == {0.0}
     up = sweep.expand(sweep.load_sweep(config.ROOT / "params" / "sweeps" / "mini_upstream.yaml"))
     assert len(up) + 1 == len(__import__("sparsenb.upstream").upstream.reference_set(config.load("mini")))
+
+
+@pytest.mark.slow
+def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path):
+    """SIGKILL to the sweep process alone (not its group): its workers and their kernels go too, so
+    none of them runs the next queued run; a restart finishes the grid."""
+    import psutil
+
+    f = _sweep_file(tmp_path, [20, 21, 22, 23], sleep=3.0)
+    out = tmp_path / "runs"
+    code = (
+        f"import sys; from sparsenb import sweep; sys.exit(sweep.run_sweep({str(f)!r}, jobs=2, out_root={str(out)!r}))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    kernels = []
+    while time.time() < deadline and len(kernels) < 2:
+        kernels = [c for c in parent.children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+        time.sleep(0.2)
+    assert len(kernels) == 2, "two notebooks should be running"
+    family = parent.children(recursive=True)
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs(family, timeout=20)
+    assert not alive, f"left running after the sweep was killed: {[p.cmdline()[:3] for p in alive]}"
+    assert sweep.run_sweep(f, out_root=out) == 0
+    assert sorted(set((tmp_path / "log.txt").read_text().split())) == ["20", "21", "22", "23"]
+
+
+def test_a_run_held_by_another_process_is_left_to_it(tmp_path, capsys):
+    f = _sweep_file(tmp_path, [30, 31])
+    out = tmp_path / "runs"
+    held = sweep.expand(sweep.load_sweep(f), out)[0]
+    claim = files.claim(held.output, note="pid 123 on elsewhere")
+    try:
+        assert sweep.run_sweep(f, out_root=out) == 0
+    finally:
+        claim.close()
+    printed = capsys.readouterr().out
+    assert "busy" in printed and "running elsewhere (pid 123 on elsewhere)" in printed
+    assert (tmp_path / "log.txt").read_text().split() == ["31"]

@@ -11,10 +11,12 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..errors import UserError
+
 SPLITS = ("train", "val", "test")  # "val": mini tasks only (the paper's datasets have train/test)
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A dataset that is missing, incomplete or corrupt; the message says what to do."""
 
 

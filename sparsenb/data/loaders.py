@@ -49,10 +49,40 @@ def write_beton(
     transform, dataset.transform = getattr(dataset, "transform", None), None  # raw images in the file
     try:
         with files.atomic(path) as tmp:
-            DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(dataset)
+            log = tmp.with_name(tmp.name + ".errors")
+            try:
+                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(_Reported(dataset, log))
+                bad = log.read_text().splitlines() if log.exists() else []
+            finally:
+                log.unlink(missing_ok=True)
+            if bad:  # raised inside the `atomic` block: the partial file is removed, nothing is renamed
+                raise DataError(
+                    f"{len(bad)} item(s) of {getattr(dataset, 'name', '') or 'the dataset'} could not be "
+                    f"read while writing {path.name}; the first: {bad[0]}"
+                )
     finally:
         dataset.transform = transform
     return path
+
+
+class _Reported:
+    """The dataset as ffcv's writer processes read it, except that an item that fails to load is
+    written down (index, error) in `log` and replaced by a black placeholder -- an exception inside
+    a writer process would otherwise hang the writer forever -- so the write can end and fail."""
+
+    def __init__(self, dataset, log: Path):
+        self.dataset, self.log = dataset, Path(log)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.dataset[i]
+        except Exception as e:  # noqa: BLE001 - reported after the write, as one DataError
+            with open(self.log, "a") as f:
+                f.write(f"item {i}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
+            return np.zeros((8, 8, 3), np.uint8), 0
 
 
 def check_beton(path: str | os.PathLike) -> None:
