@@ -23,11 +23,13 @@ __all__ = ["ROOT", "ConfigError", "Config", "check_choice", "env_overrides", "lo
 PARAMS = ROOT / "params"
 PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "results_root")
 # environment variables that override a profile's value (a machine's own data or model folders)
+MACHINE_KEYS = ("data_root", "checkpoint_root", "num_workers", "backend", "device")  # where, not what
 ENV_KEYS = {
     "data_root": "SPARSENB_DATA_ROOT",
     "checkpoint_root": "SPARSENB_CHECKPOINT_ROOT",
     "backend": "SPARSENB_BACKEND",
     "num_workers": "SPARSENB_NUM_WORKERS",
+    "device": "SPARSENB_DEVICE",
 }
 
 
@@ -96,10 +98,13 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     cfg = copy.deepcopy(cfg)
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):
-            cfg[key] = int(os.environ[var]) if key == "num_workers" else os.environ[var]
+            value = os.environ[var]
+            cfg[key] = int(value) if key == "num_workers" and value.isdigit() else value
     for key, value in {**env_overrides(), **(overrides or {})}.items():
         _set_dotted(cfg, key, value)
     validate(cfg, f"params/{profile}.yaml")
+    if cfg["num_workers"] == "auto":
+        cfg["num_workers"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     for key in PATH_KEYS:
         if key in cfg and cfg[key] is not None:
             cfg[key] = str(resolve(cfg[key]))

@@ -34,6 +34,7 @@ def linear(
 ) -> dict:
     """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
     mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
+    device = device or train.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
     mean, std = upstream.norm_stats(cfg)
@@ -78,6 +79,7 @@ def full(
 ) -> dict:
     """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
     RandomResizedCrop + flip with the dataset's own mean/std; lr per dataset from the profile."""
+    device = device or train.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
     head = models.replace_head(model, meta.num_classes)
@@ -162,6 +164,7 @@ def scratch_gmp(cfg: Config, sparsity: float, dataset: str, seed: int = 0, devic
     """The baseline the paper argues against (Sec. 3.1, App. A): no upstream model -- train the
     architecture from random initialisation on the downstream task, pruning it with GMP to
     `sparsity` along the way (hyperparameters: profile section `scratch`)."""
+    device = device or train.device_of(cfg)
     meta = data.info(dataset)
     hp = cfg["scratch"]
     train.seed_everything(seed)

@@ -61,21 +61,34 @@ def parameters(notebook: str | Path, params: dict) -> dict:
 
 def setup(notebook: str, **params) -> tuple[Config, dict | None]:
     """(profile configuration, run configuration) of one run of a recording notebook (01, 02, 03),
-    every value checked first (`check`); for the other notebooks the run configuration is None."""
+    every value checked first (`check`); for the other notebooks the run configuration is None.
+    The machine parameters (`data_root`, `checkpoint_root`, `num_workers`, `backend`, `device`; empty:
+    the profile's value or its environment variable) say where things are, never what is computed,
+    so they are in no run id."""
     name = Path(notebook).stem
     p = parameters(notebook, params)
+    where = machine(p)
     if name == "01_upstream":
-        cfg = config.load(p["profile"], {"arch": p["arch"]} if p["arch"] else {})
+        cfg = config.load(p["profile"], {**where, **({"arch": p["arch"]} if p["arch"] else {})})
         check(cfg, p)
         return cfg, upstream.run_config(cfg, p["method"], float(p["sparsity"]), int(p["seed"]))
     if name in FINETUNE_OF:
         ft = FINETUNE_OF[name]
-        cfg = config.load(p["profile"], {f"{ft}.epochs": _count("epochs", p["epochs"])} if p["epochs"] else {})
+        epochs = {f"{ft}.epochs": _count("epochs", p["epochs"])} if p["epochs"] else {}
+        cfg = config.load(p["profile"], {**where, **epochs})
         check(cfg, p)
         return cfg, finetune.run_config(
             cfg, ft, p["method"], float(p["sparsity"]), p["dataset"], int(p["seed"]), int(p["upstream_seed"])
         )
-    return config.load(p["profile"]) if "profile" in p else config.load("mini"), None
+    return config.load(p.get("profile", "mini"), where), None
+
+
+def machine(p: dict) -> dict:
+    """The machine parameters a run was given (non-empty), as config overrides."""
+    out = {k: p[k] for k in config.MACHINE_KEYS if p.get(k) not in (None, "")}
+    if isinstance(out.get("num_workers"), str) and out["num_workers"] != "auto":
+        out["num_workers"] = _count("num_workers", int(out["num_workers"]) if out["num_workers"].isdigit() else -1)
+    return out
 
 
 def _count(name: str, value) -> int:

@@ -141,7 +141,8 @@ class Profile:
     checkpoint_root: str
     feature_cache: str
     results_root: str
-    num_workers: int
+    num_workers: int | Literal["auto"]
+    device: str
     eval_batch_size: int
     backend: Literal["torch", "ffcv"]
     datasets: list[str]

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from . import masks as masklib
 from . import metrics, prune
+from .errors import ConfigError
 from .progress import bar, log
 
 
@@ -33,6 +34,20 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_of(cfg) -> torch.device:
+    """The profile's `device`: auto (cuda when a GPU is visible, else cpu) or a torch device name."""
+    name = cfg["device"]
+    if name == "auto":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: no GPU is visible here; use device auto or cpu")
+    return device
 
 
 def sgd_epoch(

@@ -86,6 +86,7 @@ def get(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -
     """The upstream model of (method, sparsity, seed). Paper: the published checkpoint. Mini: the
     shipped reference checkpoint when the manifest vouches for it (sha256 and recipe); otherwise it
     is made now with the profile's recipe, saved and added to the manifest."""
+    device = device or train.device_of(cfg)
     check_choice("method", method, prune.METHODS)
     path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
     if cfg["profile"] == "paper":
@@ -278,7 +279,7 @@ def planned_seconds(cfg: Config, epoch_seconds: float) -> dict[tuple[str, float,
 def evaluate_imagenet(model: nn.Module, cfg: Config, bicubic: bool = False, device=None) -> dict:
     """Table 3 for one model: top-1 on the ImageNet validation set, on its ReaL labels and on the
     three ImageNetV2 variants (and their mean). A set missing under data_root gives NaN and a note."""
-    device = device or train.default_device()
+    device = device or train.device_of(cfg)
     model = model.to(device).eval()
     tf = data.transforms.evaluation(cfg["image_size"], bicubic=bicubic)
     out = {}
@@ -308,6 +309,7 @@ def evaluate_imagenet(model: nn.Module, cfg: Config, bicubic: bool = False, devi
 def mini_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> dict:
     """One upstream result row of the mini profile: top-1 on the upstream validation and test splits,
     sparsity over the prunable layers, fully pruned filters, the training it took."""
+    device = device or train.device_of(cfg)
     model, info = get(method, sparsity, cfg, seed, device)
     _, evals = loaders(cfg, seed)
     filt = masks.pruned_filters(model).iloc[-1]
@@ -357,9 +359,22 @@ def available(cfg: Config, seed: int = 0) -> list[tuple[str, float]]:
         candidates = [0.0] if method in ("dense", "dense_5x") else sparsities
         if cfg["profile"] == "paper":
             d = Path(cfg["checkpoint_root"]) / method
-            candidates = sorted(float(p.stem) for p in d.glob("*.pth")) if d.is_dir() else []
+            candidates = sorted(s for p in d.glob("*.pth") if (s := _sparsity_of(p)) is not None) if d.is_dir() else []
         out += [(method, s) for s in candidates if checkpoints.checkpoint_path(method, s, cfg, seed).exists()]
     return out
+
+
+def _sparsity_of(path: Path) -> float | None:
+    """The sparsity a published checkpoint's name gives (<method>/<sparsity>.pth, e.g. 0.9.pth), or
+    None with a warning for a name that is not one (best.pth, 90.pth)."""
+    try:
+        s = float(path.stem)
+    except ValueError:
+        s = -1.0
+    if 0 <= s < 1:
+        return s
+    log(f"skipped {path}: its name is not a sparsity in [0, 1) (expected e.g. {path.parent}/0.9.pth)")
+    return None
 
 
 def run_config(cfg: Config, method: str, sparsity: float, seed: int = 0) -> dict:

@@ -219,6 +219,7 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
         ) from e
     raw, model_config = _unwrap(obj, path)
     raw = expand_state_dict(raw)
+    ist = (isinstance(obj, dict) and "model_state_dict" in obj) or any(k.endswith("._weight_mask") for k in raw)
     sd, fmt = convert_state_dict(raw)
     cfg_arch = str(model_config.get("arch", "")).lower()
     if cfg_arch and arch.split("_")[0] not in cfg_arch.replace("_", ""):
@@ -258,7 +259,9 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
         raise CheckpointError("\n  ".join(parts))
     full = OrderedDict((k, sd.get(k, ref[k])) for k in ref)
     model.load_state_dict(full)
-    model.checkpoint_format = fmt
+    # what the file was: IST's format (model_state_dict, maybe wrapped layers; torchvision names inside)
+    # or the names it came with (torchvision, str, rigl_tf, sparseml)
+    model.checkpoint_format = "ist" if ist and fmt == "torchvision" else fmt
     return model.eval()
 
 

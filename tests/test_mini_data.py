@@ -212,3 +212,9 @@ def test_a_corrupt_image_fails_the_beton_write_naming_it(tmp_path):
     finally:
         signal.alarm(0)
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_ffcv_workers_are_clamped_to_the_cores_here():
+    from sparsenb.data.loaders import usable_workers
+
+    assert usable_workers(10_000) == len(__import__("os").sched_getaffinity(0)) and usable_workers(0) == 1

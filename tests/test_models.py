@@ -288,3 +288,11 @@ def test_empty_checkpoint_is_named_empty(tmp_path):
     (tmp_path / "empty.pth").write_bytes(b"")
     with pytest.raises(CheckpointError, match="is empty"):
         weights.load_upstream(tmp_path / "empty.pth", "mini_resnet_x", 10)
+
+
+def test_the_format_label_says_ist_for_ist_checkpoints(tmp_path):
+    m = models.build("mini_resnet_x", 10)
+    weights.save_checkpoint(m, tmp_path / "ist.pth", "mini_resnet_x")
+    torch.save(m.state_dict(), tmp_path / "plain.pth")
+    assert weights.load_upstream(tmp_path / "ist.pth", "mini_resnet_x").checkpoint_format == "ist"
+    assert weights.load_upstream(tmp_path / "plain.pth", "mini_resnet_x").checkpoint_format == "torchvision"

@@ -256,3 +256,26 @@ def test_imagenet_val_real_and_v2(tmp_path):
     assert list(ds2.targets) == [0, 2, 10]  # folder names are class indices, not sort order
     with pytest.raises(DataError, match="imagenetv2-top-images not found"):
         data.imagenet_eval("imagenetv2-top-images", tmp_path)
+
+
+def test_a_torchvision_root_holding_every_dataset_is_found(tmp_path):
+    """The usual setup: one torchvision root with each dataset in torchvision's own layout
+    (root/cifar-10-batches-py, root/caltech101/101_ObjectCategories, ...), not root/<name>/..."""
+    _cifar_tree(tmp_path, "cifar10")
+    tv_root = tmp_path / "torchvision"
+    tv_root.mkdir()
+    (tmp_path / "cifar10" / "cifar-10-batches-py").rename(tv_root / "cifar-10-batches-py")
+    assert len(data.get("cifar10", tv_root, "train")) == 20 and len(data.get("cifar10", tv_root, "test")) == 4
+    for i in range(3):
+        jpg(tv_root / "caltech101" / "101_ObjectCategories" / f"class{i}" / f"image_{i:04d}.jpg", seed=i)
+    assert len(data.get("caltech101", tv_root, "train")) == 3  # root/caltech101 is torchvision's, not ours
+
+
+def test_a_dataset_in_neither_layout_lists_both_places(tmp_path):
+    (tmp_path / "dtd").mkdir()
+    with pytest.raises(
+        DataError,
+        match=r"dataset 'dtd' not found; tried .*dtd .* and .*Expected: <data_root>/dtd/"
+        r"dtd/dtd/.* or <data_root>/ as torchvision's root",
+    ):
+        data.get("dtd", tmp_path, "train")

@@ -143,3 +143,11 @@ def test_convergence_and_calibration_rows_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("retrained a finished run"))
     assert len(calibration.convergence(cfg, tmp_path / "out")) == 3
     assert len(calibration.str_calibration(cfg, tmp_path / "out")) == 2
+
+
+def test_published_checkpoint_names_that_are_not_sparsities_are_skipped(tmp_path):
+    m = models.build("mini_resnet_x", 10)
+    for name in ("gmp/0.9.pth", "gmp/90.pth", "acdc/best.pth", "dense/0.pth"):
+        weights.save_checkpoint(m, tmp_path / name, "mini_resnet_x")
+    cfg = config.load("paper", {"checkpoint_root": str(tmp_path)})
+    assert upstream.available(cfg) == [("dense", 0.0), ("gmp", 0.9)]

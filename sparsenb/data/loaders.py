@@ -110,6 +110,13 @@ def check_beton(path: str | os.PathLike) -> None:
         )
 
 
+def usable_workers(num_workers: int) -> int:
+    """ffcv's decoding threads (numba) must number between 1 and the cores this process may use: more
+    is clamped (numba would stop with "The number of threads must be between 1 and N")."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(int(num_workers), cores))
+
+
 def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale):
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
@@ -129,7 +136,7 @@ def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers,
         Loader(
             str(beton),
             batch_size=batch_size,
-            num_workers=max(1, num_workers),
+            num_workers=usable_workers(num_workers),
             order=OrderOption.RANDOM if shuffle else OrderOption.SEQUENTIAL,
             seed=seed,
             drop_last=drop_last,

@@ -62,10 +62,14 @@ class ArrayFiles(FileDataset):
         return (self.transform(img) if self.transform else img), int(self.targets[i])
 
 
+class MissingData(DataError):
+    """A dataset (or part of it) is not where it was looked for."""
+
+
 def _missing(name: str, base: Path, what: str = "") -> DataError:
     spec = SPECS.get(name)
     layout, url = (spec.layout, spec.url) if spec else ("", "")
-    return DataError(
+    return MissingData(
         f"dataset {name!r} not found under {base}{(' (' + what + ')') if what else ''}. "
         f"Expected layout: {base}/{layout}. It is published at {url} (sparsenb never downloads "
         f"data): place it there, or set data_root in params/paper.yaml."
@@ -395,14 +399,26 @@ SPECS: dict[str, PaperDataset] = {
 
 
 def load(name: str, root: Path, split: str) -> FileDataset:
-    """The train or test split of a paper dataset under `root/<name>/`."""
+    """The train or test split of a paper dataset: under `root/<name>/` (one folder per dataset) or,
+    for a torchvision root holding every dataset, in torchvision's own layout under `root`. The
+    error of a dataset found in neither lists both places and the layout each expects."""
     spec = SPECS[name]
-    base = Path(root) / name
-    if not base.is_dir():
-        raise _missing(name, base)
-    if spec.image_folders and (base / "train").is_dir():
-        return _image_folder(base, split, name)
-    return spec.read(base, split)
+    tried = []
+    for base in (Path(root) / name, Path(root)):
+        if not base.is_dir():
+            tried.append(f"{base} (no such folder)")
+            continue
+        try:
+            if spec.image_folders and base.name == name and (base / "train").is_dir():
+                return _image_folder(base, split, name)
+            return spec.read(base, split)
+        except MissingData as e:
+            tried.append(str(e).split(". Expected layout")[0].replace(f"dataset {name!r} not found under ", ""))
+    raise DataError(
+        f"dataset {name!r} not found; tried {' and '.join(tried)}. Expected: <data_root>/{name}/{spec.layout} "
+        f"(one folder per dataset) or <data_root>/ as torchvision's root holding it. It is published at {spec.url} "
+        f"(sparsenb never downloads data): place it there, or pass -p data_root (or set SPARSENB_DATA_ROOT)."
+    )
 
 
 # --- ImageNet evaluation sets (Table 3) --------------------------------------------------------------
