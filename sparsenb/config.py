@@ -21,7 +21,7 @@ from .paths import ROOT, resolve
 __all__ = ["ROOT", "ConfigError", "Config", "check_choice", "env_overrides", "load", "profiles", "validate"]
 
 PARAMS = ROOT / "params"
-PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "results_root")
+PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "beton_cache", "results_root")
 # environment variables that override a profile's value (a machine's own data or model folders)
 MACHINE_KEYS = ("data_root", "checkpoint_root", "num_workers", "backend", "device")  # where, not what
 ENV_KEYS = {

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from . import files
 from .data.loaders import loader as data_loader
+from .data.manifest import split_key
 from .data.transforms import Evaluation
 from .models import backbone
 from .progress import bar
@@ -30,20 +30,6 @@ def model_digest(model: nn.Module) -> str:
         h.update(k.encode())
         h.update(str(tuple(v.shape)).encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _dataset_digest(dataset) -> str:
-    h = hashlib.sha1(f"{type(dataset).__name__}:{getattr(dataset, 'name', '')}:{len(dataset)}".encode())
-    targets = getattr(dataset, "targets", None)
-    if targets is not None:
-        h.update(np.asarray(targets, np.int64).tobytes())
-    images = getattr(dataset, "images", None)
-    if isinstance(images, np.ndarray):
-        h.update(hashlib.sha1(images.tobytes()).digest())
-    samples = getattr(dataset, "samples", None)
-    if samples is not None:
-        h.update("\n".join(str(s[0]) for s in samples).encode())
     return h.hexdigest()
 
 
@@ -64,7 +50,7 @@ def extract_features(
     device = device or default_device()
     path = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{model_digest(model)}|{_dataset_digest(dataset)}|{transform!r}".encode()).hexdigest()
+        key = hashlib.sha1(f"{model_digest(model)}|{split_key(dataset)}|{transform!r}".encode()).hexdigest()
         path = Path(cache_dir) / f"{key[:20]}.pt"
         if path.exists():
             try:

@@ -10,11 +10,13 @@ of the run (best and final accuracy in the dataset's Table-2 metric, the per-epo
 
 from __future__ import annotations
 
+import functools
 import time
 
-from . import checkpoints, data, features, metrics, models, prune, train, upstream
+from . import checkpoints, data, features, files, metrics, models, prune, train, upstream
 from .config import Config
-from .data.prepare import beton_path
+from .data.manifest import split_key
+from .data.prepare import beton_for
 from .errors import check_choice
 
 FINETUNES = ("linear", "full")
@@ -102,15 +104,14 @@ def full(
         shuffle=True,
         seed=seed,
         scale=hp["random_resized_crop_scale"],
-        beton=beton_path(dataset, "train", cfg),
+        beton=beton_for(tr, dataset, "train", cfg),
         **common,
     )
-    test_loader = data.loader(te, "eval", beton=beton_path(dataset, "test", cfg), **common)
-    val_loader = (
-        data.loader(_split(cfg, dataset, "val"), "eval", beton=beton_path(dataset, "val", cfg), **common)
-        if "val" in _splits(cfg)
-        else None
-    )
+    test_loader = data.loader(te, "eval", beton=beton_for(te, dataset, "test", cfg), **common)
+    val_loader = None
+    if "val" in _splits(cfg):
+        va = _split(cfg, dataset, "val")
+        val_loader = data.loader(va, "eval", beton=beton_for(va, dataset, "val", cfg), **common)
     res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device, val_loader=val_loader)
     res["achieved_sparsity"] = res.pop("sparsity")
     return {
@@ -126,10 +127,17 @@ def full(
 
 
 def run_config(
-    cfg, finetune: str, method: str, sparsity: float, dataset: str, seed: int, upstream_seed: int = 0
+    cfg,
+    finetune: str,
+    method: str,
+    sparsity: float,
+    dataset: str,
+    seed: int,
+    upstream_seed: int = 0,
+    with_inputs: bool = True,
 ) -> dict:
-    """What identifies a downstream run (its hash is the run id): the key fields and every
-    hyperparameter it depends on."""
+    """What identifies a downstream run (its hash is the run id): the key fields, every
+    hyperparameter it depends on and (paper, `with_inputs`) digests of the files it reads."""
     check_choice("finetune", finetune, FINETUNES)
     check_choice("method", method, prune.METHODS)
     data.info(dataset)
@@ -145,10 +153,32 @@ def run_config(
         "hp": dict(cfg[finetune]),
         "image_size": cfg["image_size"],
     }
-    if cfg["profile"] == "mini":
+    if cfg["profile"] == "mini":  # generated data and models: their recipes say what they are
         out["mini_data"] = cfg["mini_data"]
         out["upstream_recipe"] = checkpoints.recipe_key(cfg, method)
+    elif with_inputs:  # files on disk: a digest of each, so a run on other data or checkpoint is another run
+        out["inputs"] = inputs(cfg, method, sparsity, dataset)
     return out
+
+
+def inputs(cfg: Config, method: str, sparsity: float, dataset: str) -> dict:
+    """The sha256 of the upstream checkpoint and the content key of every split a paper run reads."""
+    path = checkpoints.checkpoint_path(method, sparsity, cfg)
+    st = path.stat()
+    return {
+        "checkpoint_sha256": _sha256(str(path), st.st_size, st.st_mtime_ns),
+        "splits": {s: _split_key(dataset, str(cfg["data_root"]), s) for s in _splits(cfg)},
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # a sweep asks once per run: hash each file once
+    return files.sha256(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _split_key(dataset: str, data_root: str, split: str) -> str:
+    return split_key(data.get(dataset, data_root, split))
 
 
 def scratch_run_config(cfg: Config, sparsity: float, dataset: str, seed: int) -> dict:

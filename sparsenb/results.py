@@ -34,10 +34,14 @@ def run_id(config: dict) -> str:
 SEED_KEYS = ("seed", "upstream_seed")
 
 
+INPUT_KEYS = ("inputs",)  # digests of the data and checkpoint a run read: in its run id, not its cell
+
+
 def cell_hash(config: dict) -> str:
     """The hash of the configuration that defines a run's cell: its config without the seeds (the
-    records of one cell differ only in those; 07_summary pools exactly the records that share it)."""
-    return run_id({k: v for k, v in config.items() if k not in SEED_KEYS})
+    records of one cell differ only in those; 07_summary pools exactly the records that share it)
+    and without the digests of its inputs (so the summary needs neither the data nor the checkpoints)."""
+    return run_id({k: v for k, v in config.items() if k not in SEED_KEYS + INPUT_KEYS})
 
 
 def versions() -> dict:

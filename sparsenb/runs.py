@@ -100,10 +100,10 @@ def _count(name: str, value) -> int:
 def sparsities(cfg: Config, method: str) -> list[float]:
     """The sparsities a run of `method` may use: mini, the ones the profile makes (structured: its
     own); paper, those with a checkpoint under <checkpoint_root>/<method>/."""
-    if method in ("dense", "dense_5x"):
-        return [0.0]
     if cfg["profile"] == "paper":
         return sorted(s for m, s in upstream.available(cfg) if m == method)
+    if method in ("dense", "dense_5x"):
+        return [0.0]
     return [
         float(s) for s in (cfg["upstream"]["structured_sparsities"] if method == "structured" else cfg["sparsities"])
     ]

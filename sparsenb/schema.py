@@ -140,6 +140,7 @@ class Profile:
     data_root: str
     checkpoint_root: str
     feature_cache: str
+    beton_cache: str
     results_root: str
     num_workers: int | Literal["auto"]
     device: str

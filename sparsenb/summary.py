@@ -81,7 +81,7 @@ def load_published() -> pd.DataFrame:
 def expected_cell_hash(profile: str, finetune: str, method: str, sparsity: float, dataset: str) -> str:
     """The cell hash a record of this cell has under the current configuration of `profile`."""
     return results.cell_hash(
-        finetuning.run_config(config.load(profile), finetune, method, float(sparsity), dataset, 0, 0)
+        finetuning.run_config(config.load(profile), finetune, method, float(sparsity), dataset, 0, 0, with_inputs=False)
     )
 
 

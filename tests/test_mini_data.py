@@ -181,7 +181,20 @@ def test_prepare_writes_manifests_and_betons(tmp_path):
     for b in table.beton:
         data.check_beton(b)
     again = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
-    assert list(again.manifest_sha256) == list(table.manifest_sha256)
+    assert list(again.manifest_sha256) == list(table.manifest_sha256) and list(again.beton) == list(table.beton)
+    # .beton files live in the cache (never in data_root), named by the split's content
+    assert all(str(b).startswith(cfg.beton_cache) for b in table.beton) and not (tmp_path / "data" / "beton").exists()
+    other = config.load(
+        "mini",
+        {
+            "data_root": str(tmp_path / "data"),
+            "mini_data.tasks.textures16.train_per_class": 4,
+            "mini_data.tasks.textures16.val_per_class": 1,
+            "mini_data.tasks.textures16.test_per_class": 2,
+        },
+    )
+    changed = data.prepare("textures16", other, out_dir=tmp_path / "out2")
+    assert changed.beton[0] != table.beton[0] and changed.beton[2] == table.beton[2]  # train changed, test not
 
 
 def test_a_corrupt_image_fails_the_beton_write_naming_it(tmp_path):

@@ -66,3 +66,24 @@ def test_yaml_syntax_errors_name_the_file_and_the_cli_prints_one_line(tmp_path):
         [sys.executable, "-m", "sparsenb", "--debug", "sweep", str(bad)], capture_output=True, text=True
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_paper_run_ids_hold_digests_of_the_checkpoint_and_the_data(tmp_path):
+    """A run on other data or another checkpoint is another run (a smoke run on fake data can never
+    mark the real one done); its cell stays the same (the summary needs neither file)."""
+    from test_paper_data import _cifar_tree
+
+    from sparsenb import files, models, results, weights
+
+    _cifar_tree(tmp_path / "data", "cifar10")
+    ck = tmp_path / "ck" / "gmp" / "0.9.pth"
+    weights.save_checkpoint(models.build("mini_resnet_x", 10), ck, "mini_resnet_x")
+    where = {"profile": "paper", "data_root": str(tmp_path / "data"), "checkpoint_root": str(tmp_path / "ck")}
+    _, run = runs.setup("02_linear_ft", method="gmp", sparsity=0.9, dataset="cifar10", **where)
+    assert run["inputs"]["checkpoint_sha256"] == files.sha256(ck)
+    assert set(run["inputs"]["splits"]) == {"train", "test"}
+    weights.save_checkpoint(models.build("mini_resnet_x", 10), ck, "mini_resnet_x")  # another (random) model
+    _, other = runs.setup("02_linear_ft", method="gmp", sparsity=0.9, dataset="cifar10", **where)
+    assert results.run_id(other) != results.run_id(run) and results.cell_hash(other) == results.cell_hash(run)
+    with pytest.raises(ConfigError, match=r"gmp at sparsity 0.8: the sparsities with a checkpoint under .* are 0.9"):
+        runs.setup("02_linear_ft", method="gmp", sparsity=0.8, dataset="cifar10", **where)

@@ -42,3 +42,21 @@ def write_manifest(dataset, path: str | os.PathLike) -> pd.DataFrame:
     with files.atomic(path) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def split_key(dataset) -> str:
+    """A cheap content key of a split (no image is read from disk): its class, name, size, labels,
+    the bytes of in-memory images and the paths of image files. Derived files (features, .beton)
+    are keyed by it, so a changed split never reuses them; `digest` (sha256 of every image) is the
+    full proof two labs share a split."""
+    h = hashlib.sha1(f"{type(dataset).__name__}:{getattr(dataset, 'name', '')}:{len(dataset)}".encode())
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        h.update(np.asarray(targets, np.int64).tobytes())
+    images = getattr(dataset, "images", None)
+    if isinstance(images, np.ndarray):
+        h.update(hashlib.sha1(images.tobytes()).digest())
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        h.update("\n".join(str(s[0]) for s in samples).encode())
+    return h.hexdigest()

@@ -3,18 +3,39 @@ and cached for the mini suite), split manifests written, FFCV `.beton` files wri
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 
 from .. import paths
 from .loaders import write_beton
-from .manifest import digest, write_manifest
+from .manifest import digest, split_key, write_manifest
 from .registry import get, info
 
 
-def beton_path(name: str, split: str, cfg) -> Path:
-    return Path(cfg["data_root"]) / "beton" / f"{name}-{split}-{cfg['image_size']}.beton"
+def max_resolution(name: str, cfg) -> int | None:
+    """Images kept in a .beton at most this large (longer side): mini images as they are; paper
+    images at twice the training resolution (decoding stays cheap, crops keep their detail)."""
+    return None if info(name).profile == "mini" else 2 * cfg["image_size"]
+
+
+def beton_path(dataset, name: str, split: str, cfg) -> Path:
+    """Where the .beton of a split lives: under the profile's `beton_cache` (never the user's data
+    folder), named by a key of the split's content and how it is stored, so a changed split or
+    resolution never reuses an old file."""
+    key = hashlib.sha1(f"{split_key(dataset)}|{max_resolution(name, cfg)}".encode()).hexdigest()[:12]
+    return Path(cfg["beton_cache"]) / f"{name}-{split}-{key}.beton"
+
+
+def beton_for(dataset, name: str, split: str, cfg) -> Path | None:
+    """The split's .beton for the ffcv backend, written first if missing; None for the torch backend."""
+    if cfg["backend"] != "ffcv":
+        return None
+    path = beton_path(dataset, name, split, cfg)
+    if not path.exists():
+        write_beton(dataset, path, max_resolution=max_resolution(name, cfg))
+    return path
 
 
 def prepare(name: str, cfg, betons: bool = True, out_dir: str | Path | None = None) -> pd.DataFrame:
@@ -28,9 +49,9 @@ def prepare(name: str, cfg, betons: bool = True, out_dir: str | Path | None = No
         table = write_manifest(ds, out_dir / f"manifest-{split}.csv")
         beton = None
         if betons:
-            beton = beton_path(name, split, cfg)
+            beton = beton_path(ds, name, split, cfg)
             if not beton.exists():
-                write_beton(ds, beton, max_resolution=None if meta.profile == "mini" else 2 * cfg["image_size"])
+                write_beton(ds, beton, max_resolution=max_resolution(name, cfg))
         rows.append(
             {
                 "dataset": name,
