@@ -20,7 +20,7 @@ from .data.manifest import split_key
 from .data.transforms import Evaluation
 from .models import backbone
 from .progress import bar
-from .train import default_device
+from .train import Precision, default_device
 
 
 def model_digest(model: nn.Module) -> str:
@@ -43,6 +43,7 @@ def extract_features(
     num_workers: int = 0,
     device=None,
     desc: str = "features",
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate-layer features of every item of `dataset` under `transform` (no augmentation),
     with the backbone in eval mode (upstream BN statistics). Cached under `cache_dir` by a key of
@@ -50,7 +51,8 @@ def extract_features(
     device = device or default_device()
     path = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{model_digest(model)}|{split_key(dataset)}|{transform!r}".encode()).hexdigest()
+        how = f"{transform!r}" + ("" if precision == "fp32" else f"|{precision}")
+        key = hashlib.sha1(f"{model_digest(model)}|{split_key(dataset)}|{how}".encode()).hexdigest()
         path = Path(cache_dir) / f"{key[:20]}.pt"
         if path.exists():
             try:
@@ -59,6 +61,7 @@ def extract_features(
             except Exception:
                 path.unlink()  # damaged cache entry: recompute
     net = backbone(model).to(device).eval()
+    prec = Precision(precision, device)
     old = getattr(dataset, "transform", None)
     try:
         if isinstance(transform, Evaluation):  # in-memory datasets: whole batches as tensors
@@ -77,7 +80,8 @@ def extract_features(
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         feats, labels = [], []
         for x, y in bar(loader, desc=desc):
-            feats.append(net(x.to(device)).float().cpu())
+            with prec.autocast():
+                feats.append(net(x.to(device)).float().cpu())
             labels.append(torch.as_tensor(y))
         feat, lab = torch.cat(feats), torch.cat(labels).long()
     finally:

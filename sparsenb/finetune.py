@@ -51,6 +51,7 @@ def linear(
             tf,
             cfg["feature_cache"],
             batch_size=cfg["eval_batch_size"],
+            precision=cfg["precision"],
             num_workers=cfg["num_workers"],
             device=device,
             desc=f"features {s}",
@@ -112,7 +113,17 @@ def full(
     if "val" in _splits(cfg):
         va = _split(cfg, dataset, "val")
         val_loader = data.loader(va, "eval", beton=beton_for(va, dataset, "val", cfg), **common)
-    res = train.full_finetune(model, train_loader, test_loader, hp, meta.metric, seed, device, val_loader=val_loader)
+    res = train.full_finetune(
+        model,
+        train_loader,
+        test_loader,
+        hp,
+        meta.metric,
+        seed,
+        device,
+        val_loader=val_loader,
+        precision=cfg["precision"],
+    )
     res["achieved_sparsity"] = res.pop("sparsity")
     return {
         "metric": meta.metric,
@@ -153,6 +164,8 @@ def run_config(
         "hp": dict(cfg[finetune]),
         "image_size": cfg["image_size"],
     }
+    if cfg["precision"] != "fp32":  # numerics differ: another run (fp32 runs keep their ids)
+        out["precision"] = cfg["precision"]
     if cfg["profile"] == "mini":  # generated data and models: their recipes say what they are
         out["mini_data"] = cfg["mini_data"]
         out["upstream_recipe"] = checkpoints.recipe_key(cfg, method)

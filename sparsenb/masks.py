@@ -110,11 +110,17 @@ class FixedMask:
         self.pairs = [(layers[n].weight, m.to(layers[n].weight.device)) for n, m in self.masks.items()]
 
     @torch.no_grad()
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
+    def step(self, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+        """One optimizer step (through an fp16 GradScaler when given: a skipped step is fine, the
+        weights are re-zeroed either way)."""
         for w, m in self.pairs:
             if w.grad is not None:
                 w.grad.mul_(m)
-        optimizer.step()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
         for w, m in self.pairs:
             w.mul_(m)
         # momentum buffers of pruned weights stay exactly zero: their gradient and decay are zero

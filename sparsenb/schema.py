@@ -145,6 +145,7 @@ class Profile:
     num_workers: int | Literal["auto"]
     device: str
     eval_batch_size: int
+    precision: Literal["fp32", "bf16", "fp16"]
     backend: Literal["torch", "ffcv"]
     datasets: list[str]
     report: Literal["reported", "best", "final"]

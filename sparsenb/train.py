@@ -11,6 +11,7 @@ Hyperparameters come from params/<profile>.yaml (sections `linear` and `full`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -21,7 +22,7 @@ import torch.nn as nn
 
 from . import masks as masklib
 from . import metrics, prune
-from .errors import ConfigError
+from .errors import ConfigError, check_choice
 from .progress import bar, log
 
 
@@ -50,6 +51,28 @@ def device_of(cfg) -> torch.device:
     return device
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class Precision:
+    """Mixed precision for one device: autocast to bf16 (GPU or CPU) or fp16 (GPU, with a GradScaler
+    against underflow); fp32 does nothing. Weights, optimizer state and masks stay fp32."""
+
+    def __init__(self, name: str = "fp32", device=None):
+        check_choice("precision", name, PRECISIONS)
+        self.name, self.device = name, torch.device(device or default_device())
+        if name == "fp16" and self.device.type != "cuda":
+            raise ConfigError("precision fp16 needs a GPU (its loss scaling); on a CPU use bf16 or fp32")
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
+        self.scaler = torch.amp.GradScaler("cuda") if name == "fp16" else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+
 def sgd_epoch(
     forward,
     batches,
@@ -58,19 +81,22 @@ def sgd_epoch(
     after_backward=None,
     after_step=None,
     max_steps: int | None = None,
+    precision: Precision | None = None,
 ) -> tuple[float, int]:
     """One pass of SGD over `batches` ((x, y) on the right device): the loss of `forward(x)`, its
     gradients, `after_backward()` (masks, clipping), `step()` (default optimizer.step),
-    `after_step()`; stops early after `max_steps`. Every training loop of sparsenb is this one.
-    Returns (mean loss, steps taken)."""
+    `after_step()`; stops early after `max_steps`; the forward pass under `precision`'s autocast.
+    Every training loop of sparsenb is this one. Returns (mean loss, steps taken)."""
+    precision = precision or Precision("fp32", "cpu")
     loss_fn = nn.CrossEntropyLoss()
     total, n, steps = None, 0, 0
     for x, y in batches:
         if max_steps is not None and steps >= max_steps:
             break
-        loss = loss_fn(forward(x), y)
+        with precision.autocast():
+            loss = loss_fn(forward(x), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        precision.backward(loss)
         if after_backward is not None:
             after_backward()
         (step or optimizer.step)()
@@ -206,15 +232,20 @@ def full_finetune(
     fixed_masks: dict | None = None,
     channels_last: bool = True,
     val_loader=None,
+    precision: str = "fp32",
 ) -> dict:
     """Finetune every unpruned weight, BN included, with the zero set of the backbone fixed: the
     mask (from `weight != 0` unless given) is enforced by `masks.FixedMask` on every step, so pruned
     weights get no gradient, momentum or weight-decay drift. The head should already be the new
     dense one (`models.replace_head`) and is not masked.
 
+    `precision` (fp32 | bf16 | fp16) autocasts the forward pass; the zero set stays fixed bit for bit
+    under every one (weights, optimizer state and masks are fp32).
+
     Returns `summary` of the curve (validation evaluated too when `val_loader` is given) and
     'sparsity' (of the prunable backbone layers: every conv but the stem)."""
     device = device or default_device()
+    prec = Precision(precision, device)
     seed_everything(seed)
     fm_masks = fixed_masks if fixed_masks is not None else masklib.from_weights(model, include_head=False)
     model = model.to(device)
@@ -230,7 +261,8 @@ def full_finetune(
             model,
             _on(device, bar(train_loader, desc=f"epoch {epoch}"), channels_last),
             opt,
-            step=lambda: fixed.step(opt),
+            step=lambda: fixed.step(opt, prec.scaler),
+            precision=prec,
         )
         sched.step()
         row = {"epoch": epoch, "loss": loss, "accuracy": evaluate(model, test_loader, metric, device)}

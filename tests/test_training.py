@@ -185,3 +185,33 @@ def test_relative_error_increase_and_summary():
     assert s.alpha_mean[0] == pytest.approx(0.8 / 3)
     assert s.alpha_se[0] == pytest.approx(np.std([1.0, 0.0, -0.2], ddof=1) / np.sqrt(3))
     assert s.tasks[0] == 3
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_zero_set_is_fixed_bit_for_bit_under_every_precision(precision):
+    m = _sparse_mini(0.9)
+    before = {n: (layer.weight == 0).clone() for n, layer in masks.prunable(m, include_head=False).items()}
+    models.replace_head(m, 2)
+    x, y = _toy_images(64)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+    res = train.full_finetune(
+        m,
+        loader,
+        DataLoader(TensorDataset(x, y), batch_size=64),
+        dict(HP, epochs=2, lr=0.1),
+        seed=1,
+        device="cpu",
+        precision=precision,
+    )
+    for n, layer in masks.prunable(m, include_head=False).items():
+        assert layer.weight.dtype == torch.float32 and torch.equal(layer.weight == 0, before[n]), n
+    assert res["sparsity"] == pytest.approx(0.9, abs=0.01) and np.isfinite(res["curve"][-1]["loss"])
+
+
+def test_fp16_needs_a_gpu():
+    from sparsenb.config import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        train.Precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        train.Precision("fp8", "cpu")
