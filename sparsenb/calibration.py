@@ -81,7 +81,11 @@ def _same_run(df, r) -> bool:
 
 def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
     """Train every run of `convergence_runs` (each a full cosine run of its budget); val and test
-    top-1 go to out_dir/convergence.csv. Resumable, and workers in parallel share the list."""
+    top-1 go to out_dir/convergence.csv. Resumable (also inside a run: a long one continues from its
+    last epoch), and workers in parallel share the list."""
+
+    def name_of(r):
+        return "convergence-" + "-".join(str(r[k]) for k in RUN_KEYS)
 
     def train_run(r):
         rcfg = copy.deepcopy(cfg)
@@ -90,7 +94,14 @@ def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
         train.seed_everything(r["seed"])
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         info = upstream.fit_recipe(
-            model, prune.make("dense", 0.0, 1), rcfg, r["seed"], r["epochs"], device, desc=f"dense {r}"
+            model,
+            prune.make("dense", 0.0, 1),
+            rcfg,
+            r["seed"],
+            r["epochs"],
+            device,
+            desc=f"dense {r}",
+            resume=out_dir / f".{name_of(r)}.partial.pt",
         )
         return {
             **r,
@@ -104,7 +115,7 @@ def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
     return resumable_rows(
         out_dir / "convergence.csv",
         convergence_runs(cfg),
-        lambda r: "convergence-" + "-".join(str(r[k]) for k in RUN_KEYS),
+        name_of,
         _same_run,
         train_run,
         sort=["lr", "epochs", "seed"],

@@ -15,13 +15,14 @@ import contextlib
 import math
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from . import files, metrics, prune
 from . import masks as masklib
-from . import metrics, prune
 from .errors import ConfigError, check_choice
 from .progress import bar, log
 
@@ -332,6 +333,7 @@ def fit(
     evals: dict | None = None,
     desc: str = "",
     grad_clip: float | None = None,
+    resume=None,
 ) -> dict:
     """Train for `epochs` (may be fractional) with SGD (`opt`: lr, momentum, nesterov, weight_decay)
     and a cosine learning rate to zero over the run, calling the method's hooks around every step;
@@ -340,7 +342,13 @@ def fit(
     `grad_clip` bounds the gradient norm (after the method masked it). It is part of the one recipe
     (dense included) because weights coming back to life (AC/DC's decompressed phases, RigL's growth)
     behind BatchNorm get huge gradients in very sparse layers; convergence.csv shows its effect on
-    dense training."""
+    dense training.
+
+    `resume` (a path): the run's state is saved there after every epoch (model, optimizer, schedule,
+    the method's state, the data order's random state) and a run that finds it continues from it --
+    a killed long run loses at most one epoch, and ends as the uninterrupted run would (bit for bit
+    where the method's randomness is all in that state; WoodFisher's Fisher batches are not). The
+    file is removed when the run finishes."""
     device = device or default_device()
     model.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_loader)
@@ -356,7 +364,11 @@ def fit(
     )
     method.start(model, optimizer)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    step, t0, curve = 0, time.time(), []
+    step, t0, curve, before = 0, time.time(), [], 0.0
+    snapshot = _Snapshot(resume, desc, total)
+    if snapshot.exists():
+        step, curve, before = snapshot.restore(model, optimizer, sched, method, train_loader, device)
+        log(f"{desc}: resumed at step {step}/{total} from {resume}")
     model.train()
 
     def after_backward():
@@ -386,13 +398,16 @@ def fit(
         log(
             f"{desc} epoch {row['epoch']:.2f}/{epochs:g}  loss {row['loss']:.3f}"
             + (f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "")
-            + f"  ({time.time() - t0:.0f} s)"
+            + f"  ({before + time.time() - t0:.0f} s)"
         )
+        if step < total:
+            snapshot.save(step, curve, before + time.time() - t0, model, optimizer, sched, method, train_loader)
     method.finish()
+    snapshot.remove()
     out = {
         "steps": total,
         "epochs": epochs,
-        "seconds": time.time() - t0,
+        "seconds": before + time.time() - t0,
         "curve": curve,
         "sparsity": prune.target_sparsity(model),
     }
@@ -401,3 +416,58 @@ def fit(
     if "test_top1" in out:
         out["top1"] = out["test_top1"]
     return out
+
+
+class _Snapshot:
+    """The resumable state of one `fit` run in one file (our own: loaded with weights_only=False)."""
+
+    def __init__(self, path, desc: str, total: int):
+        self.path = None if path is None else Path(path)
+        self.key = {"desc": desc, "total": total}
+
+    def exists(self) -> bool:
+        return self.path is not None and self.path.exists()
+
+    @staticmethod
+    def _order(loader) -> torch.Generator | None:
+        return getattr(loader, "gen", None) or getattr(loader, "generator", None)
+
+    def save(self, step, curve, seconds, model, optimizer, sched, method, loader) -> None:
+        if self.path is None:
+            return
+        order = self._order(loader)
+        state = {
+            **self.key,
+            "step": step,
+            "curve": curve,
+            "seconds": seconds,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "sched": sched.state_dict(),
+            "method": method.state(),
+            "order": order.get_state() if order is not None else None,
+            "torch_rng": torch.get_rng_state(),
+        }
+        with files.atomic(self.path) as tmp:
+            torch.save(state, tmp)
+
+    def restore(self, model, optimizer, sched, method, loader, device) -> tuple[int, list, float]:
+        state = torch.load(self.path, map_location=device, weights_only=False)
+        if {k: state.get(k) for k in self.key} != self.key:
+            raise ConfigError(
+                f"{self.path} is the saved state of another run ({state.get('desc')!r}, "
+                f"{state.get('total')} steps), not of {self.key['desc']!r}: delete it"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["sched"])
+        method.load_state(state["method"])
+        order = self._order(loader)
+        if order is not None and state["order"] is not None:
+            order.set_state(state["order"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["step"], state["curve"], state["seconds"]
+
+    def remove(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

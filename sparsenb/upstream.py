@@ -123,7 +123,9 @@ def _make(method, sparsity, cfg: Config, seed, device) -> None:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
     if method == "woodfisher":
         m.grad_fn = _grad_fn(cfg, seed, int(m.param("fisher_batch")))
-    info = fit_recipe(model, m, cfg, seed, own, device, desc=f"{method} {sparsity:g} seed {seed}")
+    path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
+    partial = path.with_name(f"{path.stem}-{checkpoints.recipe_key(cfg, method)}.partial.pt")  # never committed
+    info = fit_recipe(model, m, cfg, seed, own, device, desc=f"{method} {sparsity:g} seed {seed}", resume=partial)
     if method.startswith("rigl"):
         info["mask_changes"] = m.changed
     if method == "str":
@@ -132,13 +134,23 @@ def _make(method, sparsity, cfg: Config, seed, device) -> None:
 
 
 def fit_recipe(
-    model: nn.Module, method: prune.Method, cfg: Config, seed: int, epochs: float, device=None, desc: str = ""
+    model: nn.Module,
+    method: prune.Method,
+    cfg: Config,
+    seed: int,
+    epochs: float,
+    device=None,
+    desc: str = "",
+    resume: Path | None = None,
 ) -> dict:
     """`model` trained by `method` for `epochs` with the shared recipe of the profile (optimizer,
-    cosine schedule, augmentation, gradient clipping) on the upstream task; val and test top-1."""
+    cosine schedule, augmentation, gradient clipping) on the upstream task; val and test top-1.
+    With `resume`, a killed run continues from its last epoch (train.fit)."""
     up = cfg["upstream"]
     tr, evals = loaders(cfg, seed)
-    return train.fit(model, method, tr, epochs, up["optimizer"], device, evals, desc=desc, grad_clip=up["grad_clip"])
+    return train.fit(
+        model, method, tr, epochs, up["optimizer"], device, evals, desc=desc, grad_clip=up["grad_clip"], resume=resume
+    )
 
 
 def _grad_fn(cfg: Config, seed, batch):

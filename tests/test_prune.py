@@ -274,3 +274,64 @@ def test_unknown_method_lists_valid():
 
     with pytest.raises(ConfigError, match="gmp, woodfisher, acdc"):
         prune.make("snip", 0.9, 1)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _DiesInEpoch:
+    """The training data, except that the run is killed when epoch `n` starts."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n, self.epoch = loader, n, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.epoch += 1
+        if self.epoch == self.n:
+            raise _Killed
+        return iter(self.loader)
+
+    @property
+    def generator(self):
+        return self.loader.generator
+
+
+@pytest.mark.parametrize(
+    "method, hp",
+    [
+        ("dense", {}),
+        ("gmp", dict(initial=0.05, start=0.1, end=0.8, every=0.1)),
+        ("rigl_erk_1x", dict(alpha=0.3, every_epochs=0.32, end=0.75)),
+        ("acdc", dict(warmup=0.1, phase=0.2, final=0.2)),
+        ("str", dict(s_init={0.9: -4.5})),
+    ],
+)
+def test_a_killed_upstream_run_resumes_where_it_stopped(tmp_path, method, hp):
+    """Killed when its third epoch starts, then run again: the same model as the uninterrupted run."""
+    sparsity = 0.0 if method == "dense" else 0.9
+    straight = _model()
+    train.fit(straight, prune.make(method, sparsity, 1, seed=0, **hp), _task(), 4, _opt(), device="cpu")
+    resumed = _model()
+    snap = tmp_path / "run.partial.pt"
+    with pytest.raises(_Killed):
+        train.fit(
+            resumed,
+            prune.make(method, sparsity, 1, seed=0, **hp),
+            _DiesInEpoch(_task(), 3),
+            4,
+            _opt(),
+            device="cpu",
+            resume=snap,
+        )
+    assert snap.exists()
+    again = _model()  # a new process: fresh weights and data order, the state comes from the file
+    info = train.fit(
+        again, prune.make(method, sparsity, 1, seed=0, **hp), _task(), 4, _opt(), device="cpu", resume=snap
+    )
+    assert not snap.exists() and len(info["curve"]) == 4
+    for (k, a), b in zip(straight.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), f"{method}: {k} differs from the uninterrupted run"

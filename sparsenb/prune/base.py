@@ -110,6 +110,20 @@ class Method:
     def sparsity(self) -> float:
         return target_sparsity(self.model)
 
+    # resuming a killed run (sparsenb.train.fit) -----------------------------------------------------
+    _RUNTIME = ("model", "optimizer", "layers", "grad_fn", "initial_masks")
+
+    def state(self) -> dict:
+        """What the method has learned or decided so far (masks, counters, history), without the
+        objects it is attached to; `load_state` puts it back after prepare() and start()."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
+
+    def load_state(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.masks:
+            self.masks = {n: m.to(self.layers[n].weight.device) for n, m in self.masks.items()}
+            self.enforce()
+
 
 class Dense5x(Method):
     """The control for extended budgets: dense training as long as RigL 5x (so that longer training
