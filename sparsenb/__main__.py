@@ -128,6 +128,16 @@ def study(args) -> int:
 def sweep(args) -> int:
     from . import sweep as sw
 
+    if args.plan:
+        pl = sw.plan(sw.load_sweep(args.file))
+        print(
+            f"== plan {args.file}: {pl['runs']} runs, {pl['todo']} to do, ~{pl['hours']:.1f} device-hours "
+            f"(one run per GPU) {pl['note']}".rstrip()
+        )
+        for source in pl["estimated_from"]:
+            print(f"  estimated from {source}")
+        print(f"  on SLURM: {pl['slurm_array']} (python -m sparsenb sweep {args.file} --executor slurm submits it)")
+        return 0
     failures = sw.run_sweep(args.file, args.executor, args.jobs, dry_run=args.dry_run)
     return 1 if failures else 0
 
@@ -222,6 +232,7 @@ def main(argv=None) -> int:
     ps.add_argument("--executor", choices=["local", "slurm"], default="local")
     ps.add_argument("--jobs", type=int, default=1, help="local runs at a time")
     ps.add_argument("--dry-run", action="store_true", help="list what would run")
+    ps.add_argument("--plan", action="store_true", help="runs to do, device-hours, the SLURM array")
     ps.set_defaults(fn=sweep)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
     pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify"])

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import config, files, paths, results
 from .config import ROOT, ConfigError
-from .errors import read_yaml
+from .errors import UserError, read_yaml
 from .runs import RECORDING, defaults, notebook_path, parameters, setup
 
 SKIPPED = -1  # exit status of a run left alone: another process is running it
@@ -125,8 +125,10 @@ def load_sweep(path: str | Path) -> dict:
     return spec
 
 
-def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
-    """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order."""
+def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -> list[Run]:
+    """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order.
+    `check=False` (planning before the data and checkpoints are in place): parameter names are still
+    checked, values and records are not."""
     _profile.cache_clear()  # params may have changed since the last expansion
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
@@ -148,11 +150,82 @@ def expand(spec: dict, out_root: str | Path | None = None) -> list[Run]:
             if key in seen:
                 continue
             seen.add(key)
-            runs.append(Run(nb, params, spec["name"], out_dir, _record_of(nb, params), tuple(keys)))
+            runs.append(Run(nb, params, spec["name"], out_dir, _record_of(nb, params) if check else None, tuple(keys)))
     return runs
 
 
-def _worker_init() -> None:
+def plan(spec: dict, out_root=None) -> dict:
+    """What a sweep would cost: runs in all and still to do, their estimated device-hours, and the
+    SLURM array that would run them. A run's time comes from this repo's records of the same notebook
+    and profile (median wall time) or, for the paper profile's finetuning, from the measured training
+    throughput (outputs/bench/train.jsonl: Table 2's image counts x epochs / images per second)."""
+    from statistics import median
+
+    try:
+        runs, note = expand(spec, out_root), ""
+        todo = [r for r in runs if not r.finished()]
+    except UserError as e:  # data or checkpoints not in place yet: count the grid, know nothing done
+        runs, note = expand(spec, out_root, check=False), f"(which runs are done is unknown: {e})"
+        todo = runs
+    bench, medians = _throughput(), {}
+    for nb in {Path(r.notebook).stem for r in todo}:
+        records = results.load(nb)
+        if len(records) and {"profile", "wall_seconds"} <= set(records):
+            for prof, g in records.dropna(subset=["wall_seconds"]).groupby("profile"):
+                medians[(nb, prof)] = (float(median(g.wall_seconds)), len(g))
+    seconds, how = 0.0, set()
+    for r in todo:
+        secs, source = _run_seconds(r, bench, medians)
+        seconds += secs or 0.0
+        how.add(source)
+    slurm = dict(spec.get("slurm") or {})
+    par = slurm.get("slurm_array_parallelism", len(todo))
+    array = (
+        f"sbatch --array=0-{max(len(todo) - 1, 0)}%{par} --gpus-per-node={slurm.get('gpus_per_node', 0)} "
+        f"--cpus-per-task={slurm.get('cpus_per_task', 1)} --mem={slurm.get('mem_gb', 8)}G "
+        f"--time={slurm.get('timeout_min', 60)}"
+        + (f" --partition={slurm['slurm_partition']}" if "slurm_partition" in slurm else "")
+    )
+    return {
+        "runs": len(runs),
+        "todo": len(todo),
+        "hours": seconds / 3600,
+        "estimated_from": sorted(how),
+        "slurm_array": array,
+        "note": note,
+    }
+
+
+def _throughput() -> dict | None:
+    """The latest `bench train` result (images/s of ResNet50 full finetuning, fp32 and tuned)."""
+    path = paths.outputs() / "bench" / "train.jsonl"
+    if not path.exists():
+        return None
+    lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    return lines[-1] if lines else None
+
+
+def _run_seconds(run: Run, bench: dict | None, medians: dict) -> tuple[float | None, str]:
+    name, p = Path(run.notebook).stem, run.params
+    if (name, p.get("profile", "mini")) in medians:
+        secs, n = medians[(name, p.get("profile", "mini"))]
+        return secs, f"{name}: median wall time of {n} records"
+    if p.get("profile") == "paper" and name in ("02_linear_ft", "03_full_ft") and bench:
+        from . import data
+
+        cfg = _profile("paper")
+        n_train, n_test = data.info(p["dataset"]).train_test
+        img_s = max(bench["img_per_s"].values())
+        if name == "03_full_ft":
+            epochs = int(p.get("epochs") or cfg["full"]["epochs"])
+            secs = epochs * (n_train / img_s + n_test / (3 * img_s))  # eval: forward only, ~3x faster
+        else:
+            secs = (n_train + n_test) / (3 * img_s)  # features once; the head's epochs are negligible
+        return secs, f"{name}: bench train on {bench['device']} ({img_s:.0f} img/s)"
+    return None, f"{name}: unknown (no records yet, no benchmark)"
+
+
+def _worker_init(counter=None, gpus: int = 0) -> None:
     """Sweep workers die with the sweep, however it ends (even SIGKILL): the kernel asks for SIGKILL
     when the parent dies (prctl PR_SET_PDEATHSIG), and each notebook kernel exits when its worker
     does (ipykernel polls its parent). They write to the executed notebooks, not the terminal:
@@ -165,6 +238,10 @@ def _worker_init() -> None:
         pass
     if os.getppid() == 1:  # the sweep died before the line above
         os._exit(1)
+    if counter is not None and gpus > 1:  # one GPU per worker, so parallel runs never share one
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -262,7 +339,10 @@ def run_sweep(
                 r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         # worker processes (spawned: this process may hold torch's threads) run one notebook at a time
         with ProcessPoolExecutor(
-            max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            max_workers=max(1, jobs),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(multiprocessing.get_context("spawn").Value("i", 0), _gpus()),
         ) as pool:
             for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
                 status = {0: "ok  ", SKIPPED: "busy"}.get(rc, "FAIL")
@@ -294,3 +374,15 @@ def run_sweep(
     for name, err in failures:
         print(f"  failed: {name}: {err}")
     return len(failures)
+
+
+def _gpus() -> int:
+    """GPUs this machine shows (without importing torch into the sweep process)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+        return len([ln for ln in out.stdout.splitlines() if ln.startswith("GPU ")])
+    except (OSError, subprocess.SubprocessError):
+        return 0

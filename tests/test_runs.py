@@ -87,3 +87,32 @@ def test_paper_run_ids_hold_digests_of_the_checkpoint_and_the_data(tmp_path):
     assert results.run_id(other) != results.run_id(run) and results.cell_hash(other) == results.cell_hash(run)
     with pytest.raises(ConfigError, match=r"gmp at sparsity 0.8: the sparsities with a checkpoint under .* are 0.9"):
         runs.setup("02_linear_ft", method="gmp", sparsity=0.8, dataset="cifar10", **where)
+
+
+def test_sweep_plan_counts_runs_hours_and_the_slurm_array(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "train.jsonl").write_text(json.dumps({"device": "GPU X", "img_per_s": {"fp32": 1000.0}}))
+    spec = {
+        "name": "p",
+        "notebooks": ["03_full_ft"],
+        "profile": "paper",
+        "grid": {"method": ["gmp"], "sparsity": [0.9], "dataset": ["pets", "dtd"], "seed": [21, 51]},
+        "slurm": {
+            "gpus_per_node": 1,
+            "cpus_per_task": 8,
+            "mem_gb": 32,
+            "timeout_min": 600,
+            "slurm_array_parallelism": 2,
+        },
+    }
+    pl = sweep.plan(spec)  # no checkpoints or data here: the grid is counted, nothing known done
+    assert (pl["runs"], pl["todo"]) == (4, 4) and "unknown" in pl["note"]
+    epochs = 150  # params/paper.yaml full.epochs
+    expect = sum(2 * epochs * (n / 1000 + m / 3000) for n, m in ((3680, 3669), (3760, 1880))) / 3600
+    assert pl["hours"] == pytest.approx(expect) and pl["estimated_from"] == [
+        "03_full_ft: bench train on GPU X (1000 img/s)"
+    ]
+    assert pl["slurm_array"] == "sbatch --array=0-3%2 --gpus-per-node=1 --cpus-per-task=8 --mem=32G --time=600"
