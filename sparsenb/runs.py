@@ -133,3 +133,15 @@ def check(cfg: Config, p: dict) -> None:
             _count(key, p[key])
     if "dataset" in p:
         check_choice(f"dataset of the {cfg['profile']} profile", p["dataset"], data.names(cfg["profile"]))
+
+
+def execute_notebook(notebook: str | Path, output: str | Path, params: dict) -> Path:
+    """Run a notebook as a sweep does: papermill's API, parameters injected, kernel `python3`, the
+    notebooks folder as working directory; the executed copy goes to `output`."""
+    import papermill as pm
+
+    path = notebook_path(notebook)
+    pm.execute_notebook(
+        str(path), str(output), parameters=params, kernel_name="python3", cwd=str(path.parent), progress_bar=False
+    )
+    return Path(output)

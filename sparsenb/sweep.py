@@ -31,7 +31,7 @@ from pathlib import Path
 from . import config, files, paths, results
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
-from .runs import RECORDING, defaults, notebook_path, parameters, setup
+from .runs import RECORDING, defaults, execute_notebook, notebook_path, parameters, setup
 
 SKIPPED = -1  # exit status of a run left alone: another process is running it
 
@@ -251,8 +251,6 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     """One run through papermill's API from this (worker) process: the notebook still gets a kernel
     process of its own, but the papermill start-up (2-3 s, more than many mini runs compute) is paid
     once per worker. Returns (name, exit status, seconds, error line)."""
-    import papermill as pm
-
     run.out_dir.mkdir(parents=True, exist_ok=True)
     claim = files.claim(run.output, note=f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}")
     if claim is None:  # a run of this sweep still running in another process (a sweep started twice)
@@ -261,14 +259,7 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     t = time.time()
     rc, err = 0, ""
     try:
-        pm.execute_notebook(
-            str(run.path),
-            str(run.output),
-            parameters=run.params,
-            kernel_name="python3",
-            cwd=str(run.path.parent),
-            progress_bar=False,
-        )
+        execute_notebook(run.path, run.output, run.params)
         run.marker.write_text(json.dumps(run.params))
     except Exception as e:  # noqa: BLE001 - a failed run is reported, the sweep goes on
         rc = 1

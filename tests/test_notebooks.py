@@ -6,7 +6,6 @@ notebook runs; these check what two of them recorded.)"""
 import json
 import os
 
-import papermill as pm
 import pytest
 
 from sparsenb import results, runs
@@ -26,17 +25,10 @@ def tiny(monkeypatch, tmp_path):
     return tmp_path
 
 
-def _execute(notebook: str, tmp_path, **params):
-    out = tmp_path / f"{notebook}.ipynb"
-    pm.execute_notebook(
-        str(runs.notebook_path(notebook)),
-        str(out),
-        parameters=params,
-        kernel_name="python3",
-        cwd=str(runs.NOTEBOOKS),
-        progress_bar=False,
-    )
-    return out
+def _execute(notebook: str, where, **params):
+    out = where / "executed" / f"{notebook}.ipynb"
+    out.parent.mkdir(exist_ok=True)
+    return runs.execute_notebook(notebook, out, params)
 
 
 def test_linear_notebook_writes_the_predicted_record(tiny):

@@ -7,7 +7,6 @@ random ResNet50 checkpoints in IST's format. Only the epochs and the resolution 
 import json
 
 import numpy as np
-import papermill as pm
 import pytest
 import torch
 from PIL import Image
@@ -74,18 +73,10 @@ def paper_env(world, monkeypatch):
     return {"profile": "paper", "data_root": str(world / "data"), "checkpoint_root": str(world / "ckpt")}
 
 
-def _run(notebook, world, **params):
-    out = world / "executed" / f"{notebook}.ipynb"
+def _run(notebook: str, where, **params):
+    out = where / "executed" / f"{notebook}.ipynb"
     out.parent.mkdir(exist_ok=True)
-    pm.execute_notebook(
-        str(runs.notebook_path(notebook)),
-        str(out),
-        parameters=params,
-        kernel_name="python3",
-        cwd=str(runs.NOTEBOOKS),
-        progress_bar=False,
-    )
-    return out
+    return runs.execute_notebook(notebook, out, params)
 
 
 def test_paper_profile_runs_every_notebook(world, paper_env):
