@@ -165,6 +165,8 @@ MINI_ONLY = ("sparsities", "mini_data", "upstream", "demo")
 
 
 def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(map(repr, typing.get_args(tp)))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -177,7 +179,10 @@ def check(value: Any, tp, where: str) -> list[str]:
         if value is None and type(None) in args:
             return []
         inner = [a for a in args if a is not type(None)]
-        return check(value, inner[0], where) if len(inner) == 1 else []
+        tried = [check(value, a, where) for a in inner]
+        if any(not t for t in tried):  # valid as one of the alternatives
+            return []
+        return tried[0] if len(inner) == 1 else [f"{where}: {value!r} is none of {', '.join(map(_type_name, inner))}"]
     if origin is Literal:
         return [] if value in args else [f"{where}: {value!r} is not one of {', '.join(map(repr, args))}"]
     if dataclasses.is_dataclass(tp):

@@ -116,3 +116,22 @@ def test_sweep_plan_counts_runs_hours_and_the_slurm_array(tmp_path, monkeypatch)
         "03_full_ft: bench train on GPU X (1000 img/s)"
     ]
     assert pl["slurm_array"] == "sbatch --array=0-3%2 --gpus-per-node=1 --cpus-per-task=8 --mem=32G --time=600"
+
+
+def test_the_params_schema_refuses_unknown_missing_and_mistyped_keys():
+    from sparsenb import config
+
+    cfg = dict(config.load("mini"))
+    bad = {**cfg, "learning_rate": 0.1, "linear": {k: v for k, v in cfg["linear"].items() if k != "gamma"}}
+    bad["full"] = {**cfg["full"], "epochs": "8"}
+    bad["num_workers"] = "many"
+    with pytest.raises(ConfigError) as e:
+        config.validate(bad, "params/mini.yaml")
+    msg = str(e.value)
+    assert "<top level>: unknown key learning_rate; valid: profile, arch" in msg
+    assert "linear.gamma: missing (a float)" in msg and "full.epochs: expected int, got '8'" in msg
+    assert "num_workers: 'many' is none of int, 'auto'" in msg
+    paper = dict(config.load("paper"))
+    config.validate(paper)  # the paper profile has no mini sections, and needs none
+    with pytest.raises(ConfigError, match="mini_data: missing"):
+        config.validate({**cfg, "mini_data": None})
