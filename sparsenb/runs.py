@@ -127,6 +127,12 @@ def check(cfg: Config, p: dict) -> None:
         raise ConfigError(
             f"{p['method']} at sparsity {sp!r}: the sparsities {where} are {listed}"
             + ("; dense models have sparsity 0: pass -p sparsity 0" if valid == [0.0] else "")
+            + (
+                "; place the published checkpoint there as <method>/<sparsity>.pth, or point -p checkpoint_root "
+                "(SPARSENB_CHECKPOINT_ROOT) at your copy"
+                if cfg["profile"] == "paper"
+                else ""
+            )
         )
     for key in ("seed", "upstream_seed"):
         if key in p:

@@ -117,6 +117,7 @@ def _object_grid(rng: np.random.Generator):
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
+    num_classes: int  # upstream: the default; mini_data.upstream.classes may use fewer
     kind: str  # "upstream" | "general" | "specialized"
     metric: str  # "top1" | "mean_per_class"
     mirrors: str  # the paper dataset it stands in for
@@ -128,6 +129,7 @@ TASKS: dict[str, TaskSpec] = {
     for t in [
         TaskSpec(
             "upstream",
+            128,
             "upstream",
             "top1",
             "ImageNet",
@@ -137,6 +139,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "shapes10",
+            10,
             "general",
             "top1",
             "CIFAR-10",
@@ -144,6 +147,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "objects40",
+            40,
             "general",
             "mean_per_class",
             "Caltech-101/256",
@@ -151,6 +155,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "textures16",
+            16,
             "general",
             "top1",
             "DTD",
@@ -158,6 +163,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "scenes20",
+            20,
             "general",
             "top1",
             "SUN397",
@@ -165,6 +171,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "fine_shapes30",
+            30,
             "specialized",
             "mean_per_class",
             "FGVC Aircraft / Stanford Cars",
@@ -172,6 +179,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "fine_colors24",
+            24,
             "specialized",
             "mean_per_class",
             "Oxford Flowers / Birdsnap",
@@ -179,6 +187,7 @@ TASKS: dict[str, TaskSpec] = {
         ),
         TaskSpec(
             "digits",
+            10,
             "specialized",
             "top1",
             "(real images)",

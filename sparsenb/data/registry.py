@@ -20,22 +20,11 @@ from .. import files
 from . import mini, paper
 from .base import SPLITS, ArrayDataset, DataError, DatasetInfo
 
-_MINI_CLASSES = {
-    "upstream": 128,
-    "shapes10": 10,
-    "objects40": 40,
-    "textures16": 16,
-    "scenes20": 20,
-    "fine_shapes30": 30,
-    "fine_colors24": 24,
-    "digits": 10,
-}
-
 REGISTRY: dict[str, DatasetInfo] = {}
 for _n, _d in paper.SPECS.items():  # one spec per paper dataset (sparsenb.data.paper)
     REGISTRY[_n] = DatasetInfo(_n, _d.num_classes, _d.metric, _d.kind, "paper", _d.title, _d.train_test)
 for _n, _spec in mini.TASKS.items():
-    REGISTRY[_n] = DatasetInfo(_n, _MINI_CLASSES[_n], _spec.metric, _spec.kind, "mini", f"mini {_n} (~{_spec.mirrors})")
+    REGISTRY[_n] = DatasetInfo(_n, _spec.num_classes, _spec.metric, _spec.kind, "mini", f"mini {_n} (~{_spec.mirrors})")
 
 
 def names(profile: str | None = None) -> list[str]:
