@@ -156,7 +156,8 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
         ax.set_xlabel("upstream sparsity")
         ax.set_ylabel("mean relative increase in error")
         ax.set_title(f"{ft} finetuning: error relative to dense (lower is better)")
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing to plot gets no empty legend
+            ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -184,7 +185,8 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
         ax.set_xlabel("task difficulty: dense full - dense linear accuracy (points)")
         ax.set_ylabel("relative increase in error (linear)")
         ax.set_title(f"sparsity {s:.0%}")
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:  # a panel with nothing to plot gets no empty legend
+            ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
 

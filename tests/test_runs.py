@@ -46,6 +46,7 @@ def test_a_misspelled_sweep_key_is_refused_when_the_sweep_is_expanded(tmp_path):
         sweep.expand(sweep.load_sweep(f), tmp_path)
 
 
+@pytest.mark.slow
 def test_yaml_syntax_errors_name_the_file_and_the_cli_prints_one_line(tmp_path):
     import subprocess
     import sys

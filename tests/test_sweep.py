@@ -189,6 +189,7 @@ def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path):
     assert sorted(set((tmp_path / "log.txt").read_text().split())) == ["20", "21", "22", "23"]
 
 
+@pytest.mark.slow
 def test_a_run_held_by_another_process_is_left_to_it(tmp_path, capsys):
     f = _sweep_file(tmp_path, [30, 31])
     out = tmp_path / "runs"

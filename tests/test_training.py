@@ -49,7 +49,7 @@ def test_masks_report_and_apply():
     assert abs(masks.global_sparsity(m, include_head=False) - 0.9) < 0.01
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])
 def test_full_finetune_keeps_zero_set_bit_for_bit(precision):
     """Under every precision (weights, optimizer state and masks stay fp32; bf16 autocasts)."""
     m = _sparse_mini(0.9)
