@@ -16,6 +16,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -50,6 +51,32 @@ def device_of(cfg) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: no GPU is visible here; use device auto or cpu")
     return device
+
+
+class RunResult(TypedDict, total=False):
+    """What a finetuning loop returns (`summary`): the accuracy conventions and the curve."""
+
+    reported: float  # test accuracy at the epoch chosen on validation ('final' without validation)
+    reported_epoch: int
+    val_accuracy: float
+    best: float  # the best test accuracy over epochs (the paper code's convention)
+    best_epoch: int
+    final: float
+    curve: list[dict]  # per epoch: epoch, loss, accuracy (test), val_accuracy
+    train_seconds: float
+
+
+class FitResult(TypedDict, total=False):
+    """What `fit` returns (an upstream run): its length, time, curve, sparsity and top-1 per split."""
+
+    steps: int
+    epochs: float
+    seconds: float
+    curve: list[dict]  # per epoch: epoch, loss (and sparsity for sparse methods)
+    sparsity: float
+    val_top1: float
+    test_top1: float
+    top1: float  # = test_top1
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -157,7 +184,7 @@ def linear_finetune(
     seed: int = 0,
     device=None,
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> dict:
+) -> RunResult:
     """Train a dense nn.Linear head (PyTorch default init) on fixed features with SGD + momentum,
     weight decay and a step schedule (hp: lr, momentum, weight_decay, batch_size, epochs,
     milestones, gamma). Evaluated on the validation (if given) and test features after every epoch.
@@ -196,7 +223,7 @@ def linear_finetune(
     return summary(curve, time.time() - t0, head=head.state_dict())
 
 
-def summary(curve: list[dict], seconds: float, **extra) -> dict:
+def summary(curve: list[dict], seconds: float, **extra) -> RunResult:
     """Both reporting conventions of a run from its per-epoch curve:
     - 'reported': test accuracy at the epoch with the best validation accuracy (first of ties) --
       the mini profile's convention: nothing is chosen on the test set;
@@ -234,7 +261,7 @@ def full_finetune(
     channels_last: bool = True,
     val_loader=None,
     precision: str = "fp32",
-) -> dict:
+) -> RunResult:
     """Finetune every unpruned weight, BN included, with the zero set of the backbone fixed: the
     mask (from `weight != 0` unless given) is enforced by `masks.FixedMask` on every step, so pruned
     weights get no gradient, momentum or weight-decay drift. The head should already be the new
@@ -245,8 +272,10 @@ def full_finetune(
 
     Returns `summary` of the curve (validation evaluated too when `val_loader` is given) and
     'sparsity' (of the prunable backbone layers: every conv but the stem)."""
-    device = device or default_device()
+    device = torch.device(device or default_device())
     prec = Precision(precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     seed_everything(seed)
     fm_masks = fixed_masks if fixed_masks is not None else masklib.from_weights(model, include_head=False)
     model = model.to(device)
@@ -283,7 +312,7 @@ def full_finetune(
 
 def online_linear_finetune(
     embed, train_loader, test_loader, feature_dim: int, num_classes: int, hp: dict, metric: str = "top1", seed: int = 0
-) -> dict:
+) -> RunResult:
     """Linear finetuning where every training batch (augmented) goes through the frozen backbone
     `embed` (a callable images -> features: an `engine.Engine` or a torch module) on every step,
     and the dense head trains in PyTorch. Returns the usual summary plus 'epoch_seconds' (the
@@ -334,7 +363,7 @@ def fit(
     desc: str = "",
     grad_clip: float | None = None,
     resume=None,
-) -> dict:
+) -> FitResult:
     """Train for `epochs` (may be fractional) with SGD (`opt`: lr, momentum, nesterov, weight_decay)
     and a cosine learning rate to zero over the run, calling the method's hooks around every step;
     ends with method.finish(), then top-1 on each loader of `evals` ({"val": ..., "test": ...}).

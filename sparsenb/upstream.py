@@ -142,7 +142,7 @@ def fit_recipe(
     device=None,
     desc: str = "",
     resume: Path | None = None,
-) -> dict:
+) -> train.FitResult:
     """`model` trained by `method` for `epochs` with the shared recipe of the profile (optimizer,
     cosine schedule, augmentation, gradient clipping) on the upstream task; val and test top-1.
     With `resume`, a killed run continues from its last epoch (train.fit)."""
