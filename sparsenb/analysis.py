@@ -3,14 +3,20 @@ filters per layer (Sec. 3.5, App. E), structured against unstructured models (Ap
 
     analysis.table3(rows)                       # rows: 01_upstream records
     analysis.structure_table(cfg)               # every available upstream model, layer by layer
+    analysis.result_row("acdc", 0.9, cfg)        # 01_upstream's record: top-1 (mini) or Table 3's sets (paper)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checkpoints, masks, upstream, weights
+import torch
+import torch.nn as nn
+
+from . import checkpoints, data, devices, masks, metrics, prune, train, upstream, weights
 from .config import Config
+from .progress import log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,3 +87,76 @@ def structured_vs_unstructured(runs: "pd.DataFrame", upstream_rows: "pd.DataFram
         lambda m: "structured" if m == "structured" else "dense" if m == "dense" else "unstructured"
     )
     return out.sort_values(["kind", "upstream_top1"])
+
+
+# --- one upstream model's row of Table 3 (01_upstream) -------------------------------------------
+
+
+def evaluate_imagenet(model: nn.Module, cfg: Config, bicubic: bool = False, device=None) -> dict:
+    """Table 3 for one model: top-1 on the ImageNet validation set, on its ReaL labels and on the
+    three ImageNetV2 variants (and their mean). A set missing under data_root gives NaN and a note."""
+    device = device or devices.device_of(cfg)
+    model = model.to(device).eval()
+    tf = data.transforms.evaluation(cfg["image_size"], bicubic=bicubic)
+    out = {}
+    for name in data.IMAGENET_SETS:
+        if name == "imagenet_real":
+            continue
+        try:
+            ds = data.imagenet_eval(name, cfg["data_root"])
+        except data.DataError as e:
+            log(f"skipped: {e}")
+            out[name] = float("nan")
+            continue
+        ds.transform = tf
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"])
+        y, p = train.predict(model, loader, device)
+        out[name] = metrics.top1(y, p)
+        if name == "imagenet_val":
+            real = Path(cfg["data_root"]) / "imagenet" / "real.json"
+            out["imagenet_real"] = (
+                metrics.real_accuracy(p, data.real_labels(ds, real)) if real.exists() else float("nan")
+            )
+    v2 = [out[k] for k in out if k.startswith("imagenetv2")]
+    out["imagenetv2_mean"] = float(sum(v2) / len(v2)) if v2 else float("nan")
+    return out
+
+
+def mini_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> dict:
+    """One upstream result row of the mini profile: top-1 on the upstream validation and test splits,
+    sparsity over the prunable layers, fully pruned filters, the training it took."""
+    device = device or devices.device_of(cfg)
+    model, info = upstream.get(method, sparsity, cfg, seed, device)
+    _, evals = upstream.loaders(cfg, seed)
+    filt = masks.pruned_filters(model).iloc[-1]
+    model.to(device or devices.default_device())
+    own, total = upstream.budget(method, cfg)
+    return {
+        "method": method,
+        "sparsity": 0.0 if method in ("dense", "dense_5x") else sparsity,
+        "seed": seed,
+        "family": prune.family(method),
+        **{f"{k}_top1" if k != "test" else "top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()},
+        "achieved_sparsity": prune.target_sparsity(model),
+        "pruned_filters": float(filt["fraction"]),
+        "epochs": total,
+        "train_seconds": info.get("seconds"),
+        "checkpoint": str(checkpoints.checkpoint_path(method, sparsity, cfg, seed)),
+    }
+
+
+def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> dict:
+    """01_upstream's result: mini -> `mini_row`; paper -> the published checkpoint on Table 3's sets."""
+    if cfg["profile"] == "mini":
+        return mini_row(method, sparsity, cfg, seed, device)
+    model, _ = upstream.get(method, sparsity, cfg, seed, device)
+    row = {
+        "method": method,
+        "sparsity": sparsity,
+        "seed": seed,
+        "achieved_sparsity": prune.target_sparsity(model),
+        "pruned_filters": float(masks.pruned_filters(model).iloc[-1]["fraction"]),
+        "checkpoint_format": getattr(model, "checkpoint_format", ""),
+    }
+    row.update(evaluate_imagenet(model, cfg, bicubic=method.startswith("rigl"), device=device))
+    return row

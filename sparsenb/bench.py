@@ -219,7 +219,7 @@ def train_bench(
     import torch.nn as nn
 
     from . import masks, models, prune
-    from .train import default_device
+    from .devices import default_device
 
     device = default_device()
     if quick:

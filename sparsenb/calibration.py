@@ -13,7 +13,7 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checkpoints, files, models, prune, train, upstream
+from . import checkpoints, devices, files, models, prune, upstream
 from .config import Config
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
         rcfg = copy.deepcopy(cfg)
         rcfg["upstream"]["optimizer"].update(lr=r["lr"], weight_decay=r["weight_decay"], batch_size=r["batch_size"])
         rcfg["upstream"]["grad_clip"] = r["grad_clip"]
-        train.seed_everything(r["seed"])
+        devices.seed_everything(r["seed"])
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         info = upstream.fit_recipe(
             model,
@@ -132,7 +132,7 @@ def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
     own, _ = upstream.budget("str", cfg)
 
     def train_run(s_init):
-        train.seed_everything(seed)
+        devices.seed_everything(seed)
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         m = prune.make("str", 0.5, 1, s_init={0.5: s_init})
         info = upstream.fit_recipe(model, m, cfg, seed, own, device, desc=f"str calibration s_init {s_init}")

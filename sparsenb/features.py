@@ -18,9 +18,9 @@ from . import files
 from .data.loaders import loader as data_loader
 from .data.manifest import split_key
 from .data.transforms import Evaluation
+from .devices import Precision, default_device
 from .models import backbone
 from .progress import bar
-from .train import Precision, default_device
 
 
 def model_digest(model: nn.Module) -> str:

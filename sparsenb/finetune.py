@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 
-from . import checkpoints, data, features, files, metrics, models, prune, train, upstream
+from . import checkpoints, data, devices, features, files, metrics, models, prune, train, upstream
 from .config import Config
 from .data.manifest import split_key
 from .data.prepare import beton_for
@@ -36,7 +36,7 @@ def linear(
 ) -> dict:
     """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
     mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
-    device = device or train.device_of(cfg)
+    device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
     mean, std = upstream.norm_stats(cfg)
@@ -82,7 +82,7 @@ def full(
 ) -> dict:
     """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
     RandomResizedCrop + flip with the dataset's own mean/std; lr per dataset from the profile."""
-    device = device or train.device_of(cfg)
+    device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
     head = models.replace_head(model, meta.num_classes)
@@ -207,10 +207,10 @@ def scratch_gmp(cfg: Config, sparsity: float, dataset: str, seed: int = 0, devic
     """The baseline the paper argues against (Sec. 3.1, App. A): no upstream model -- train the
     architecture from random initialisation on the downstream task, pruning it with GMP to
     `sparsity` along the way (hyperparameters: profile section `scratch`)."""
-    device = device or train.device_of(cfg)
+    device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     hp = cfg["scratch"]
-    train.seed_everything(seed)
+    devices.seed_everything(seed)
     model = models.build(cfg["arch"], meta.num_classes)
     trs, tes = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
     mean, std = data.transforms.channel_stats(trs)

@@ -11,46 +11,18 @@ Hyperparameters come from params/<profile>.yaml (sections `linear` and `full`).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import time
-from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from . import files, metrics, prune
+from . import devices, metrics, prune
 from . import masks as masklib
-from .errors import ConfigError, check_choice
 from .progress import bar, log
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def device_of(cfg) -> torch.device:
-    """The profile's `device`: auto (cuda when a GPU is visible, else cpu) or a torch device name."""
-    name = cfg["device"]
-    if name == "auto":
-        return default_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:<index>") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: no GPU is visible here; use device auto or cpu")
-    return device
+from .snapshot import Snapshot
 
 
 class RunResult(TypedDict, total=False):
@@ -79,28 +51,6 @@ class FitResult(TypedDict, total=False):
     top1: float  # = test_top1
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class Precision:
-    """Mixed precision for one device: autocast to bf16 (GPU or CPU) or fp16 (GPU, with a GradScaler
-    against underflow); fp32 does nothing. Weights, optimizer state and masks stay fp32."""
-
-    def __init__(self, name: str = "fp32", device=None):
-        check_choice("precision", name, PRECISIONS)
-        self.name, self.device = name, torch.device(device or default_device())
-        if name == "fp16" and self.device.type != "cuda":
-            raise ConfigError("precision fp16 needs a GPU (its loss scaling); on a CPU use bf16 or fp32")
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
-        self.scaler = torch.amp.GradScaler("cuda") if name == "fp16" else None
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-
-
 def sgd_epoch(
     forward,
     batches,
@@ -109,13 +59,13 @@ def sgd_epoch(
     after_backward=None,
     after_step=None,
     max_steps: int | None = None,
-    precision: Precision | None = None,
+    precision: devices.Precision | None = None,
 ) -> tuple[float, int]:
     """One pass of SGD over `batches` ((x, y) on the right device): the loss of `forward(x)`, its
     gradients, `after_backward()` (masks, clipping), `step()` (default optimizer.step),
     `after_step()`; stops early after `max_steps`; the forward pass under `precision`'s autocast.
     Every training loop of sparsenb is this one. Returns (mean loss, steps taken)."""
-    precision = precision or Precision("fp32", "cpu")
+    precision = precision or devices.Precision("fp32", "cpu")
     loss_fn = nn.CrossEntropyLoss()
     total, n, steps = None, 0, 0
     for x, y in batches:
@@ -155,7 +105,7 @@ def _sgd(params, hp) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LR
 @torch.no_grad()
 def predict(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np.ndarray]:
     """(labels, predictions) over a loader, model in eval mode."""
-    device = device or default_device()
+    device = device or devices.default_device()
     model.eval()
     ys, ps = [], []
     for x, y in loader:
@@ -190,8 +140,8 @@ def linear_finetune(
     milestones, gamma). Evaluated on the validation (if given) and test features after every epoch.
 
     Returns `summary` of the curve ('reported': test at the epoch chosen on validation, ...) + 'head'."""
-    device = device or default_device()
-    g = seed_everything(seed)
+    device = device or devices.default_device()
+    g = devices.seed_everything(seed)
     head = nn.Linear(train_x.shape[1], num_classes).to(device)
     opt, sched = _sgd(head.parameters(), hp)
     train_x, train_y = train_x.to(device), train_y.to(device)
@@ -272,11 +222,11 @@ def full_finetune(
 
     Returns `summary` of the curve (validation evaluated too when `val_loader` is given) and
     'sparsity' (of the prunable backbone layers: every conv but the stem)."""
-    device = torch.device(device or default_device())
-    prec = Precision(precision, device)
+    device = torch.device(device or devices.default_device())
+    prec = devices.Precision(precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    seed_everything(seed)
+    devices.seed_everything(seed)
     fm_masks = fixed_masks if fixed_masks is not None else masklib.from_weights(model, include_head=False)
     model = model.to(device)
     if channels_last:
@@ -317,7 +267,7 @@ def online_linear_finetune(
     `embed` (a callable images -> features: an `engine.Engine` or a torch module) on every step,
     and the dense head trains in PyTorch. Returns the usual summary plus 'epoch_seconds' (the
     training part of each epoch: feature extraction + head update)."""
-    seed_everything(seed)
+    devices.seed_everything(seed)
     head = nn.Linear(feature_dim, num_classes)
     opt, sched = _sgd(head.parameters(), hp)
     curve, epoch_seconds = [], []
@@ -378,7 +328,7 @@ def fit(
     a killed long run loses at most one epoch, and ends as the uninterrupted run would (bit for bit
     where the method's randomness is all in that state; WoodFisher's Fisher batches are not). The
     file is removed when the run finishes."""
-    device = device or default_device()
+    device = device or devices.default_device()
     model.to(device).to(memory_format=torch.channels_last)
     steps_per_epoch = len(train_loader)
     total = max(1, int(round(epochs * steps_per_epoch)))
@@ -394,7 +344,7 @@ def fit(
     method.start(model, optimizer)
     sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     step, t0, curve, before = 0, time.time(), [], 0.0
-    snapshot = _Snapshot(resume, desc, total)
+    snapshot = Snapshot(resume, desc, total)
     if snapshot.exists():
         step, curve, before = snapshot.restore(model, optimizer, sched, method, train_loader, device)
         log(f"{desc}: resumed at step {step}/{total} from {resume}")
@@ -445,58 +395,3 @@ def fit(
     if "test_top1" in out:
         out["top1"] = out["test_top1"]
     return out
-
-
-class _Snapshot:
-    """The resumable state of one `fit` run in one file (our own: loaded with weights_only=False)."""
-
-    def __init__(self, path, desc: str, total: int):
-        self.path = None if path is None else Path(path)
-        self.key = {"desc": desc, "total": total}
-
-    def exists(self) -> bool:
-        return self.path is not None and self.path.exists()
-
-    @staticmethod
-    def _order(loader) -> torch.Generator | None:
-        return getattr(loader, "gen", None) or getattr(loader, "generator", None)
-
-    def save(self, step, curve, seconds, model, optimizer, sched, method, loader) -> None:
-        if self.path is None:
-            return
-        order = self._order(loader)
-        state = {
-            **self.key,
-            "step": step,
-            "curve": curve,
-            "seconds": seconds,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "sched": sched.state_dict(),
-            "method": method.state(),
-            "order": order.get_state() if order is not None else None,
-            "torch_rng": torch.get_rng_state(),
-        }
-        with files.atomic(self.path) as tmp:
-            torch.save(state, tmp)
-
-    def restore(self, model, optimizer, sched, method, loader, device) -> tuple[int, list, float]:
-        state = torch.load(self.path, map_location=device, weights_only=False)
-        if {k: state.get(k) for k in self.key} != self.key:
-            raise ConfigError(
-                f"{self.path} is the saved state of another run ({state.get('desc')!r}, "
-                f"{state.get('total')} steps), not of {self.key['desc']!r}: delete it"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["sched"])
-        method.load_state(state["method"])
-        order = self._order(loader)
-        if order is not None and state["order"] is not None:
-            order.set_state(state["order"])
-        torch.set_rng_state(state["torch_rng"])
-        return state["step"], state["curve"], state["seconds"]
-
-    def remove(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)

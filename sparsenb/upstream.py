@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import checkpoints, data, files, masks, metrics, models, prune, train, weights
+from . import checkpoints, data, devices, files, masks, models, prune, train, weights
 from .config import Config
 from .errors import check_choice
 from .progress import log
@@ -86,7 +86,7 @@ def get(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -
     """The upstream model of (method, sparsity, seed). Paper: the published checkpoint. Mini: the
     shipped reference checkpoint when the manifest vouches for it (sha256 and recipe); otherwise it
     is made now with the profile's recipe, saved and added to the manifest."""
-    device = device or train.device_of(cfg)
+    device = device or devices.device_of(cfg)
     check_choice("method", method, prune.METHODS)
     path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
     if cfg["profile"] == "paper":
@@ -114,11 +114,11 @@ def _make(method, sparsity, cfg: Config, seed, device) -> None:
     if method == "lth_t":
         return _lth(cfg, seed, device)
     own, _ = budget(method, cfg)
-    train.seed_everything(seed)
+    devices.seed_everything(seed)
     m = prune.make(method, sparsity, 1, seed=seed, **method_hp(method, cfg))
     if m.from_dense:
         model, _ = get("dense", 0.0, cfg, seed, device)
-        train.seed_everything(seed)
+        devices.seed_everything(seed)
     else:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
     if method == "woodfisher":
@@ -188,7 +188,7 @@ def _lth(cfg: Config, seed, device) -> None:
     dense, _ = get("dense", 0.0, cfg, seed, device)
     dense_state = {k: v.clone() for k, v in dense.state_dict().items()}
     tr, evals = loaders(cfg, seed)
-    train.seed_everything(seed)
+    devices.seed_everything(seed)
     t0 = time.time()
     method = prune.make("lth_t", 0.0, 1, **method_hp("lth_t", cfg))
     round_epochs = float(up["methods"]["lth_t"]["round_budget"]) * float(up["D"])
@@ -201,7 +201,7 @@ def _lth(cfg: Config, seed, device) -> None:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         model.load_state_dict(dense_state)
         masks.apply(model, mk)  # the mask on the dense weights, no retraining
-        model.to(device or train.default_device())
+        model.to(device or devices.default_device())
         info = {
             "seconds": time.time() - t0,
             "sparsity": prune.target_sparsity(model),
@@ -239,7 +239,7 @@ def reference_set(cfg: Config) -> list[tuple[str, float, int]]:
 def epoch_seconds(cfg: Config, steps: int = 12, device=None) -> float:
     """This machine's seconds per upstream epoch with the recipe's batch size, from timing `steps`
     SGD steps of the profile's arch on random images (after two warm-up steps)."""
-    device = torch.device(device) if device else train.default_device()
+    device = torch.device(device) if device else devices.default_device()
     up = cfg["upstream"]
     bs, size = int(up["optimizer"]["batch_size"]), int(cfg["image_size"])
     n_train = cfg["mini_data"]["upstream"]["classes"] * cfg["mini_data"]["upstream"]["train_per_class"]
@@ -280,82 +280,6 @@ def planned_seconds(cfg: Config, epoch_seconds: float) -> dict[tuple[str, float,
             )
         out[(m, s, seed)] = own * epoch_seconds
     return out
-
-
-# --- the dense budget D: measured ---------------------------------------------------------------
-
-
-# --- evaluation ----------------------------------------------------------------------------------
-
-
-def evaluate_imagenet(model: nn.Module, cfg: Config, bicubic: bool = False, device=None) -> dict:
-    """Table 3 for one model: top-1 on the ImageNet validation set, on its ReaL labels and on the
-    three ImageNetV2 variants (and their mean). A set missing under data_root gives NaN and a note."""
-    device = device or train.device_of(cfg)
-    model = model.to(device).eval()
-    tf = data.transforms.evaluation(cfg["image_size"], bicubic=bicubic)
-    out = {}
-    for name in data.IMAGENET_SETS:
-        if name == "imagenet_real":
-            continue
-        try:
-            ds = data.imagenet_eval(name, cfg["data_root"])
-        except data.DataError as e:
-            log(f"skipped: {e}")
-            out[name] = float("nan")
-            continue
-        ds.transform = tf
-        loader = torch.utils.data.DataLoader(ds, batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"])
-        y, p = train.predict(model, loader, device)
-        out[name] = metrics.top1(y, p)
-        if name == "imagenet_val":
-            real = Path(cfg["data_root"]) / "imagenet" / "real.json"
-            out["imagenet_real"] = (
-                metrics.real_accuracy(p, data.real_labels(ds, real)) if real.exists() else float("nan")
-            )
-    v2 = [out[k] for k in out if k.startswith("imagenetv2")]
-    out["imagenetv2_mean"] = float(sum(v2) / len(v2)) if v2 else float("nan")
-    return out
-
-
-def mini_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> dict:
-    """One upstream result row of the mini profile: top-1 on the upstream validation and test splits,
-    sparsity over the prunable layers, fully pruned filters, the training it took."""
-    device = device or train.device_of(cfg)
-    model, info = get(method, sparsity, cfg, seed, device)
-    _, evals = loaders(cfg, seed)
-    filt = masks.pruned_filters(model).iloc[-1]
-    model.to(device or train.default_device())
-    own, total = budget(method, cfg)
-    return {
-        "method": method,
-        "sparsity": 0.0 if method in ("dense", "dense_5x") else sparsity,
-        "seed": seed,
-        "family": prune.family(method),
-        **{f"{k}_top1" if k != "test" else "top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()},
-        "achieved_sparsity": prune.target_sparsity(model),
-        "pruned_filters": float(filt["fraction"]),
-        "epochs": total,
-        "train_seconds": info.get("seconds"),
-        "checkpoint": str(checkpoints.checkpoint_path(method, sparsity, cfg, seed)),
-    }
-
-
-def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> dict:
-    """01_upstream's result: mini -> `mini_row`; paper -> the published checkpoint on Table 3's sets."""
-    if cfg["profile"] == "mini":
-        return mini_row(method, sparsity, cfg, seed, device)
-    model, _ = get(method, sparsity, cfg, seed, device)
-    row = {
-        "method": method,
-        "sparsity": sparsity,
-        "seed": seed,
-        "achieved_sparsity": prune.target_sparsity(model),
-        "pruned_filters": float(masks.pruned_filters(model).iloc[-1]["fraction"]),
-        "checkpoint_format": getattr(model, "checkpoint_format", ""),
-    }
-    row.update(evaluate_imagenet(model, cfg, bicubic=method.startswith("rigl"), device=device))
-    return row
 
 
 def available(cfg: Config, seed: int = 0) -> list[tuple[str, float]]:

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparsenb import features, masks, metrics, models, train
+from sparsenb import devices, features, masks, metrics, models, train
 from sparsenb.data import ArrayDataset, transforms
 
 HP = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=32, epochs=3, milestones=[2], gamma=0.1)
@@ -201,6 +201,6 @@ def test_fp16_needs_a_gpu():
     from sparsenb.config import ConfigError
 
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
-        train.Precision("fp16", "cpu")
+        devices.Precision("fp16", "cpu")
     with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
-        train.Precision("fp8", "cpu")
+        devices.Precision("fp8", "cpu")

@@ -1,0 +1,63 @@
+"""Where and in which number format a run computes: seeding, the device (the profile's `device`:
+auto, cpu, cuda, cuda:N) and mixed precision (fp32 | bf16 | fp16).
+
+    devices.seed_everything(21); device = devices.device_of(cfg)
+    prec = devices.Precision("bf16", device); with prec.autocast(): ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, check_choice
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_of(cfg) -> torch.device:
+    """The profile's `device`: auto (cuda when a GPU is visible, else cpu) or a torch device name."""
+    name = cfg["device"]
+    if name == "auto":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: no GPU is visible here; use device auto or cpu")
+    return device
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class Precision:
+    """Mixed precision for one device: autocast to bf16 (GPU or CPU) or fp16 (GPU, with a GradScaler
+    against underflow); fp32 does nothing. Weights, optimizer state and masks stay fp32."""
+
+    def __init__(self, name: str = "fp32", device=None):
+        check_choice("precision", name, PRECISIONS)
+        self.name, self.device = name, torch.device(device or default_device())
+        if name == "fp16" and self.device.type != "cuda":
+            raise ConfigError("precision fp16 needs a GPU (its loss scaling); on a CPU use bf16 or fp32")
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
+        self.scaler = torch.amp.GradScaler("cuda") if name == "fp16" else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
