@@ -145,7 +145,7 @@ def sweep(args) -> int:
 def bench(args) -> int:
     from . import bench as b
 
-    return b.main(args.what, quick=args.quick)
+    return b.main(args.what, quick=args.quick, steps=args.steps)
 
 
 def upstream_cmd(args) -> int:
@@ -241,6 +241,7 @@ def main(argv=None) -> int:
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
     pb.add_argument("what", choices=["loader", "engine", "train"])
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")
+    pb.add_argument("--steps", type=int, default=None, help="train: timed steps per variant (default 30)")
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)
     try:

@@ -208,7 +208,12 @@ def engine_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 
 
 
 def train_bench(
-    quick: bool = False, arch: str = "resnet50", image_size: int = 224, batch_size: int = 64, sparsity: float = 0.9
+    quick: bool = False,
+    arch: str = "resnet50",
+    image_size: int = 224,
+    batch_size: int = 64,
+    sparsity: float = 0.9,
+    steps: int | None = None,
 ) -> dict:
     """Full finetuning throughput of the paper profile (Sec. 3.4): a 90%-sparse ResNet50 with its
     zero set fixed (masks.FixedMask), SGD + momentum, batch 64 at 224 px, on whatever device there
@@ -224,7 +229,7 @@ def train_bench(
     device = default_device()
     if quick:
         image_size, batch_size = 64, 16
-    steps, warm = (3, 1) if quick else (30, 10)
+    steps, warm = (3, 1) if quick else (steps, 2) if steps else (30, 10)  # `steps`: a CPU can afford few
     g = torch.Generator().manual_seed(0)
     x_u8 = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 100, (batch_size,), generator=g)
@@ -289,6 +294,7 @@ def train_bench(
         "device": dev,
         "torch": torch.__version__,
         "quick": quick,
+        "steps": steps,
         "img_per_s": rows,
         "ratio_vs_fp32": {k: v / base for k, v in rows.items()},
     }
@@ -300,6 +306,6 @@ def train_bench(
 BENCHES = {"loader": loader_bench, "engine": engine_bench, "train": train_bench}
 
 
-def main(what: str, quick: bool = False) -> int:
-    BENCHES[what](quick=quick)
+def main(what: str, quick: bool = False, steps: int | None = None) -> int:
+    BENCHES[what](quick=quick, **({"steps": steps} if steps else {}))
     return 0

@@ -202,7 +202,8 @@ def _throughput() -> dict | None:
     if not path.exists():
         return None
     lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    return lines[-1] if lines else None
+    full = [b for b in lines if not b.get("quick") and not str(b.get("device", "")).startswith("cpu")]
+    return (full or lines or [None])[-1]  # the latest full-size GPU measurement, else the latest
 
 
 def _run_seconds(run: Run, bench: dict | None, medians: dict) -> tuple[float | None, str]:
