@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any, Mapping
 
-from . import prune, schema
+from . import devices, prune, schema
 from .errors import ConfigError, check_choice, read_yaml
 from .paths import ROOT, resolve
 
@@ -104,7 +104,7 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
         _set_dotted(cfg, key, value)
     validate(cfg, f"params/{profile}.yaml")
     if cfg["num_workers"] == "auto":
-        cfg["num_workers"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cfg["num_workers"] = devices.cores()
     for key in PATH_KEYS:
         if key in cfg and cfg[key] is not None:
             cfg[key] = str(resolve(cfg[key]))

@@ -8,6 +8,7 @@ auto, cpu, cuda, cuda:N) and mixed precision (fp32 | bf16 | fp16).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 
 import numpy as np
@@ -21,6 +22,11 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def cores() -> int:
+    """The CPU cores this process may use (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def default_device() -> torch.device:

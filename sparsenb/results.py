@@ -80,26 +80,32 @@ def exists(notebook: str, config: dict, root=None) -> bool:
 RECORD_KEYS = ("notebook", "run_id", "config")
 
 
-def problem(path: str | os.PathLike) -> str | None:
-    """Why the file is not a usable record (None when it is): unreadable, not JSON, or JSON that is
-    not a record (a record holds notebook, run_id and config, and its run_id names its file)."""
+def _checked(path: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """(the record, None) when `path` holds a usable record, else (None, why): unreadable, not JSON,
+    or JSON that is not a record (a record holds notebook, run_id and config, and its run_id names
+    its file). The file is read and parsed once."""
     path = Path(path)
     try:
         rec = json.loads(path.read_text())
     except FileNotFoundError:
-        return "missing"
+        return None, "missing"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return f"not readable as JSON ({type(e).__name__})"
+        return None, f"not readable as JSON ({type(e).__name__})"
     if not isinstance(rec, dict) or any(k not in rec for k in RECORD_KEYS):
-        return f"JSON but not a run record (a record has {', '.join(RECORD_KEYS)})"
+        return None, f"JSON but not a run record (a record has {', '.join(RECORD_KEYS)})"
     if rec["run_id"] != path.stem or run_id(rec["config"]) != path.stem:
-        return "a record of another run (its run_id does not match its file name)"
-    return None
+        return None, "a record of another run (its run_id does not match its file name)"
+    return rec, None
+
+
+def problem(path: str | os.PathLike) -> str | None:
+    """Why the file is not a usable record (None when it is); see `_checked`."""
+    return _checked(path)[1]
 
 
 def read(path: str | os.PathLike) -> dict | None:
-    """The record in `path`, or None when there is no usable one (see `problem`)."""
-    return None if problem(path) else json.loads(Path(path).read_text())
+    """The record in `path`, or None when there is no usable one (see `_checked`)."""
+    return _checked(path)[0]
 
 
 def record(notebook: str, config: dict, metrics: dict, started: float | None = None, root=None) -> dict:
@@ -135,11 +141,11 @@ def load(notebook: str | None = None, root=None) -> pd.DataFrame:
     pattern = f"{notebook}/*.json" if notebook else "*/*.json"
     rows, skipped = [], []
     for p in sorted(base.glob(pattern)):
-        why = problem(p)
+        rec, why = _checked(p)
         if why:
             skipped.append({"file": str(p), "reason": why})
             continue
-        rows.append(json.loads(p.read_text()))
+        rows.append(rec)
     if skipped:
         warnings.warn(
             f"{len(skipped)} files under {base} are not run records and were skipped: "

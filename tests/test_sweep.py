@@ -161,6 +161,16 @@ def test_study_grid_holds_only_the_reference_set():
     assert len(up) + 1 == len(__import__("sparsenb.upstream").upstream.reference_set(config.load("mini")))
 
 
+def _cmdline(proc) -> list[str]:
+    """A process's command line, or [] when it has just exited (psutil races the processes it lists)."""
+    import psutil
+
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 @pytest.mark.slow
 def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path):
     """SIGKILL to the sweep process alone (not its group): its workers and their kernels go too, so
@@ -177,14 +187,14 @@ def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path):
     deadline = time.time() + 120
     kernels = []
     while time.time() < deadline and len(kernels) < 2:
-        kernels = [c for c in parent.children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+        kernels = [c for c in parent.children(recursive=True) if "ipykernel" in " ".join(_cmdline(c))]
         time.sleep(0.2)
     assert len(kernels) == 2, "two notebooks should be running"
     family = parent.children(recursive=True)
     proc.kill()
     proc.wait()
     gone, alive = psutil.wait_procs(family, timeout=20)
-    assert not alive, f"left running after the sweep was killed: {[p.cmdline()[:3] for p in alive]}"
+    assert not alive, f"left running after the sweep was killed: {[_cmdline(p)[:3] for p in alive]}"
     assert sweep.run_sweep(f, out_root=out) == 0
     assert sorted(set((tmp_path / "log.txt").read_text().split())) == ["20", "21", "22", "23"]
 

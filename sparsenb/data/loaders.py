@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import files
+from .. import devices, files
 from . import transforms as tr
 from .base import DataError
 
@@ -113,8 +113,7 @@ def check_beton(path: str | os.PathLike) -> None:
 def usable_workers(num_workers: int) -> int:
     """ffcv's decoding threads (numba) must number between 1 and the cores this process may use: more
     is clamped (numba would stop with "The number of threads must be between 1 and N")."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(int(num_workers), cores))
+    return max(1, min(int(num_workers), devices.cores()))
 
 
 def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale):
