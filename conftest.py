@@ -39,6 +39,36 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture
+def toy_sweep(tmp_path):
+    """A sweep file over a toy notebook (parameters x, log, sleep): each run appends its x to
+    tmp_path/log.txt after sleeping; x = 3 fails. `toy_sweep(xs, sleep=0.0, slurm=None)`."""
+    import nbformat
+    import yaml
+
+    def make(xs, sleep=0.0, slurm=None, name="toy"):
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        p = nbformat.v4.new_code_cell('profile = "mini"\nx = 0\nlog = ""\nsleep = 0.0')
+        p.metadata["tags"] = ["parameters"]
+        body = nbformat.v4.new_code_cell(
+            "import time\nassert x != 3, 'x=3 is the broken run'\ntime.sleep(sleep)\nopen(log, 'a').write(f'{x}\\n')"
+        )
+        nb.cells = [p, body]
+        nbformat.write(nb, tmp_path / "toy.ipynb")
+        spec = {
+            "notebooks": [str(tmp_path / "toy.ipynb")],
+            "grid": {"x": xs},
+            "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep},
+            **({"slurm": slurm} if slurm else {}),
+        }
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+        return tmp_path / f"{name}.yaml"
+
+    return make
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

@@ -25,6 +25,19 @@ if ! (command -v pkg-config >/dev/null && pkg-config --exists opencv4 libturbojp
   fi
 fi
 
+# The integration tests' real parts (tests/integration): a one-node SLURM cluster (slurm-wlm, munge)
+# and headless Chromium with its driver for JupyterLab. Installed as root; without root those tests skip.
+REAL_PKGS="slurm-wlm munge chromium chromium-driver"
+if ! dpkg -s $REAL_PKGS >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian packages for the integration tests: $REAL_PKGS"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $REAL_PKGS >/dev/null
+  else
+    echo "note: the SLURM and JupyterLab integration tests need $REAL_PKGS (as root: apt-get install); they skip without"
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 echo "== installing sparsenb and its dependencies into .venv (first time: a few minutes, ~6.5 GB)"

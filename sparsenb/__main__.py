@@ -138,7 +138,9 @@ def sweep(args) -> int:
             print(f"  estimated from {source}")
         print(f"  on SLURM: {pl['slurm_array']} (python -m sparsenb sweep {args.file} --executor slurm submits it)")
         return 0
-    failures = sw.run_sweep(args.file, args.executor, args.jobs, dry_run=args.dry_run)
+    failures = sw.run_sweep(
+        args.file, args.executor, args.jobs, dry_run=args.dry_run, partition=args.partition, account=args.account
+    )
     return 1 if failures else 0
 
 
@@ -232,6 +234,8 @@ def main(argv=None) -> int:
     ps.add_argument("--executor", choices=["local", "slurm"], default="local")
     ps.add_argument("--jobs", type=int, default=1, help="local runs at a time")
     ps.add_argument("--dry-run", action="store_true", help="list what would run")
+    ps.add_argument("--partition", help="SLURM partition (overrides the file's slurm: slurm_partition)")
+    ps.add_argument("--account", help="SLURM account (overrides the file's slurm: slurm_account)")
     ps.add_argument("--plan", action="store_true", help="runs to do, device-hours, the SLURM array")
     ps.set_defaults(fn=sweep)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")

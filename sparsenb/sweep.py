@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, files, paths, results
+from . import config, files, paths, results, slurm
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
 from .runs import RECORDING, defaults, execute_notebook, notebook_path, parameters, setup
@@ -122,6 +122,7 @@ def load_sweep(path: str | Path) -> dict:
     if not spec.get("notebooks"):
         raise ConfigError(f"{path}: 'notebooks' is missing (a list of notebook names)")
     spec.setdefault("name", path.stem)
+    slurm.resources(spec.get("slurm"))  # unknown resource names refused before anything runs
     return spec
 
 
@@ -265,37 +266,11 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     except Exception as e:  # noqa: BLE001 - a failed run is reported, the sweep goes on
         rc = 1
         err = f"{e.ename}: {e.evalue}" if hasattr(e, "ename") else f"{type(e).__name__}: {e}".splitlines()[0]
+        # the log of a SLURM task (a local worker's stderr goes nowhere): the error, where its traceback is
+        print(f"{run.name} failed: {err}\n  traceback in the executed notebook {run.output}", file=sys.stderr)
     finally:
         claim.close()
     return run.name, rc, time.time() - t, err
-
-
-def execute(run: Run) -> tuple[str, int, float, str]:
-    """One run in its own papermill process; returns (name, exit status, seconds, last error line)."""
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "papermill",
-        str(run.path),
-        str(run.output),
-        "-k",
-        "python3",
-        "--no-progress-bar",
-        "--cwd",
-        str(run.path.parent),
-    ]
-    for k, v in run.params.items():
-        cmd += ["-p", k, str(v)] if not isinstance(v, str) else ["-r", k, v]
-    t = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "SPARSENB_PROGRESS": "0", **run.env})
-    if proc.returncode == 0:
-        run.marker.write_text(json.dumps(run.params))
-    err = ""
-    if proc.returncode:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        err = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1] if lines else "")
-    return run.name, proc.returncode, time.time() - t, err
 
 
 def run_sweep(
@@ -305,6 +280,8 @@ def run_sweep(
     out_root=None,
     cluster: str | None = None,
     dry_run: bool = False,
+    partition: str | None = None,
+    account: str | None = None,
 ) -> int:
     """Run every missing run of the sweep; returns the number of failures."""
     spec = load_sweep(path)
@@ -344,17 +321,8 @@ def run_sweep(
                 elif rc:
                     failures.append((name, err))
     elif executor == "slurm":
-        import submitit
-
-        ex = submitit.AutoExecutor(folder=str(todo[0].out_dir / "slurm"), cluster=cluster)
-        res = dict(spec.get("slurm") or {})
-        ex.update_parameters(**({k: v for k, v in res.items()} if cluster != "debug" else {}))
-        job_list = ex.map_array(execute, todo)
-        for job in job_list:
-            name, rc, secs, err = job.result()
-            print(f"  {'ok  ' if rc == 0 else 'FAIL'} {name} ({secs:.0f} s){'  ' + err if err else ''}", flush=True)
-            if rc:
-                failures.append((name, err))
+        res = slurm.resources(spec.get("slurm"), partition, account)
+        failures = slurm.submit(todo, execute_here, todo[0].out_dir / "slurm", res, cluster)
     else:
         raise ConfigError(f"unknown executor {executor!r}; valid: local, slurm")
     ok = len(todo) - len(failures) - len(busy)

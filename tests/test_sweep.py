@@ -6,42 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import nbformat
 import pytest
-import yaml
 
 from sparsenb import config, files, finetune, results, sweep
-
-
-def _notebook(path: Path):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    p = nbformat.v4.new_code_cell('profile = "mini"\nx = 0\nlog = ""\nsleep = 0.0')
-    p.metadata["tags"] = ["parameters"]
-    body = nbformat.v4.new_code_cell(
-        "import time\nassert x != 3, 'x=3 is the broken run'\ntime.sleep(sleep)\nopen(log, 'a').write(f'{x}\\n')"
-    )
-    nb.cells = [p, body]
-    nbformat.write(nb, path)
-
-
-def _sweep_file(tmp_path, xs, sleep=0.0):
-    nbp = tmp_path / "toy.ipynb"
-    _notebook(nbp)
-    f = tmp_path / "toy.yaml"
-    f.write_text(
-        yaml.safe_dump(
-            {
-                "notebooks": [str(nbp)],
-                "grid": {"x": xs},
-                "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep},
-            }
-        )
-    )
-    return f
 
 
 def test_expand_dense_only_at_zero_and_record_ids():
@@ -59,8 +27,8 @@ def test_expand_dense_only_at_zero_and_record_ids():
 
 
 @pytest.mark.slow
-def test_failures_are_listed_and_the_rest_runs(tmp_path):
-    f = _sweep_file(tmp_path, [1, 3, 2])
+def test_failures_are_listed_and_the_rest_runs(tmp_path, toy_sweep):
+    f = toy_sweep([1, 3, 2])
     failures = sweep.run_sweep(f, jobs=2, out_root=tmp_path / "runs")
     assert failures == 1
     assert sorted((tmp_path / "log.txt").read_text().split()) == ["1", "2"]
@@ -71,8 +39,8 @@ def test_failures_are_listed_and_the_rest_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_exit_status_and_unknown_sweep(tmp_path):
-    f = _sweep_file(tmp_path, [3])
+def test_cli_exit_status_and_unknown_sweep(tmp_path, toy_sweep):
+    f = toy_sweep([3])
     proc = subprocess.run([sys.executable, "-m", "sparsenb", "sweep", str(f)], capture_output=True, text=True)
     assert proc.returncode == 1 and "failed: toy" in proc.stdout
     with pytest.raises(config.ConfigError, match="no sweep file .*the sweeps are"):
@@ -80,8 +48,8 @@ def test_cli_exit_status_and_unknown_sweep(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_sweep_reruns_only_what_is_missing(tmp_path):
-    f = _sweep_file(tmp_path, [10, 11, 12, 13, 14], sleep=1.0)
+def test_killed_sweep_reruns_only_what_is_missing(tmp_path, toy_sweep):
+    f = toy_sweep([10, 11, 12, 13, 14], sleep=1.0)
     out = tmp_path / "runs"
     code = f"import sys; from sparsenb import sweep; sys.exit(sweep.run_sweep({str(f)!r}, out_root={str(out)!r}))"
     proc = subprocess.Popen(
@@ -104,8 +72,8 @@ def test_killed_sweep_reruns_only_what_is_missing(tmp_path):
 
 
 @pytest.mark.slow
-def test_slurm_executor_through_submitit(tmp_path):
-    f = _sweep_file(tmp_path, [7, 8])
+def test_slurm_executor_through_submitit(tmp_path, toy_sweep):
+    f = toy_sweep([7, 8])
     assert sweep.run_sweep(f, executor="slurm", out_root=tmp_path / "runs", cluster="debug") == 0
     assert sorted((tmp_path / "log.txt").read_text().split()) == ["7", "8"]
 
@@ -172,12 +140,12 @@ def _cmdline(proc) -> list[str]:
 
 
 @pytest.mark.slow
-def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path):
+def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path, toy_sweep):
     """SIGKILL to the sweep process alone (not its group): its workers and their kernels go too, so
     none of them runs the next queued run; a restart finishes the grid."""
     import psutil
 
-    f = _sweep_file(tmp_path, [20, 21, 22, 23], sleep=3.0)
+    f = toy_sweep([20, 21, 22, 23], sleep=3.0)
     out = tmp_path / "runs"
     code = (
         f"import sys; from sparsenb import sweep; sys.exit(sweep.run_sweep({str(f)!r}, jobs=2, out_root={str(out)!r}))"
@@ -200,8 +168,8 @@ def test_workers_and_kernels_die_with_a_killed_sweep(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_held_by_another_process_is_left_to_it(tmp_path, capsys):
-    f = _sweep_file(tmp_path, [30, 31])
+def test_a_run_held_by_another_process_is_left_to_it(tmp_path, toy_sweep, capsys):
+    f = toy_sweep([30, 31])
     out = tmp_path / "runs"
     held = sweep.expand(sweep.load_sweep(f), out)[0]
     claim = files.claim(held.output, note="pid 123 on elsewhere")
