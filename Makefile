@@ -60,5 +60,6 @@ upstream: setup
 bench: setup
 	$(BIN)/python -m sparsenb bench loader
 
+# JupyterLab on localhost over notebooks/ with the kernel python3 = .venv; it prints the URL with its token
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-from tqdm.auto import tqdm
+# plain tqdm: a bar is drawn only in a terminal (below), where tqdm.auto is this one; tqdm.auto in a
+# Jupyter kernel without ipywidgets only warns ("IProgress not found") on import
+from tqdm import tqdm
 
 
 def interactive() -> bool:
