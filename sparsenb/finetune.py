@@ -98,6 +98,7 @@ def full(
         backend=cfg["backend"],
         num_workers=cfg["num_workers"],
         bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
+        device=device,  # ffcv: batches decoded on the host, normalised on the GPU
     )
     train_loader = data.loader(
         tr,
@@ -123,6 +124,7 @@ def full(
         device,
         val_loader=val_loader,
         precision=cfg["precision"],
+        compile=cfg["compile"],
     )
     res["achieved_sparsity"] = res.pop("sparsity")
     return {
@@ -166,6 +168,8 @@ def run_config(
     }
     if cfg["precision"] != "fp32":  # numerics differ: another run (fp32 runs keep their ids)
         out["precision"] = cfg["precision"]
+    if cfg["compile"] and finetune == "full":  # fused kernels round differently: another run too
+        out["compile"] = True
     if cfg["profile"] == "mini":  # generated data and models: their recipes say what they are
         out["mini_data"] = cfg["mini_data"]
         out["upstream_recipe"] = checkpoints.recipe_key(cfg, method)

@@ -146,6 +146,7 @@ class Profile:
     device: str
     eval_batch_size: int
     precision: Literal["fp32", "bf16", "fp16"]
+    compile: bool
     backend: Literal["torch", "ffcv"]
     datasets: list[str]
     report: Literal["reported", "best", "final"]

@@ -211,6 +211,7 @@ def full_finetune(
     channels_last: bool = True,
     val_loader=None,
     precision: str = "fp32",
+    compile: bool = False,
 ) -> RunResult:
     """Finetune every unpruned weight, BN included, with the zero set of the backbone fixed: the
     mask (from `weight != 0` unless given) is enforced by `masks.FixedMask` on every step, so pruned
@@ -218,7 +219,8 @@ def full_finetune(
     dense one (`models.replace_head`) and is not masked.
 
     `precision` (fp32 | bf16 | fp16) autocasts the forward pass; the zero set stays fixed bit for bit
-    under every one (weights, optimizer state and masks are fp32).
+    under every one (weights, optimizer state and masks are fp32). `compile` runs the model through
+    `torch.compile` (same parameters, so the masks hold as in eager mode).
 
     Returns `summary` of the curve (validation evaluated too when `val_loader` is given) and
     'sparsity' (of the prunable backbone layers: every conv but the stem)."""
@@ -233,21 +235,22 @@ def full_finetune(
         model = model.to(memory_format=torch.channels_last)
     fixed = masklib.FixedMask(model, fm_masks)
     opt, sched = _sgd(model.parameters(), hp)
+    net = torch.compile(model) if compile else model  # shares model's parameters (and their masks)
     curve = []
     t0 = time.time()
     for epoch in range(1, int(hp["epochs"]) + 1):
         model.train()
         loss, _ = sgd_epoch(
-            model,
+            net,
             _on(device, bar(train_loader, desc=f"epoch {epoch}"), channels_last),
             opt,
             step=lambda: fixed.step(opt, prec.scaler),
             precision=prec,
         )
         sched.step()
-        row = {"epoch": epoch, "loss": loss, "accuracy": evaluate(model, test_loader, metric, device)}
+        row = {"epoch": epoch, "loss": loss, "accuracy": evaluate(net, test_loader, metric, device)}
         if val_loader is not None:
-            row["val_accuracy"] = evaluate(model, val_loader, metric, device)
+            row["val_accuracy"] = evaluate(net, val_loader, metric, device)
         curve.append(row)
         log(
             f"full epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"

@@ -149,6 +149,28 @@ def test_ffcv_and_torch_backends_agree(tmp_path, small_ds, raw, tol):
     assert abs(torch.cat(xs).mean().item() - xt.mean().item()) < 0.05
 
 
+def test_ffcv_pipelines_normalise_on_the_gpu_and_keep_rigl_bicubic(tmp_path, small_ds, capsys):
+    """On a GPU the uint8 batch goes to the device first and is normalised there, channels_last (built
+    here, run where a GPU is); on the CPU normalisation stays before the tensor. RigL's bicubic resize,
+    which ffcv's decoders cannot do, makes that split read through torch (said once)."""
+    from ffcv.transforms import NormalizeImage, ToDevice, ToTensor, ToTorchImage
+
+    kinds = lambda ops: [type(op) for op in ops]  # noqa: E731
+    gpu = data.loaders.ffcv_pipelines("train", 32, (0.5,) * 3, (0.25,) * 3, (0.08, 1), device="cuda:0")
+    assert kinds(gpu["image"])[-4:] == [ToTensor, ToDevice, ToTorchImage, NormalizeImage]
+    assert gpu["image"][1].__class__.__name__ == "RandomHorizontalFlip" and gpu["image"][4].channels_last
+    assert gpu["image"][3].device == torch.device("cuda:0") and gpu["image"][3].non_blocking
+    assert kinds(gpu["label"])[-1] is ToDevice
+    cpu = data.loaders.ffcv_pipelines("eval", 32, (0.5,) * 3, (0.25,) * 3, (0.08, 1), device="cpu")
+    assert kinds(cpu["image"])[1:] == [NormalizeImage, ToTensor, ToTorchImage] and ToDevice not in kinds(cpu["label"])
+    beton = tmp_path / "d.beton"
+    kw = dict(mode="eval", size=48, batch_size=100, mean=(0, 0, 0), std=(1, 1, 1))
+    xb, _ = next(iter(data.loader(small_ds, backend="ffcv", beton=beton, bicubic=True, **kw)))
+    assert "bicubic resize (RigL) is not available in ffcv" in capsys.readouterr().out and not beton.exists()
+    xt, _ = next(iter(data.loader(small_ds, bicubic=True, **kw)))
+    assert torch.equal(xb, xt)
+
+
 def test_truncated_beton_is_a_clear_error(tmp_path, small_ds):
     beton = data.write_beton(small_ds, tmp_path / "d.beton")
     data.check_beton(beton)

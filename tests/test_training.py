@@ -49,11 +49,20 @@ def test_masks_report_and_apply():
     assert abs(masks.global_sparsity(m, include_head=False) - 0.9) < 0.01
 
 
-@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])
-def test_full_finetune_keeps_zero_set_bit_for_bit(precision):
-    """Under every precision (weights, optimizer state and masks stay fp32; bf16 autocasts)."""
+@pytest.mark.parametrize(
+    "precision,compile",
+    [
+        ("fp32", False),
+        pytest.param("bf16", False, marks=pytest.mark.slow),
+        pytest.param("fp32", True, marks=pytest.mark.slow),
+    ],
+)
+def test_full_finetune_keeps_zero_set_bit_for_bit(precision, compile):
+    """Under every precision (weights, optimizer state and masks stay fp32; bf16 autocasts), and
+    through torch.compile."""
     m = _sparse_mini(0.9)
     before = {n: (layer.weight == 0).clone() for n, layer in masks.prunable(m, include_head=False).items()}
+    weights = {n: layer.weight.detach().clone() for n, layer in masks.prunable(m, include_head=False).items()}
     models.replace_head(m, 2)
     x, y = _toy_images(128)
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
@@ -65,6 +74,7 @@ def test_full_finetune_keeps_zero_set_bit_for_bit(precision):
         seed=1,
         device="cpu",
         precision=precision,
+        compile=compile,
     )
     for n, layer in masks.prunable(m, include_head=False).items():
         assert layer.weight.dtype == torch.float32 and torch.equal(layer.weight == 0, before[n]), (
@@ -72,8 +82,12 @@ def test_full_finetune_keeps_zero_set_bit_for_bit(precision):
         )
     assert res["sparsity"] == pytest.approx(0.9, abs=0.01)
     assert res["best"] >= res["final"] - 1e-9 and len(res["curve"]) == 4
-    # the unpruned weights did train
-    assert res["final"] > 0.9
+    # the unpruned weights did train: every layer's kept weights moved, the training loss fell (the toy's
+    # eval-mode accuracy after 32 steps depends on the data order through BN's running statistics)
+    for n, layer in masks.prunable(m, include_head=False).items():
+        kept = ~before[n]
+        assert (layer.weight.detach()[kept] - weights[n][kept]).abs().max() > 1e-3, f"{n} did not train"
+    assert res["curve"][-1]["loss"] < res["curve"][0]["loss"] / 5
 
 
 def test_without_fixed_mask_zeros_would_drift():
