@@ -147,7 +147,7 @@ def sweep(args) -> int:
 def bench(args) -> int:
     from . import bench as b
 
-    return b.main(args.what, quick=args.quick, steps=args.steps)
+    return b.main(args.what, quick=args.quick, steps=args.steps, compile=args.compile)
 
 
 def upstream_cmd(args) -> int:
@@ -246,6 +246,12 @@ def main(argv=None) -> int:
     pb.add_argument("what", choices=["loader", "engine", "train"])
     pb.add_argument("--quick", action="store_true", help="fewer iterations, for checks")
     pb.add_argument("--steps", type=int, default=None, help="train: timed steps per variant (default 30)")
+    pb.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="train: a torch.compile variant (default: on a GPU)",
+    )
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)
     try:

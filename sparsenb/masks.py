@@ -113,18 +113,19 @@ class FixedMask:
     def step(self, optimizer: torch.optim.Optimizer, scaler=None) -> None:
         """One optimizer step (through an fp16 GradScaler when given: a skipped step is fine, the
         weights are re-zeroed either way)."""
-        for w, m in self.pairs:
-            if w.grad is not None:
-                w.grad.mul_(m)
+        # one fused multiply per list (torch._foreach_mul_): the same products as a loop over layers,
+        # a few kernel launches instead of three per layer
+        with_grad = [(w.grad, m) for w, m in self.pairs if w.grad is not None]
+        if with_grad:
+            torch._foreach_mul_(*map(list, zip(*with_grad)))
         if scaler is None:
             optimizer.step()
         else:
             scaler.step(optimizer)
             scaler.update()
-        for w, m in self.pairs:
-            w.mul_(m)
+        torch._foreach_mul_([w for w, _ in self.pairs], [m for _, m in self.pairs])
         # momentum buffers of pruned weights stay exactly zero: their gradient and decay are zero
-        for w, m in self.pairs:
-            buf = optimizer.state.get(w, {}).get("momentum_buffer")
-            if buf is not None:
-                buf.mul_(m)
+        bufs = [(optimizer.state.get(w, {}).get("momentum_buffer"), m) for w, m in self.pairs]
+        bufs = [(b, m) for b, m in bufs if b is not None]
+        if bufs:
+            torch._foreach_mul_(*map(list, zip(*bufs)))

@@ -218,3 +218,24 @@ def test_fp16_needs_a_gpu():
         devices.Precision("fp16", "cpu")
     with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
         devices.Precision("fp8", "cpu")
+
+
+@pytest.mark.slow
+def test_bench_train_measures_every_path_and_records_it(capsys):
+    """`python -m sparsenb bench train` on a small model: full finetuning (fp32 baseline, channels_last,
+    bf16, torch.compile), feature extraction and both loaders measured, ratios printed, one JSON line
+    appended under the outputs root (the tests' temporary one, never the repository's)."""
+    import json
+
+    from sparsenb import bench, paths
+
+    out = bench.train_bench(quick=True, arch="mini_resnet_s", compile=True)
+    assert set(out["img_per_s"]) == {"fp32", "fp32_channels_last", "bf16_channels_last", "bf16_channels_last+compile"}
+    assert out["tuned"] in out["img_per_s"] and set(out["features_img_per_s"]) == {"fp32", out["tuned"]}
+    assert set(out["loader_img_per_s"]) == {"torch", "ffcv"}
+    assert all(v > 0 for d in ("img_per_s", "features_img_per_s", "loader_img_per_s") for v in out[d].values())
+    printed = capsys.readouterr().out
+    assert "x1.00 vs fp32" in printed and "fed by each loader" in printed and '"tuned_vs_fp32"' in printed
+    line = json.loads((paths.outputs() / "bench" / "train.jsonl").read_text().splitlines()[-1])
+    assert line["arch"] == "mini_resnet_s" and line["device"].startswith("cpu")
+    assert paths.outputs() != paths.ROOT / "outputs"
