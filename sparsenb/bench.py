@@ -15,7 +15,6 @@ import numpy as np
 from . import paths
 
 
-
 def _record(name: str, row: dict) -> Path:
     bench_dir = paths.outputs() / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
