@@ -14,14 +14,12 @@ import pandas as pd
 from . import data, plots, summary, verdicts
 
 
-def write(source: str, out_dir, root=None, arch: str | None = None) -> dict:
-    """Every table (CSV + Markdown) and figure (PNG) of the summary under `out_dir`; returns paths."""
+def write(source: str, out_dir, root=None, arch: str | None = None, profile: str | None = None) -> dict:
+    """Every table (CSV + Markdown) and figure (PNG) of the summary of one profile and architecture
+    (`summary.select`) under `out_dir`; returns paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tidy = summary.load(source, root)
-    if not arch and len(tidy):
-        arch = tidy.arch.value_counts().index[0]  # the main architecture of the source
-    tidy = tidy[tidy.arch == arch] if arch else tidy
+    tidy = summary.select(summary.load(source, root), source, profile, arch)
     c = summary.cells(tidy)
     paths = {}
     if c.empty:

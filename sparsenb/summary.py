@@ -138,6 +138,47 @@ def load(source: str, root=None) -> pd.DataFrame:
     return load_published() if source == "published" else load_results(root)
 
 
+MAIN = {"published": ("paper", "resnet50")}  # the paper's main architecture; its MobileNetV1 rows are extra
+
+
+def select(tidy: pd.DataFrame, source: str, profile: str | None = None, arch: str | None = None) -> pd.DataFrame:
+    """The rows of one profile and one architecture -- a summary never pools them. Empty `profile`:
+    mini (the embedded study) when its records are there, else the profile with most records; empty
+    `arch`: the profile's own (params `arch`; published: resnet50), else the most common. The choice
+    and what was left out are in `.attrs["selection"]` (a sentence) and `.attrs["label"]` (the
+    summary's folder name: the source itself for the default choice, else source-profile-arch)."""
+    from .errors import UserError
+
+    excluded = tidy.attrs.get("excluded", [])
+    if "profile" not in tidy:
+        tidy = tidy.assign(profile="paper")  # the released results are the paper profile's
+    present = tidy.profile.value_counts()
+    if profile and len(tidy) and profile not in present:
+        raise UserError(f"no {source} records of profile {profile!r}; there are: {dict(present)}")
+    profile = profile or ("mini" if "mini" in present else present.index[0] if len(present) else "mini")
+    rows = tidy[tidy.profile == profile]
+    archs = rows.arch.value_counts()
+    default = MAIN[source][1] if source in MAIN else config.load(profile)["arch"]
+    if arch and len(rows) and arch not in archs:
+        raise UserError(f"no {source} records of arch {arch!r} ({profile} profile); there are: {dict(archs)}")
+    arch = arch or (default if default in archs or not len(archs) else archs.index[0])
+    out = rows[rows.arch == arch].copy()
+    out.attrs["excluded"] = excluded
+    others = {**{f"profile {p}": int(n) for p, n in present.items() if p != profile},
+              **{f"arch {a}": int(n) for a, n in archs.items() if a != arch}}  # fmt: skip
+    out.attrs["selection"] = f"{source}: profile {profile}, arch {arch} ({len(out)} runs)" + (
+        "; not in this summary: "
+        + ", ".join(f"{k} ({n} runs)" for k, n in others.items())
+        + " -- pass -p profile/-p arch"
+        if others
+        else ""
+    )
+    out.attrs["label"] = (
+        source if arch == default and profile == MAIN.get(source, ("mini",))[0] else f"{source}-{profile}-{arch}"
+    )
+    return out
+
+
 def cells(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample std over seeds per (finetune, arch, dataset, method, sparsity), in %, with
     the number of seeds; std is NaN (never 0) for a cell of one seed."""

@@ -174,3 +174,39 @@ def test_records_of_another_configuration_or_damaged_are_not_pooled(tmp_path):
     ex = {e["file"]: e["reason"] for e in df.attrs["excluded"]}
     assert ex[str(tmp_path / "02_linear_ft" / f"{other['run_id']}.json")] == "made with another configuration"
     assert ex[str(bad)].startswith("unreadable")
+
+
+def test_a_summary_is_one_profile_and_one_architecture_and_says_which():
+    """07_summary never pools profiles or architectures: the default choice is the mini profile and its
+    own arch (published: resnet50), what was left out is named, each choice has its own folder."""
+    from sparsenb.errors import UserError
+
+    row = lambda profile, arch: {"finetune": "linear", "arch": arch, "dataset": "shapes10", "method": "gmp",  # noqa: E731
+                                 "sparsity": 0.9, "seed": 1, "accuracy": 0.5, "profile": profile}  # fmt: skip
+    from sparsenb import config
+
+    mini_arch = config.load("mini")["arch"]
+    tidy = pd.DataFrame(
+        [row("mini", mini_arch)] * 3 + [row("mini", "mini_resnet_s")] * 2 + [row("paper", "resnet50")] * 4
+    )
+    tidy.attrs["excluded"] = [{"file": "x.json", "reason": "made with another configuration"}]
+    sel = summary.select(tidy, "results")
+    assert len(sel) == 3 and set(sel.arch) == {mini_arch} and sel.attrs["label"] == "results"
+    assert (
+        "profile paper (4 runs)" in sel.attrs["selection"] and "arch mini_resnet_s (2 runs)" in sel.attrs["selection"]
+    )
+    assert sel.attrs["excluded"] == tidy.attrs["excluded"]
+    paper = summary.select(tidy, "results", profile="paper")
+    assert len(paper) == 4 and paper.attrs["label"] == "results-paper-resnet50"
+    other = summary.select(tidy, "results", arch="mini_resnet_s")
+    assert len(other) == 2 and other.attrs["label"] == "results-mini-mini_resnet_s"
+    with pytest.raises(UserError, match="no results records of arch 'resnet18'.*mini_resnet_s"):
+        summary.select(tidy, "results", arch="resnet18")
+    with pytest.raises(UserError, match="no results records of profile 'big'"):
+        summary.select(tidy, "results", profile="big")
+    only_paper = summary.select(tidy[tidy.profile == "paper"], "results")  # no mini records: the paper's
+    assert len(only_paper) == 4 and only_paper.attrs["label"] == "results-paper-resnet50"
+    pub = summary.load("published")
+    assert summary.select(pub, "published").attrs["label"] == "published"
+    mobile = summary.select(pub, "published", arch="mobilenet_v1")
+    assert set(mobile.arch) == {"mobilenet_v1"} and mobile.attrs["label"] == "published-paper-mobilenet_v1"
