@@ -259,7 +259,7 @@ def train_bench(
     compile = device.type == "cuda" if compile is None else compile
     if quick:
         image_size, batch_size = 64, 16
-    steps, warm = (3, 1) if quick else (steps, 2) if steps else (30, 10)  # `steps`: a CPU can afford few
+    steps, warm = (steps or 3, 1) if quick else (steps, 2) if steps else (30, 10)  # `steps`: a CPU affords few
     g = torch.Generator().manual_seed(0)
     x_u8 = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
@@ -356,6 +356,7 @@ def train_bench(
         "quick": quick,
         "steps": steps,
         "tuned": tuned,
+        "tf32_convs": bool(torch.backends.cudnn.allow_tf32),  # PyTorch's default: "fp32" convs on TF32 cores
         "img_per_s": full,
         "ratio_vs_fp32": {k: v / base for k, v in full.items()},
         "features_img_per_s": feats,

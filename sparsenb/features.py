@@ -61,6 +61,9 @@ def extract_features(
             except Exception:
                 path.unlink()  # damaged cache entry: recompute
     net = backbone(model).to(device).eval()
+    on_gpu = torch.device(device).type == "cuda"  # channels_last and pinned batches (CPU: NCHW, as recorded)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last)
     prec = Precision(precision, device)
     old = getattr(dataset, "transform", None)
     try:
@@ -77,11 +80,14 @@ def extract_features(
             )
         else:
             dataset.transform = transform
-            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            loader = DataLoader(
+                dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=on_gpu
+            )
         feats, labels = [], []
         for x, y in bar(loader, desc=desc):
             with prec.autocast():
-                feats.append(net(x.to(device)).float().cpu())
+                x = x.to(device, non_blocking=True)
+                feats.append(net(x.contiguous(memory_format=torch.channels_last) if on_gpu else x).float().cpu())
             labels.append(torch.as_tensor(y))
         feat, lab = torch.cat(feats), torch.cat(labels).long()
     finally:
