@@ -105,9 +105,11 @@ def outcome(job, run_name: str, debug: bool = False) -> tuple[str, int, float, s
     return name, rc, secs, err, log
 
 
-def submit(todo: list, execute, folder: Path, res: dict, cluster: str | None = None) -> list[tuple[str, str]]:
+def submit(
+    todo: list, execute, folder: Path, res: dict, cluster: str | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
     """Run `execute(run)` for every run as one job array; print each outcome; return the failures
-    as (name, 'error; log: path')."""
+    as (name, 'error; log: path') and the runs left to another process running them (busy)."""
     import submitit
 
     if cluster is None and (why := available()):
@@ -118,12 +120,14 @@ def submit(todo: list, execute, folder: Path, res: dict, cluster: str | None = N
     names = {job.job_id: run.name for job, run in zip(jobs, todo)}
     array = jobs[0].job_id.split("_")[0] if jobs else "?"
     print(f"  submitted job array {array} ({len(jobs)} tasks); logs: {folder}/{array}_<task>_0_log.out|err", flush=True)
-    failures = []
+    failures, busy = [], []
     for i, job in enumerate(finished(jobs) if cluster != "debug" else jobs, 1):
         name, rc, secs, err, log = outcome(job, names[job.job_id], debug=cluster == "debug")
         status = "ok  " if rc == 0 else ("busy" if rc < 0 else "FAIL")
-        tail = f"  {err}; log: {log}" if rc else ""
+        tail = (f"  {err}" if rc else "") + (f"; log: {log}" if rc > 0 else "")
         print(f"  [{i}/{len(jobs)}] {status} {name} ({secs:.0f} s){tail}", flush=True)
         if rc > 0:
             failures.append((name, f"{err}; log: {log}"))
-    return failures
+        elif rc < 0:
+            busy.append(name)
+    return failures, busy

@@ -322,7 +322,7 @@ def run_sweep(
                     failures.append((name, err))
     elif executor == "slurm":
         res = slurm.resources(spec.get("slurm"), partition, account)
-        failures = slurm.submit(todo, execute_here, todo[0].out_dir / "slurm", res, cluster)
+        failures, busy = slurm.submit(todo, execute_here, todo[0].out_dir / "slurm", res, cluster)
     else:
         raise ConfigError(f"unknown executor {executor!r}; valid: local, slurm")
     ok = len(todo) - len(failures) - len(busy)
