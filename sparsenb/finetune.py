@@ -85,6 +85,7 @@ def full(
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
+    devices.seed_everything(seed)  # the new head's initialisation is part of the run (torch's start seed is random)
     head = models.replace_head(model, meta.num_classes)
     tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
     mean, std = data.transforms.channel_stats(tr)

@@ -239,3 +239,18 @@ def test_bench_train_measures_every_path_and_records_it(capsys):
     line = json.loads((paths.outputs() / "bench" / "train.jsonl").read_text().splitlines()[-1])
     assert line["arch"] == "mini_resnet_s" and line["device"].startswith("cpu")
     assert paths.outputs() != paths.ROOT / "outputs"
+
+
+@pytest.mark.slow
+def test_full_finetuning_is_a_function_of_its_seed():
+    """Two runs of one (method, sparsity, dataset, seed) give the same curve whatever the process did
+    before -- torch starts each process from a random seed, so the new head is initialised after
+    seeding, like everything else in the run."""
+    from sparsenb import config, finetune
+
+    cfg = config.load("mini", {"upstream.D": 0.5, "full.epochs": 1})
+    curves = []
+    for noise in (1, 7):
+        torch.rand(noise)  # another global RNG state
+        curves.append(finetune.full(cfg, "gmp", 0.9, "shapes10", 21, 0)["curve"])
+    assert curves[0] == curves[1]
