@@ -180,3 +180,16 @@ def test_a_run_held_by_another_process_is_left_to_it(tmp_path, toy_sweep, capsys
     printed = capsys.readouterr().out
     assert "busy" in printed and "running elsewhere (pid 123 on elsewhere)" in printed
     assert (tmp_path / "log.txt").read_text().split() == ["31"]
+
+
+def test_slurm_resources_are_checked_and_a_missing_slurm_is_named(tmp_path, toy_sweep, monkeypatch):
+    from sparsenb import slurm
+
+    bad = toy_sweep([1], slurm={"timeout_min": 5, "gpus": 1})
+    with pytest.raises(config.ConfigError, match=r"unknown slurm: keys \['gpus'\].*gpus_per_node.*slurm_partition"):
+        sweep.load_sweep(bad)
+    res = slurm.resources({"timeout_min": 5, "slurm_qos": "low"}, partition="gpu", account="lab")
+    assert res == {"timeout_min": 5, "slurm_qos": "low", "slurm_partition": "gpu", "slurm_account": "lab"}
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
+    with pytest.raises(config.ConfigError, match="no sbatch or squeue on PATH.*--executor local"):
+        sweep.run_sweep(toy_sweep([1], name="ok"), executor="slurm", out_root=tmp_path / "runs")
