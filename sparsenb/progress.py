@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import sys
 
-# plain tqdm: a bar is drawn only in a terminal (below), where tqdm.auto is this one; tqdm.auto in a
-# Jupyter kernel without ipywidgets only warns ("IProgress not found") on import
+# plain tqdm: a bar is drawn only in a terminal (below) anyway. tqdm.auto's class calls iter() on
+# its iterable when built and again when iterated (a DataLoader epoch started twice), and in a Jupyter
+# kernel without ipywidgets it warns "IProgress not found" on import.
 from tqdm import tqdm
 
 
