@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import config, metrics, prune, results
 from . import finetune as finetuning
-from .errors import check_choice
+from .errors import UserError, check_choice
 
 REFERENCE = Path(__file__).resolve().parent / "reference_results"
 PUBLISHED_FILES = {
@@ -147,8 +147,6 @@ def select(tidy: pd.DataFrame, source: str, profile: str | None = None, arch: st
     `arch`: the profile's own (params `arch`; published: resnet50), else the most common. The choice
     and what was left out are in `.attrs["selection"]` (a sentence) and `.attrs["label"]` (the
     summary's folder name: the source itself for the default choice, else source-profile-arch)."""
-    from .errors import UserError
-
     excluded = tidy.attrs.get("excluded", [])
     if "profile" not in tidy:
         tidy = tidy.assign(profile="paper")  # the released results are the paper profile's
