@@ -108,6 +108,7 @@ class FixedMask:
         self.masks = masks if masks is not None else from_weights(model)
         layers = dict(model.named_modules())
         self.pairs = [(layers[n].weight, m.to(layers[n].weight.device)) for n, m in self.masks.items()]
+        self.weights, self.on_device = [w for w, _ in self.pairs], [m for _, m in self.pairs]  # for step
 
     @torch.no_grad()
     def step(self, optimizer: torch.optim.Optimizer, scaler=None) -> None:
@@ -123,7 +124,7 @@ class FixedMask:
         else:
             scaler.step(optimizer)
             scaler.update()
-        torch._foreach_mul_([w for w, _ in self.pairs], [m for _, m in self.pairs])
+        torch._foreach_mul_(self.weights, self.on_device)
         # momentum buffers of pruned weights stay exactly zero: their gradient and decay are zero
         bufs = [(optimizer.state.get(w, {}).get("momentum_buffer"), m) for w, m in self.pairs]
         bufs = [(b, m) for b, m in bufs if b is not None]

@@ -188,15 +188,19 @@ def test_truncated_beton_is_a_clear_error(tmp_path, small_ds):
 
 
 def test_prepare_writes_manifests_and_betons(tmp_path):
-    cfg = config.load(
-        "mini",
-        {
-            "data_root": str(tmp_path / "data"),
-            "mini_data.tasks.textures16.train_per_class": 3,
-            "mini_data.tasks.textures16.val_per_class": 1,
-            "mini_data.tasks.textures16.test_per_class": 2,
-        },
-    )
+    def sized(train_per_class):
+        task = "mini_data.tasks.textures16"
+        return config.load(
+            "mini",
+            {
+                "data_root": str(tmp_path / "data"),
+                f"{task}.train_per_class": train_per_class,
+                f"{task}.val_per_class": 1,
+                f"{task}.test_per_class": 2,
+            },
+        )
+
+    cfg = sized(3)
     table = data.prepare("textures16", cfg, out_dir=tmp_path / "out")
     assert list(table.split) == ["train", "val", "test"] and list(table.images) == [48, 16, 32]
     assert (tmp_path / "out" / "manifest-train.csv").exists()
@@ -206,16 +210,7 @@ def test_prepare_writes_manifests_and_betons(tmp_path):
     assert list(again.manifest_sha256) == list(table.manifest_sha256) and list(again.beton) == list(table.beton)
     # .beton files live in the cache (never in data_root), named by the split's content
     assert all(str(b).startswith(cfg.beton_cache) for b in table.beton) and not (tmp_path / "data" / "beton").exists()
-    other = config.load(
-        "mini",
-        {
-            "data_root": str(tmp_path / "data"),
-            "mini_data.tasks.textures16.train_per_class": 4,
-            "mini_data.tasks.textures16.val_per_class": 1,
-            "mini_data.tasks.textures16.test_per_class": 2,
-        },
-    )
-    changed = data.prepare("textures16", other, out_dir=tmp_path / "out2")
+    changed = data.prepare("textures16", sized(4), out_dir=tmp_path / "out2")
     assert changed.beton[0] != table.beton[0] and changed.beton[2] == table.beton[2]  # train changed, test not
 
 
