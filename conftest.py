@@ -78,3 +78,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).endswith(".ipynb"):
             item.add_marker(pytest.mark.notebooks)
+
+
+# Finetuning notebooks load upstream models, never train them: before the first notebook cell runs,
+# the models their defaults use are built at the notebooks' test scale (the kernels' overrides).
+NOTEBOOK_UPSTREAM = [("dense", 0.0, 0), ("gmp", 0.9, 0)]
+_built: list[bool] = []
+
+
+def build_upstream(models, overrides=None):
+    """Build (method, sparsity, seed) upstream models at the notebooks' test scale under the current
+    outputs root (`overrides` over NOTEBOOK_OVERRIDES)."""
+    from sparsenb import config, upstream
+
+    cfg = config.load("mini", {**NOTEBOOK_OVERRIDES, **(overrides or {})})
+    for m, s, seed in models:
+        upstream.build(m, s, cfg, seed, device="cpu")
+    return cfg
+
+
+def pytest_runtest_setup(item):
+    if str(item.fspath).endswith(".ipynb") and not _built:
+        build_upstream(NOTEBOOK_UPSTREAM)
+        _built.append(True)

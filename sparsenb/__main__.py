@@ -178,7 +178,18 @@ def upstream_cmd(args) -> int:
             f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}"
         )
         return 0
-    todo = [(m, s, seed) for m, s, seed in up.reference_set(cfg) if args.seed is None or seed == args.seed]
+    todo = [
+        (m, s, seed)
+        for m, s, seed in up.reference_set(cfg)
+        if args.seed in (None, seed)
+        and args.method in (None, m)
+        and (args.sparsity is None or abs(s - args.sparsity) < 1e-9)
+    ]
+    if not todo:
+        raise UserError(
+            "no model of the reference set matches --method/--sparsity/--seed; its methods: "
+            + ", ".join(dict.fromkeys(m for m, _, _ in up.reference_set(cfg)))
+        )
     if args.what == "plan":
         per_epoch = up.epoch_seconds(cfg)
         plan = up.planned_seconds(cfg, per_epoch)
@@ -209,8 +220,13 @@ def upstream_cmd(args) -> int:
         if claim is None or checkpoints.verify(cfg, m, s, seed) == "ok":
             continue
         t = time.time()
-        up.get(m, s, cfg, seed)
-        claim.close()
+        try:
+            up.build(m, s, cfg, seed)
+        except up.OffTarget as e:  # reported, the others go on
+            print(f"  OFF-TARGET {e}", flush=True)
+            continue
+        finally:
+            claim.close()
         e = checkpoints.entry(cfg, m, s, seed)
         print(
             f"  {m:<12} {s:<5g} seed {seed}: {time.time() - t:7.1f} s  top1 {e['top1']:.3f}  "
@@ -241,6 +257,8 @@ def main(argv=None) -> int:
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
     pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify"])
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
+    pu.add_argument("--method", default=None, help="only this method")
+    pu.add_argument("--sparsity", type=float, default=None, help="only this sparsity")
     pu.set_defaults(fn=upstream_cmd)
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
     pb.add_argument("what", choices=["loader", "engine", "train"])

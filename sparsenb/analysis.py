@@ -133,7 +133,7 @@ def mini_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=No
     own, total = upstream.budget(method, cfg)
     return {
         "method": method,
-        "sparsity": 0.0 if method in ("dense", "dense_5x") else sparsity,
+        "sparsity": sparsity if prune.is_sparse(method) else 0.0,
         "seed": seed,
         "family": prune.family(method),
         **{f"{k}_top1" if k != "test" else "top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()},

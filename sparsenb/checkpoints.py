@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-RECIPE_VERSION = 3  # bump when a method's code changes what it produces: part of every recipe key
+RECIPE_VERSION = 4  # bump when a method's code changes what it produces: part of every recipe key
 
 
 def recipe_key(cfg: Config, method: str) -> str:
@@ -44,6 +44,9 @@ def recipe_key(cfg: Config, method: str) -> str:
         "v": RECIPE_VERSION,
         "generator": mini.GENERATOR_VERSION,
     }
+    follows = prune.METHODS[method].follows
+    if follows:  # a control runs the schedule of the method it follows
+        relevant["follows"] = up["methods"][follows]
     if prune.METHODS[method].from_dense:
         relevant["dense"] = up["methods"]["dense"]
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
@@ -176,12 +179,26 @@ def entry(cfg: Config, method: str, sparsity: float, seed: int) -> dict | None:
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
+SPARSITY_TOLERANCE = 0.015  # a model further than this from its nominal sparsity is not filed under it
+
+
+def off_target(method: str, nominal: float, achieved) -> bool:
+    """A sparse model whose achieved weight sparsity is more than 1.5 points from its nominal one
+    (structured models are nominal in filters, not weights: not checked here)."""
+    if not prune.is_sparse(method) or not prune.METHODS[method].weight_sparsity:
+        return False
+    return achieved is None or abs(float(achieved) - float(nominal)) > SPARSITY_TOLERANCE
+
+
 def verify(cfg: Config, method: str, sparsity: float, seed: int) -> str:
-    """'ok' | 'missing' | 'stale' (made by another recipe: rebuild) | 'corrupt' (sha256 differs)."""
+    """'ok' | 'missing' | 'stale' (made by another recipe: rebuild) | 'corrupt' (sha256 differs) |
+    'off-target' (achieved sparsity > 1.5 points from the nominal one: never pooled under it)."""
     path = checkpoint_path(method, sparsity, cfg, seed)
     e = entry(cfg, method, sparsity, seed)
     if e is None or not path.exists():
         return "missing"
     if e["recipe"] != recipe_key(cfg, method):
         return "stale"
-    return "ok" if files.sha256(path) == e["sha256"] else "corrupt"
+    if files.sha256(path) != e["sha256"]:
+        return "corrupt"
+    return "off-target" if off_target(method, sparsity, e.get("achieved_sparsity")) else "ok"

@@ -3,8 +3,8 @@
     res = finetune.linear(cfg, "acdc", 0.9, "shapes10", seed=21)   # Sec. 3.3
     res = finetune.full(cfg, "gmp", 0.9, "shapes10", seed=21)      # Sec. 3.4
 
-The upstream model comes from `upstream.get` (mini: made and cached; paper: the published
-checkpoint), the data from `data.get`, every hyperparameter from the profile. Returns the metrics
+The upstream model comes from `upstream.load` (mini: the reference set, never trained here; paper:
+the published checkpoint), the data from `data.get`, every hyperparameter from the profile. Returns the metrics
 of the run (best and final accuracy in the dataset's Table-2 metric, the per-epoch curve, ...).
 """
 
@@ -38,7 +38,7 @@ def linear(
     mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
-    model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
+    model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
     mean, std = upstream.norm_stats(cfg)
     tf = data.transforms.evaluation(
         cfg["image_size"], mean, std, bicubic=cfg["profile"] == "paper" and method.startswith("rigl")
@@ -84,7 +84,7 @@ def full(
     RandomResizedCrop + flip with the dataset's own mean/std; lr per dataset from the profile."""
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
-    model, up = upstream.get(method, sparsity, cfg, upstream_seed, device)
+    model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
     devices.seed_everything(seed)  # the new head's initialisation is part of the run (torch's start seed is random)
     head = models.replace_head(model, meta.num_classes)
     tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")

@@ -102,7 +102,7 @@ def sparsities(cfg: Config, method: str) -> list[float]:
     own); paper, those with a checkpoint under <checkpoint_root>/<method>/."""
     if cfg["profile"] == "paper":
         return sorted(s for m, s in upstream.available(cfg) if m == method)
-    if method in ("dense", "dense_5x"):
+    if not prune.is_sparse(method):
         return [0.0]
     return [
         float(s) for s in (cfg["upstream"]["structured_sparsities"] if method == "structured" else cfg["sparsities"])

@@ -111,7 +111,7 @@ class Optimizer:
     nesterov: bool
     weight_decay: float
     batch_size: int
-    schedule: Literal["cosine"]
+    schedule: Literal["cosine", "constant", "exponential"]
 
 
 @dataclass

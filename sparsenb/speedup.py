@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import data, upstream
+from . import data, prune, upstream
 from .config import Config
 from .engine import Engine
 
@@ -30,9 +30,9 @@ def run(
     size = cfg["image_size"]
     rows = []
     for method in methods:
-        s = 0.0 if method == "dense" else float(sparsity)
-        model, _ = upstream.get(method, s, cfg, 0)
-        for kind in ["torch", sparse_engine] if method == "dense" else [sparse_engine]:
+        s = float(sparsity) if prune.is_sparse(method) else 0.0
+        model, _ = upstream.load(method, s, cfg, 0)
+        for kind in [sparse_engine] if prune.is_sparse(method) else ["torch", sparse_engine]:
             eng = Engine(model, size, batch_size, kind)
             train_loader = data.loader(
                 tr,

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, files, paths, results, slurm
+from . import config, files, paths, prune, results, slurm
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
 from .runs import RECORDING, defaults, execute_notebook, notebook_path, parameters, setup
@@ -143,7 +143,8 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
                 **dict(zip(keys, values)),
             }
             parameters(nb, params)  # a key the notebook does not declare: refused, valid ones named
-            if spec.get("dense_only_at_zero", True) and params.get("method") in ("dense", "dense_5x"):
+            method = params.get("method")
+            if spec.get("dense_only_at_zero", True) and method in prune.METHODS and not prune.is_sparse(method):
                 params["sparsity"] = 0.0
             if spec.get("reference_set_only") and not _in_reference_set(nb, params):
                 continue

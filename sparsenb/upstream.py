@@ -2,8 +2,15 @@
 with one of our implementations of the paper's methods, cached as checkpoints in the same (IST)
 format the paper profile loads. Paper profile: the published checkpoint of (method, sparsity).
 
-    model, info = upstream.get("acdc", 0.9, cfg)      # trains (or loads from the cache) and evaluates
+    model, info = upstream.load("acdc", 0.9, cfg)     # finetuning: the verified checkpoint, never trains
+    upstream.build("acdc", 0.9, cfg, seed=1)          # 01_upstream, make upstream: made unless vouched for
     upstream.reference_set(cfg)                       # every (method, sparsity, seed) `make upstream` builds
+
+Mini budgets are multiples of D (params `upstream.D`) and every sparse method has a budget-matched
+control (`prune.control_of`). The schedules follow the methods' official code, scaled to D:
+GMP / WoodFisher continue from the dense model at a low lr with exponential decay and prune over the
+first part of their run (WoodFisher configs/resnet50.yaml); LTH-T is Chen et al.'s IMP
+(VITA-Group/CV_LTH_Pre-training main_imp_imagenet.py); AC/DC's phases are its `iht` configs'.
 """
 
 from __future__ import annotations
@@ -17,8 +24,17 @@ import torch.nn as nn
 
 from . import checkpoints, data, devices, files, masks, models, prune, train, weights
 from .config import Config
-from .errors import check_choice
+from .errors import ConfigError, UserError, check_choice
 from .progress import log
+
+
+class UpstreamMissing(UserError):
+    """A finetuning run asked for an upstream model the reference set does not vouch for."""
+
+
+class OffTarget(UserError):
+    """A built model missed its nominal sparsity by more than 1.5 points."""
+
 
 # --- data ----------------------------------------------------------------------------------------
 
@@ -61,41 +77,102 @@ def loaders(cfg: Config, seed: int = 0):
 # --- the recipe: one optimizer and schedule for every method, budgets as multiples of D ----------
 
 
+def entry(method: str, cfg: Config) -> dict:
+    """The params entry that defines `method`'s run: its own, or for a control that follows another
+    method's schedule (dense_2x follows GMP) that method's."""
+    check_choice("method", method, prune.METHODS)
+    follows = prune.METHODS[method].follows
+    return dict(cfg["upstream"]["methods"][follows or method])
+
+
 def budget(method: str, cfg: Config, D: float | None = None) -> tuple[float, float]:
     """(epochs of the method's own run, total epochs from random initialisation) for `method`:
-    own = budget * D; a method that starts from the dense model adds the dense model's D."""
-    check_choice("method", method, prune.METHODS)
-    up = cfg["upstream"]
-    D = float(up["D"] if D is None else D)
-    hp = up["methods"][method]
-    if method == "lth_t":  # no training of its own beyond the IMP rounds
+    own = budget * D; a method that starts from the dense model adds the dense model's D; a method
+    that keeps the dense weights (LTH-T: the IMP rounds only find its mask) has no run of its own."""
+    D = float(cfg["upstream"]["D"] if D is None else D)
+    cls = prune.METHODS[method]
+    if cls.dense_state:
         return 0.0, D
-    own = float(hp["budget"]) * D
-    return own, own + (D if prune.METHODS[method].from_dense else 0.0)
+    own = float(entry(method, cfg)["budget"]) * D
+    return own, own + (D if cls.from_dense else 0.0)
 
 
 def method_hp(method: str, cfg: Config) -> dict:
-    """The method's hyperparameters from params, without the budget."""
-    return {k: v for k, v in cfg["upstream"]["methods"][method].items() if k != "budget"}
+    """The method's own hyperparameters from params, without its budget and optimizer."""
+    check_choice("method", method, prune.METHODS)
+    return {k: v for k, v in cfg["upstream"]["methods"][method].items() if k not in ("budget", "optimizer")}
+
+
+def optimizer(method: str, cfg: Config) -> dict:
+    """The optimizer of `method`'s run: the shared one (`upstream.optimizer`), with the learning
+    rate and schedule of the method's `optimizer` entry where its official code has its own (GMP and
+    WoodFisher continue from the dense model at a low lr with exponential decay; LTH-T's rounds run
+    at a constant lr) -- the same for the control that follows it."""
+    own = {k: v for k, v in (entry(method, cfg).get("optimizer") or {}).items() if v is not None}
+    return {**cfg["upstream"]["optimizer"], **own}
 
 
 # --- checkpoints: the shipped reference set (mini) and the published ones (paper) ---------------
 
 
+def load(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> tuple[nn.Module, dict]:
+    """The upstream model of (method, sparsity, seed) for finetuning: never trains. Paper: the
+    published checkpoint. Mini: the reference checkpoint the manifest vouches for (sha256, recipe,
+    achieved sparsity); anything else is one error naming the command that builds it."""
+    check_choice("method", method, prune.METHODS)
+    if cfg["profile"] == "paper":
+        path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
+        return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
+    sparsity = float(sparsity) if prune.is_sparse(method) else 0.0
+    check_seed(cfg, seed)
+    state = checkpoints.verify(cfg, method, sparsity, seed)
+    if state != "ok":
+        raise UpstreamMissing(_missing_message(cfg, method, sparsity, seed, state))
+    path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
+    return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
+
+
+def check_seed(cfg: Config, seed: int) -> None:
+    """Only the reference set's upstream seeds exist (finetuning never adds one)."""
+    seeds = [int(s) for s in cfg["upstream"]["seeds"]]
+    if int(seed) not in seeds:
+        raise ConfigError(f"upstream seed {seed} is not in the reference set; its upstream seeds are {seeds}")
+
+
+def _missing_message(cfg: Config, method: str, sparsity: float, seed: int, state: str) -> str:
+    path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
+    why = {
+        "missing": "is not built",
+        "stale": "was made with another recipe (params changed since)",
+        "corrupt": "does not match its sha256 in the manifest (restore it: git checkout -- <path>)",
+        "off-target": "is more than 1.5 points from its nominal sparsity (see its manifest row)",
+    }[state]
+    cmd = f"python -m sparsenb upstream build --method {method} --sparsity {sparsity:g} --seed {seed}"
+    try:
+        own = sum(v for k, v in planned_seconds(cfg, 1.0).items() if k == (method, sparsity, seed))
+        hint = f" (planned {own:g} epochs of training)"
+    except Exception:  # noqa: BLE001 -- a hint only
+        hint = ""
+    return f"upstream model {method} {sparsity:g} seed {seed}: {path} {why}; finetuning never trains one: {cmd}{hint}"
+
+
 def get(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> tuple[nn.Module, dict]:
-    """The upstream model of (method, sparsity, seed). Paper: the published checkpoint. Mini: the
-    shipped reference checkpoint when the manifest vouches for it (sha256 and recipe); otherwise it
-    is made now with the profile's recipe, saved and added to the manifest."""
+    """`build` then `load`: 01_upstream's and `make upstream`'s verb (finetuning calls `load`)."""
+    if cfg["profile"] == "mini":
+        build(method, sparsity, cfg, seed, device)
+    return load(method, sparsity, cfg, seed, device)
+
+
+def build(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> Path:
+    """Make the mini upstream model of (method, sparsity, seed) with the profile's recipe unless the
+    manifest vouches for it already; saved and added to the manifest. Returns its path."""
     device = device or devices.device_of(cfg)
     check_choice("method", method, prune.METHODS)
+    check_seed(cfg, seed)
+    sparsity = float(sparsity) if prune.is_sparse(method) else 0.0
     path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
-    if cfg["profile"] == "paper":
-        return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
-    if method in ("dense", "dense_5x"):
-        sparsity = 0.0
-        path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
     # one LTH-T trajectory makes every sparsity: one lock for all of them
-    lock = checkpoints.checkpoint_path(method, 0.0, cfg, seed) if method == "lth_t" else path
+    lock = checkpoints.checkpoint_path(method, 0.0, cfg, seed) if prune.METHODS[method].dense_state else path
     with files.locked(lock):
         state = checkpoints.verify(cfg, method, sparsity, seed)
         if state == "corrupt":
@@ -103,15 +180,23 @@ def get(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -
                 f"{path} does not match its sha256 in {checkpoints.manifest_path(cfg)}: restore it "
                 f"(git checkout -- {path}) or rebuild it (make upstream)"
             )
-        if state != "ok":
+        if state == "missing" or state == "stale":
             if state == "stale":
                 log(f"{path} was made with another recipe: making it again")
             _make(method, sparsity, cfg, seed, device)
-    return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
+            state = checkpoints.verify(cfg, method, sparsity, seed)
+    if state == "off-target":
+        e = checkpoints.entry(cfg, method, sparsity, seed)
+        raise OffTarget(
+            f"{path} reached sparsity {float(e['achieved_sparsity']):.3f}, more than 1.5 points from its nominal "
+            f"{sparsity:g}: it is not filed under {sparsity:g}. Set the method's knob for it (STR: "
+            f"`python -m sparsenb upstream calibrate-str`, then upstream.methods.{method}.s_init) and build again"
+        )
+    return path
 
 
 def _make(method, sparsity, cfg: Config, seed, device) -> None:
-    if method == "lth_t":
+    if prune.METHODS[method].dense_state:
         return _lth(cfg, seed, device)
     own, _ = budget(method, cfg)
     devices.seed_everything(seed)
@@ -121,15 +206,14 @@ def _make(method, sparsity, cfg: Config, seed, device) -> None:
         devices.seed_everything(seed)
     else:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
-    if method == "woodfisher":
+    if m.needs_gradients:
         m.grad_fn = _grad_fn(cfg, seed, int(m.param("fisher_batch")))
     path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
     partial = path.with_name(f"{path.stem}-{checkpoints.recipe_key(cfg, method)}.partial.pt")  # never committed
-    info = fit_recipe(model, m, cfg, seed, own, device, desc=f"{method} {sparsity:g} seed {seed}", resume=partial)
-    if method.startswith("rigl"):
-        info["mask_changes"] = m.changed
-    if method == "str":
-        info["str_history"] = m.history
+    info = fit_recipe(
+        model, m, cfg, seed, own, device, desc=f"{method} {sparsity:g} seed {seed}", resume=partial, method_name=method
+    )
+    info.update(m.extra_info())
     checkpoints.save(model, cfg, method, sparsity, seed, info, budget(method, cfg)[1])
 
 
@@ -142,15 +226,16 @@ def fit_recipe(
     device=None,
     desc: str = "",
     resume: Path | None = None,
+    method_name: str | None = None,
 ) -> train.FitResult:
-    """`model` trained by `method` for `epochs` with the shared recipe of the profile (optimizer,
-    cosine schedule, augmentation, gradient clipping) on the upstream task; val and test top-1.
+    """`model` trained by `method` for `epochs` with the recipe of the profile (the shared optimizer
+    with the method's own lr and schedule where it has one, augmentation, gradient clipping) on the
+    upstream task; val and test top-1.
     With `resume`, a killed run continues from its last epoch (train.fit)."""
     up = cfg["upstream"]
     tr, evals = loaders(cfg, seed)
-    return train.fit(
-        model, method, tr, epochs, up["optimizer"], device, evals, desc=desc, grad_clip=up["grad_clip"], resume=resume
-    )
+    opt = optimizer(method_name or method.name, cfg)
+    return train.fit(model, method, tr, epochs, opt, device, evals, desc=desc, grad_clip=up["grad_clip"], resume=resume)
 
 
 def _grad_fn(cfg: Config, seed, batch):
@@ -192,9 +277,10 @@ def _lth(cfg: Config, seed, device) -> None:
     t0 = time.time()
     method = prune.make("lth_t", 0.0, 1, **method_hp("lth_t", cfg))
     round_epochs = float(up["methods"]["lth_t"]["round_budget"]) * float(up["D"])
+    opt = optimizer("lth_t", cfg)
 
     def train_round(model, fixed, desc):
-        train.fit(model, fixed, tr, round_epochs, up["optimizer"], device, desc=desc, grad_clip=up["grad_clip"])
+        train.fit(model, fixed, tr, round_epochs, opt, device, desc=desc, grad_clip=up["grad_clip"])
 
     found = method.find_masks(dense, dense_state, train_round, sparsities_of(cfg, "lth_t", seed))
     for sparsity, mk in found.items():
@@ -216,11 +302,12 @@ def _lth(cfg: Config, seed, device) -> None:
 
 def sparsities_of(cfg: Config, method: str, seed: int) -> list[float]:
     """The sparsities the reference set has for (method, seed): every one of `sparsities` for the
-    first seed, `seeds_sparsities` for the others; dense models at 0; structured at its own."""
+    first seed, `seeds_sparsities` for the others; dense and controls at 0; structured at its own
+    (first seed only)."""
     up = cfg["upstream"]
-    if method in ("dense", "dense_5x"):
+    if not prune.is_sparse(method):
         return [0.0]
-    if method == "structured":
+    if prune.family(method) == "structured":
         return list(up["structured_sparsities"]) if seed == up["seeds"][0] else []
     return [float(s) for s in cfg["sparsities"] if seed == up["seeds"][0] or s in up["seeds_sparsities"]]
 
@@ -262,22 +349,15 @@ def epoch_seconds(cfg: Config, steps: int = 12, device=None) -> float:
 
 
 def planned_seconds(cfg: Config, epoch_seconds: float) -> dict[tuple[str, float, int], float]:
-    """Planned training time of each model of the reference set at `epoch_seconds` per epoch."""
+    """Planned training time of each model of the reference set at `epoch_seconds` per epoch (an
+    LTH-T trajectory's rounds shared among the sparsities it gives)."""
     out = {}
+    lth = cfg["upstream"]["methods"].get("lth_t", {})
     for m, s, seed in reference_set(cfg):
         own, _ = budget(m, cfg)
-        if m == "lth_t":
-            rounds = 0
-            cur = 0.0
-            while cur < max(sparsities_of(cfg, m, seed)) - 1e-9:
-                cur = 1 - (1 - cur) * (1 - cfg["upstream"]["methods"]["lth_t"]["rate"])
-                rounds += 1
-            own = (
-                rounds
-                * cfg["upstream"]["methods"]["lth_t"]["round_budget"]
-                * cfg["upstream"]["D"]
-                / len(sparsities_of(cfg, m, seed))
-            )
+        if prune.METHODS[m].dense_state:
+            todo = sparsities_of(cfg, m, seed)
+            own = prune.LTH.rounds(todo, lth["rate"]) * lth["round_budget"] * cfg["upstream"]["D"] / len(todo)
         out[(m, s, seed)] = own * epoch_seconds
     return out
 
@@ -292,7 +372,7 @@ def available(cfg: Config, seed: int = 0) -> list[tuple[str, float]]:
         else sorted(set(cfg["sparsities"]) | set(cfg["upstream"]["structured_sparsities"]))
     )
     for method in prune.METHODS:
-        candidates = [0.0] if method in ("dense", "dense_5x") else sparsities
+        candidates = sparsities if prune.is_sparse(method) else [0.0]
         if cfg["profile"] == "paper":
             d = Path(cfg["checkpoint_root"]) / method
             candidates = sorted(s for p in d.glob("*.pth") if (s := _sparsity_of(p)) is not None) if d.is_dir() else []

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from conftest import build_upstream
 from sparsenb import results, runs
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
@@ -33,6 +34,9 @@ def _execute(notebook: str, where, **params):
 
 def test_linear_notebook_writes_the_predicted_record(tiny):
     params = {"method": "acdc", "sparsity": 0.9, "dataset": "shapes10", "seed": 51, "epochs": 2}
+    with pytest.raises(Exception, match="finetuning never trains one"):  # load-only: the model is not built yet
+        _execute("02_linear_ft", tiny, **params)
+    build_upstream([("acdc", 0.9, 0)], {"linear.milestones": [1]})
     _execute("02_linear_ft", tiny, **params)
     cfg, run = runs.setup("02_linear_ft", **params)  # what the sweep predicts, defaults from the notebook
     rec = json.loads(results.path_of("02_linear_ft", results.run_id(run), cfg.results_root).read_text())

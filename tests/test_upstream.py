@@ -31,27 +31,90 @@ def test_budgets_are_the_papers_ratios():
     cfg = config.load("mini", {"upstream.D": 10})
     assert upstream.budget("dense", cfg) == (10, 10)
     assert upstream.budget("dense_5x", cfg) == (50, 50)
-    for m in ("acdc", "str", "rigl_erk_1x"):
+    assert upstream.budget("dense_2x_scratch", cfg) == (20, 20)
+    for m in ("acdc", "str", "rigl_erk_1x", "gmp_scratch"):
         assert upstream.budget(m, cfg) == (10, 10)  # D from scratch
-    for m in ("gmp", "woodfisher", "structured"):
+    for m in ("gmp", "woodfisher", "structured", "dense_2x"):
         assert upstream.budget(m, cfg) == (10, 20)  # D more from the dense model
     assert upstream.budget("rigl_erk_5x", cfg) == (50, 50)
     assert upstream.budget("lth_t", cfg)[0] == 0  # masks on dense weights, no retraining
 
 
-def test_one_optimizer_for_every_method():
-    """No method carries its own learning rate, momentum or schedule: the recipe is shared."""
+def test_every_sparse_method_has_its_budget_matched_control():
+    """The control is the same run at target 0: same start (from dense or not), same budget, same
+    optimizer and schedule -- for every sparse method of the registry."""
     cfg = config.load("mini")
+    for m in cfg.upstream["methods"]:
+        c = prune.control_of(m)
+        if not prune.is_sparse(m):
+            assert c is None and prune.family(m) in ("dense", "control"), m
+            continue
+        assert c in cfg.upstream["methods"] and not prune.is_sparse(c), (m, c)
+        if prune.METHODS[m].dense_state:  # LTH-T keeps the dense weights: dense itself is its control
+            assert c == "dense"
+            continue
+        assert prune.METHODS[c].from_dense == prune.METHODS[m].from_dense, m
+        assert upstream.budget(c, cfg) == upstream.budget(m, cfg), m
+        assert upstream.optimizer(c, cfg) == upstream.optimizer(m, cfg), m
+
+
+def test_one_optimizer_except_the_official_schedules():
+    """Momentum, weight decay, Nesterov and batch are shared; only a method's `optimizer` entry may
+    set its own lr and schedule (the official code's), and nothing else."""
+    cfg = config.load("mini")
+    shared = cfg.upstream["optimizer"]
     for m, hp in cfg.upstream["methods"].items():
         assert not {"lr", "momentum", "weight_decay", "nesterov", "batch_size", "epochs"} & set(hp), m
+        opt = upstream.optimizer(m, cfg)
+        assert {k: opt[k] for k in ("momentum", "weight_decay", "nesterov", "batch_size")} == {
+            k: shared[k] for k in ("momentum", "weight_decay", "nesterov", "batch_size")
+        }, m
+    assert upstream.optimizer("acdc", cfg) == dict(shared)
+    assert upstream.optimizer("gmp", cfg)["schedule"] == "exponential" and upstream.optimizer("gmp", cfg)["lr"] < 0.01
+    with pytest.raises(config.ConfigError, match="upstream.methods.gmp.optimizer.*momentum"):
+        config.load("mini", {"upstream.methods.gmp.optimizer.momentum": 0.5})
 
 
-def test_registry_families():
+def test_gmp_schedule_is_the_official_one_per_epoch():
+    """WoodFisher configs/resnet50.yaml scaled to a 100-epoch run: lr constant to epoch 40, then x0.6
+    after epochs 40, 46, ..., 88 (nine decays); pruning at epochs 1, 6, ..., 36 and 40."""
     cfg = config.load("mini")
-    assert prune.names("progressive") == ["gmp", "woodfisher"]
-    assert prune.names("regularization") == ["acdc", "str", "rigl_erk_1x", "rigl_erk_5x"]
-    assert prune.family("lth_t") == "lottery_ticket" and prune.family("dense_5x") == "control"
-    assert {m for m, _, _ in upstream.reference_set(cfg)} == set(cfg.upstream.methods) <= set(prune.METHODS)
+    f = train.lr_factor(upstream.optimizer("gmp", cfg), 100)
+    decays = [round(math.log(f(e)) / math.log(0.6)) for e in range(100)]
+    assert decays[:41] == [0] * 41 and decays[41] == 1 and decays[47] == 2 and decays[46] == 1
+    assert decays[89:] == [9] * 11 and max(decays) == 9
+    m = prune.make("gmp", 0.9, 100, **upstream.method_hp("gmp", cfg))
+    assert [e for e in range(100) if m.due(e)] == [1, 6, 11, 16, 21, 26, 31, 36, 40]
+    assert m.sparsity_at(1) == pytest.approx(0.05) and m.sparsity_at(40) == pytest.approx(0.9)
+
+
+def test_acdc_phases_are_the_official_ones():
+    """ACDC iht_imagenet_resnet50 (100 epochs): dense 0-9, compressed 10-14, 20-24, ..., 70-74 and
+    85-99; decompressed 15-19, ..., 65-69 and 75-84."""
+    cfg = config.load("mini")
+    m = prune.make("acdc", 0.9, 100, **upstream.method_hp("acdc", cfg))
+    compressed = [e for e in range(100) if m.phase_at(e) == "compressed"]
+    expected = [e for k in range(10, 71, 10) for e in range(k, k + 5)] + list(range(85, 100))
+    assert compressed == expected
+    assert [e for e in range(100) if m.phase_at(e) == "dense"] == list(range(10))
+
+
+def test_lth_round_zero_prunes_the_dense_weights_untrained():
+    """Chen et al.'s IMP: the first mask comes from the dense weights without training; each later
+    round trains under the current mask, prunes 20% of what remains, rewinds."""
+    model = models.build("mini_resnet_x", 10)
+    dense_state = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+
+    def train_round(m, fixed, desc):
+        calls.append(round(fixed.target, 3))
+
+    lth = prune.make("lth_t", 0.0, 1, rate=0.2, round_budget=0.1, optimizer={"lr": 1e-4, "schedule": "constant"})
+    found = lth.find_masks(model, dense_state, train_round, [0.2, 0.5])
+    assert calls == [0.2, 0.36, 0.488]  # round 0 (to 0.2) untrained; then under 0.2, 0.36, 0.488
+    first = prune.magnitude_masks(model, 0.2)
+    assert all(torch.equal(found[0.2][k], first[k]) for k in first)  # the model is rewound: same weights
+    assert prune.LTH.rounds([0.2, 0.5], 0.2) == 3
 
 
 def test_choose_D_smallest_within_tolerance():
@@ -151,3 +214,50 @@ def test_published_checkpoint_names_that_are_not_sparsities_are_skipped(tmp_path
         weights.save_checkpoint(m, tmp_path / name, "mini_resnet_x")
     cfg = config.load("paper", {"checkpoint_root": str(tmp_path)})
     assert upstream.available(cfg) == [("dense", 0.0), ("gmp", 0.9)]
+
+
+def test_dense_2x_is_gmp_at_target_zero(tmp_path):
+    """The control has no code path of its own: GMP's run with target 0 (and no initial pruning)
+    from the same dense model, data order and seed ends in the same weights, bit for bit."""
+    cfg = _tiny(tmp_path)
+    dense, _ = upstream.get("dense", 0.0, cfg, 0, device="cpu")
+    state = {k: v.clone() for k, v in dense.state_dict().items()}
+    out = {}
+    for name, method in [
+        ("dense_2x", prune.make("dense_2x", 0.0, 1, seed=0)),
+        ("gmp", prune.make("gmp", 0.0, 1, seed=0, **{**upstream.method_hp("gmp", cfg), "initial": 0.0})),
+    ]:
+        model = models.build(cfg.arch, cfg.mini_data["upstream"]["classes"])
+        model.load_state_dict(state)
+        upstream.fit_recipe(model, method, cfg, 0, 0.5, "cpu", method_name=name)
+        out[name] = model.state_dict()
+    for k, v in out["dense_2x"].items():
+        assert torch.equal(v, out["gmp"][k]), k
+
+
+def test_finetuning_loads_and_never_trains(tmp_path):
+    """`load` refuses a model the manifest does not vouch for with the command that builds it; an
+    upstream seed outside the reference set is refused by name; an off-target model is never filed
+    under its nominal sparsity."""
+    from sparsenb.errors import UserError
+
+    cfg = _tiny(tmp_path)
+    with pytest.raises(UserError, match=r"upstream build --method gmp --sparsity 0.9 --seed 1"):
+        upstream.load("gmp", 0.9, cfg, 1, device="cpu")
+    assert not checkpoints.manifest_path(cfg).exists()  # nothing was trained
+    with pytest.raises(UserError, match=r"upstream seed 7 is not in the reference set; its upstream seeds are \[0, 1"):
+        upstream.load("dense", 0.0, cfg, 7)
+    upstream.build("dense", 0.0, cfg, 0, device="cpu")
+    upstream.load("dense", 0.0, cfg, 0, device="cpu")
+    # a model that missed its nominal sparsity: verify says so, build and load refuse it
+    path = checkpoints.checkpoint_path("dense", 0.0, cfg, 0)
+    info = {"sparsity": 0.85, "test_top1": 0.1, "seconds": 1.0}
+    target = checkpoints.checkpoint_path("gmp", 0.9, cfg, 0)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(path.read_bytes())
+    checkpoints.register(cfg, target, "gmp", 0.9, 0, info, 1.0)
+    assert checkpoints.verify(cfg, "gmp", 0.9, 0) == "off-target"
+    with pytest.raises(UserError, match="1.5 points"):
+        upstream.load("gmp", 0.9, cfg, 0)
+    with pytest.raises(upstream.OffTarget, match="reached sparsity 0.850"):
+        upstream.build("gmp", 0.9, cfg, 0, device="cpu")

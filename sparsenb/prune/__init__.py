@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from ..errors import check_choice
 from .acdc import ACDC
-from .base import FAMILIES, Dense5x, Method, cubic_schedule
-from .gmp import GMP
+from .base import FAMILIES, ContinuedControl, Control, Method, Sparse, cubic_schedule
+from .gmp import GMP, GMPScratch
 from .lth import LTH
 from .magnitude import SCOPES, STEMS, magnitude, magnitude_masks, masks_from_scores, target_sparsity, targets, topk_mask
-from .rigl import RigL, erk_densities
+from .rigl import RigL, RigL5x, erk_densities
 from .str import STR, SoftThreshold
 from .structured import Structured
 from .woodfisher import WoodFisher, fisher_inverse_blocks, obs_prune
@@ -29,7 +29,13 @@ __all__ = [
     "SCOPES",
     "STEMS",
     "STR",
-    "Dense5x",
+    "ContinuedControl",
+    "Control",
+    "GMPScratch",
+    "RigL5x",
+    "Sparse",
+    "control_of",
+    "is_sparse",
     "Method",
     "RigL",
     "SoftThreshold",
@@ -53,16 +59,20 @@ __all__ = [
 ]
 
 # The one list of upstream methods (name -> recipe class); upstream, summary and sweeps read it.
+# Controls (family "control") are the budget-matched dense runs of the sparse methods (Method.control).
 METHODS: dict[str, type[Method]] = {
     "dense": Method,
-    "dense_5x": Dense5x,
+    "dense_2x": ContinuedControl,
+    "dense_2x_scratch": Control,
+    "dense_5x": Control,
     "gmp": GMP,
     "woodfisher": WoodFisher,
     "acdc": ACDC,
     "str": STR,
     "rigl_erk_1x": RigL,
-    "rigl_erk_5x": RigL,
+    "rigl_erk_5x": RigL5x,
     "lth_t": LTH,
+    "gmp_scratch": GMPScratch,
     "structured": Structured,
 }
 
@@ -92,6 +102,18 @@ def hyperparameters() -> dict[str, dict[str, type]]:
 
 def family(method: str) -> str:
     return METHODS[method].family
+
+
+def is_sparse(method: str) -> bool:
+    """False for dense and the controls (their models have sparsity 0)."""
+    check_choice("method", method, METHODS)
+    return METHODS[method].sparse
+
+
+def control_of(method: str) -> str | None:
+    """The budget-matched control of a sparse method (the same run at target sparsity 0), else None."""
+    check_choice("method", method, METHODS)
+    return METHODS[method].control
 
 
 def names(family: str | None = None) -> list[str]:

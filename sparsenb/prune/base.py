@@ -7,12 +7,22 @@
     method.finish()                       # end of training (final mask)
 
 Steps are optimizer steps; `total_steps` and `steps_per_epoch` describe the run. A method's class
-says what it is: `family` (progressive | regularization | lottery_ticket | control | dense |
-structured) and `from_dense` (starts from the trained dense model, else from random weights); its
-budget (a multiple of the dense budget D) and hyperparameters are in params (`upstream.methods`).
+says what it is and owns every special case of it, so that no other module compares method names:
+- `family` (progressive | regularization | lottery_ticket | control | dense | structured);
+- `from_dense`: starts from the trained dense model (else from random weights);
+- `sparse`: False for dense and the controls (filed at sparsity 0, trained at target 0);
+- `control`: the name of its budget-matched control -- the same run at target sparsity 0: same
+  start, schedule, data order, seed and gradient bound (None for dense and the controls);
+- `follows`: a control that runs another method's schedule takes that method's params entry.
+Its budget (a multiple of the dense budget D) and hyperparameters are in params (`upstream.methods`);
+an `optimizer` entry there replaces the shared learning rate and schedule with the method's own
+(the official code's), for it and for the control that follows it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -22,6 +32,18 @@ from .magnitude import magnitude_masks, target_sparsity, targets
 FAMILIES = ("dense", "control", "progressive", "regularization", "lottery_ticket", "structured")
 
 
+@dataclass
+class Schedule:
+    """A method's own learning rate and schedule (its `optimizer` entry in params; sparsenb.train.lr_factor)."""
+
+    lr: float
+    schedule: Literal["cosine", "constant", "exponential"]
+    gamma: float | None = None  # exponential: the factor of each decay
+    decay_from: float | None = None  # ... the first decay, as a fraction of the run
+    decay_every: float | None = None  # ... the run's fraction between decays
+    decay_to: float | None = None  # ... the last decay
+
+
 class Method:
     """Dense training; a fixed mask (if given) is enforced on gradients, momentum and weights."""
 
@@ -29,6 +51,12 @@ class Method:
     family = "dense"
     from_dense = False  # starts from the trained dense model (else from random initialisation)
     exact_target = True  # ends at exactly `target` sparsity (STR lands where its thresholds put it)
+    sparse = False  # dense and the controls: sparsity 0
+    control: str | None = None  # the budget-matched control (the same run at target sparsity 0)
+    follows: str | None = None  # a control: the method whose params entry (schedule) it runs
+    dense_state = False  # keeps the dense weights, only finds a mask (LTH-T): no run of its own
+    needs_gradients = False  # needs `grad_fn` (fresh mini-batch gradients) to prune (WoodFisher)
+    weight_sparsity = True  # its nominal sparsity is a fraction of weights (structured: of filters)
     # its keys in params (`upstream.methods.<name>`) and their types: the schema of its entry. `budget`
     # is the length of its own run in multiples of D (sparsenb.upstream.budget reads it).
     hyperparameters: dict[str, type] = {"budget": float}
@@ -110,6 +138,10 @@ class Method:
     def sparsity(self) -> float:
         return target_sparsity(self.model)
 
+    def extra_info(self) -> dict:
+        """What the method's run adds to the checkpoint's record (RigL: mask changes; STR: history)."""
+        return {}
+
     # resuming a killed run (sparsenb.train.fit) -----------------------------------------------------
     _RUNTIME = ("model", "optimizer", "layers", "grad_fn", "initial_masks")
 
@@ -125,11 +157,30 @@ class Method:
             self.enforce()
 
 
-class Dense5x(Method):
-    """The control for extended budgets: dense training as long as RigL 5x (so that longer training
-    is not mistaken for a property of sparsity)."""
+class Sparse(Method):
+    """Base of the sparse methods: sparse, with `dense` (D from random weights) as control unless a
+    method names another."""
 
-    name, family = "dense_5x", "control"
+    sparse = True
+    control = "dense"
+
+
+class Control(Method):
+    """A budget-matched control: dense training (target 0) over a sparse method's budget, start and
+    schedule, so that a longer or restarted run is not mistaken for a property of sparsity.
+    dense_5x: 5D from random weights (RigL 5x's control); dense_2x_scratch: 2D from random weights
+    (with dense at D and 5D, the budget -> transfer reference curve)."""
+
+    family = "control"
+    hyperparameters = {"budget": float}
+
+
+class ContinuedControl(Control):
+    """dense_2x: the dense model trained a further D on GMP's schedule (the one GMP and WoodFisher
+    run after the dense model) without pruning -- GMP at target 0; their control."""
+
+    from_dense, follows = True, "gmp"
+    hyperparameters: dict[str, type] = {}
 
 
 def cubic_schedule(step: int, start: int, end: int, final: float, initial: float = 0.0) -> float:

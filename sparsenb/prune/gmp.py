@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import torch
 
-from .base import Method, cubic_schedule
+from .base import Schedule, Sparse, cubic_schedule
 from .magnitude import magnitude_masks
 
 
-class GMP(Method):
-    name, family, from_dense = "gmp", "progressive", True
-    hyperparameters = {"budget": float, "initial": float, "start": float, "end": float, "every": float}
+class GMP(Sparse):
+    name, family, from_dense, control = "gmp", "progressive", True, "dense_2x"
+    hyperparameters = {
+        "budget": float,
+        "initial": float,
+        "start": float,
+        "end": float,
+        "every": float,
+        "optimizer": Schedule,
+    }
 
     def schedule(self) -> tuple[int, int, int]:
         """(first pruning step, last pruning step, steps between pruning steps)."""
@@ -38,3 +45,12 @@ class GMP(Method):
         if self.due(step):
             self.prune_to(self.sparsity_at(step))
         self.enforce()
+
+
+class GMPScratch(GMP):
+    """GMP from random weights over D with the shared recipe (the shape of STR's ResNet50 GMP
+    baseline): the crossed arm that separates the family from the start and the budget; its control
+    is dense at D."""
+
+    name, from_dense, control = "gmp_scratch", False, "dense"
+    hyperparameters = {k: v for k, v in GMP.hyperparameters.items() if k != "optimizer"}

@@ -12,11 +12,11 @@ import math
 
 import torch
 
-from .base import Method
+from .base import Sparse
 from .magnitude import topk_mask
 
 
-class RigL(Method):
+class RigL(Sparse):
     name, family = "rigl", "regularization"
     hyperparameters = {"budget": float, "alpha": float, "every_epochs": float, "end": float}
 
@@ -35,6 +35,9 @@ class RigL(Method):
             }
         )
         self.changed = 0
+
+    def extra_info(self) -> dict:
+        return {"mask_changes": self.changed}
 
     def every(self) -> int:
         return max(1, int(round(self.param("every_epochs") * self.steps_per_epoch)))
@@ -83,3 +86,9 @@ def erk_densities(shapes: dict[str, torch.Size], density: float) -> dict[str, fl
             out.update({n: 1.0 for n in dense})
             return out
         dense.update(over)
+
+
+class RigL5x(RigL):
+    """RigL 5x: the same recipe over five times the budget (params); its control is dense_5x."""
+
+    control = "dense_5x"

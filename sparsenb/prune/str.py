@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as P
 
 from .. import masks as masklib
-from .base import Method
+from .base import Sparse
 
 
 class SoftThreshold(nn.Module):
@@ -27,7 +27,7 @@ class SoftThreshold(nn.Module):
         return torch.sign(w) * torch.relu(w.abs() - torch.sigmoid(self.s))
 
 
-class STR(Method):
+class STR(Sparse):
     name, family, exact_target = "str", "regularization", False
     hyperparameters = {"budget": float, "s_init": dict[float, float], "calibration": list[float]}
 
@@ -47,6 +47,9 @@ class STR(Method):
         for m in self.layers.values():
             if not P.is_parametrized(m, "weight"):
                 P.register_parametrization(m, "weight", SoftThreshold(self.s_init()).to(m.weight.device))
+
+    def extra_info(self) -> dict:
+        return {"str_history": self.history}
 
     def thresholds(self) -> dict[str, float]:
         return {

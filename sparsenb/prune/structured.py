@@ -11,7 +11,7 @@ from .gmp import GMP
 
 
 class Structured(GMP):
-    name, family = "structured", "structured"
+    name, family, weight_sparsity = "structured", "structured", False
 
     def prune_to(self, sparsity: float) -> None:
         masks = {}

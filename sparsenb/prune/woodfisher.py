@@ -17,7 +17,7 @@ from .magnitude import masks_from_scores
 
 
 class WoodFisher(GMP):
-    name = "woodfisher"
+    name, needs_gradients = "woodfisher", True
     hyperparameters = {**GMP.hyperparameters, "fisher_samples": int, "fisher_batch": int, "block": int, "damp": float}
 
     def __init__(self, target=0.0, total_steps=1, grad_fn=None, **hp):
