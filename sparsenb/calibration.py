@@ -125,7 +125,7 @@ def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
 def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
     """STR lands where its thresholds put it; `s_init` is STR's knob for where that is. Runs STR at
     its budget on the first upstream seed for each `s_init` of `upstream.methods.str.calibration`,
-    recording the achieved sparsity (and, for the record only, top-1) in str_calibration.csv.
+    recording the achieved sparsity (and, for the record only, top-1) in str_calibration_D<D>.csv.
     `choose_s_init` then picks each target's s_init by achieved sparsity alone -- never by accuracy."""
     up = cfg["upstream"]
     seed = up["seeds"][0]
@@ -147,7 +147,7 @@ def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
         }
 
     return resumable_rows(
-        out_dir / "str_calibration.csv",
+        out_dir / f"str_calibration_D{float(up['D']):g}.csv",  # one file per D: its rows hold at that D only
         up["methods"]["str"]["calibration"],
         lambda s_init: f"str-calibration-{s_init}",
         lambda done, s_init: bool(len(done)) and bool((done.s_init == s_init).any()),

@@ -15,10 +15,52 @@ def _sns():
     return seaborn
 
 
-def _palette(methods) -> dict:
-    """One fixed colour per method, whatever subset a figure shows."""
-    names = sorted(set(methods) | {"dense"}, key=lambda m: (m != "dense", m))
-    return dict(zip(names, _sns().color_palette("tab10", len(names))))
+# The paper's method order (its Table 1), then our crossed arm and the budget-matched controls: every
+# legend follows it and each method keeps one colour in every figure, whatever subset is shown.
+METHOD_ORDER = (
+    "dense",
+    "gmp",
+    "woodfisher",
+    "mfac",
+    "acdc",
+    "str",
+    "rigl_erk_1x",
+    "rigl_erk_5x",
+    "lth_t",
+    "structured",
+    "gmp_scratch",
+    "dense_2x",
+    "dense_2x_scratch",
+    "dense_5x",
+)
+_FIXED = {"dense": "#222222", "dense_2x": "#666666", "dense_2x_scratch": "#999999", "dense_5x": "#bbbbbb"}
+
+
+def method_order(methods) -> list[str]:
+    """`methods` in the paper's order (methods it does not know after, by name)."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(set(methods), key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def colors(methods=()) -> dict[str, str]:
+    """method -> colour: dense and the controls in greys, the others from tab10 / tab20 by their place
+    in METHOD_ORDER (registered methods it does not list after them) -- the same for any subset."""
+    from matplotlib import colormaps
+
+    from . import prune
+
+    known = list(METHOD_ORDER) + [m for m in prune.METHODS if m not in METHOD_ORDER]
+    known += sorted(set(methods) - set(known))
+    hues = [colormaps["tab20"](j) for j in [*range(0, 20, 2), *range(1, 20, 2)]]  # tab10's, then their light tints
+    out, k = {}, 0
+    for m in known:
+        if m in _FIXED:
+            out[m] = _FIXED[m]
+        else:
+            r, g, b, _ = hues[k % len(hues)]
+            out[m] = "#{:02x}{:02x}{:02x}".format(round(255 * r), round(255 * g), round(255 * b))
+            k += 1
+    return {m: out[m] for m in (methods if len(methods) else known)}
 
 
 def _save(fig, path):
@@ -97,7 +139,17 @@ def pruned_filters(table: pd.DataFrame, path=None, title: str = "Fully pruned fi
     )
     for ax, s in zip(axes[0], sparsities):
         sub = layers[layers.sparsity == s]
-        _sns().lineplot(data=sub, x="layer", y="fraction", hue="method", marker="o", ax=ax, sort=False)
+        _sns().lineplot(
+            data=sub,
+            x="layer",
+            y="fraction",
+            hue="method",
+            hue_order=method_order(sub.method.unique()),
+            palette=colors(list(sub.method.unique())),
+            marker="o",
+            ax=ax,
+            sort=False,
+        )
         ax.set_title(f"sparsity {s:.0%}")
         ax.tick_params(axis="x", rotation=90, labelsize=6)
         ax.set_ylabel("fully pruned filters")
@@ -111,7 +163,17 @@ def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning:
     d = df.copy()
     d["label"] = d.method + " (" + d.engine + ")"
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    _sns().scatterplot(data=d, x="accuracy_gap", y="epoch_seconds", hue="method", style="engine", s=90, ax=ax)
+    _sns().scatterplot(
+        data=d,
+        x="accuracy_gap",
+        y="epoch_seconds",
+        hue="method",
+        hue_order=method_order(d.method.unique()),
+        palette=colors(list(d.method.unique())),
+        style="engine",
+        s=90,
+        ax=ax,
+    )
     for _, r in d.iterrows():
         ax.annotate(r.label, (r.accuracy_gap, r.epoch_seconds), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.axvline(0, color="gray", lw=0.8, ls=":")
@@ -128,7 +190,7 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
     fig, axes = plt.subplots(2, max(1, len(fts)), figsize=(7 * max(1, len(fts)), 7.5), squeeze=False)
     for j, ft in enumerate(fts):
         top = c[(c.finetune == ft) & ((c.sparsity == sparsity) | (c.method == "dense"))]
-        order = sorted(top.method.unique(), key=lambda m: (m != "dense", m))  # same colours in every panel
+        order = method_order(top.method.unique())  # the paper's order in every panel
         _sns().barplot(
             data=top,
             x="dataset",
@@ -137,7 +199,7 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
             hue_order=order,
             ax=axes[0, j],
             errorbar=None,
-            palette=_palette(c.method.unique()),
+            palette=colors(list(c.method.unique())),
         )
         lo = max(0.0, top["mean"].min() - 5)
         axes[0, j].set_ylim(lo, min(100, top["mean"].max() + 2))
@@ -146,9 +208,9 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
         axes[0, j].legend(fontsize=6, ncol=2)
         a = alpha_summary[alpha_summary.finetune == ft]
         ax = axes[1, j]
-        pal = _palette(c.method.unique())
-        for method, sub in a.groupby("method"):
-            sub = sub.sort_values("sparsity")
+        pal = colors(list(c.method.unique()))
+        for method in method_order(a.method.unique()):
+            sub = a[a.method == method].sort_values("sparsity")
             ax.errorbar(
                 sub.sparsity, sub.alpha_mean, yerr=sub.alpha_se, marker="o", capsize=3, label=method, color=pal[method]
             )
@@ -172,9 +234,17 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
     for ax, s in zip(axes[0], sparsities):
         sub = a[a.sparsity == s]
         if len(sub):
-            pal = _palette(a.method.unique())
+            pal = colors(list(a.method.unique()))
             _sns().scatterplot(
-                data=sub, x="difficulty", y="alpha", hue="method", style="kind", s=60, ax=ax, palette=pal
+                data=sub,
+                x="difficulty",
+                y="alpha",
+                hue="method",
+                hue_order=method_order(sub.method.unique()),
+                style="kind",
+                s=60,
+                ax=ax,
+                palette=pal,
             )
             for method, g in sub.groupby("method"):
                 if len(g) > 2:

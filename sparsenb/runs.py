@@ -137,6 +137,8 @@ def check(cfg: Config, p: dict) -> None:
     for key in ("seed", "upstream_seed"):
         if key in p:
             _count(key, p[key])
+    if "upstream_seed" in p and cfg.get("upstream"):  # the reference set's seeds only (mini)
+        upstream.check_seed(cfg, p["upstream_seed"])
     if "dataset" in p:
         check_choice(f"dataset of the {cfg['profile']} profile", p["dataset"], data.names(cfg["profile"]))
 

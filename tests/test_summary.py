@@ -210,3 +210,15 @@ def test_a_summary_is_one_profile_and_one_architecture_and_says_which():
     assert summary.select(pub, "published").attrs["label"] == "published"
     mobile = summary.select(pub, "published", arch="mobilenet_v1")
     assert set(mobile.arch) == {"mobilenet_v1"} and mobile.attrs["label"] == "published-paper-mobilenet_v1"
+
+
+def test_one_colour_per_method_in_every_figure():
+    """A method's colour does not depend on which other methods a figure shows; legends follow the
+    paper's order; every registered method has its own colour."""
+    from sparsenb import plots, prune
+
+    assert plots.colors(["str", "dense"])["str"] == plots.colors(["gmp", "woodfisher", "str", "lth_t"])["str"]
+    assert plots.colors(["woodfisher"]) == {"woodfisher": plots.colors()["woodfisher"]}
+    every = plots.colors(list(prune.METHODS) + ["mfac"])
+    assert len(set(every.values())) == len(every)
+    assert plots.method_order(["str", "dense_5x", "gmp", "dense"]) == ["dense", "gmp", "str", "dense_5x"]

@@ -261,3 +261,17 @@ def test_finetuning_loads_and_never_trains(tmp_path):
         upstream.load("gmp", 0.9, cfg, 0)
     with pytest.raises(upstream.OffTarget, match="reached sparsity 0.850"):
         upstream.build("gmp", 0.9, cfg, 0, device="cpu")
+
+
+def test_the_shipped_reference_set_verifies():
+    """Every committed reference checkpoint matches its manifest row: sha256, the current recipe and
+    its nominal sparsity (`python -m sparsenb upstream verify` on what has landed so far)."""
+    from sparsenb import paths
+
+    cfg = config.load("mini", {"checkpoint_root": str(paths.ROOT / "outputs" / "upstream" / "mini")})
+    man = checkpoints.read_manifest(cfg)
+    wanted = set(upstream.reference_set(cfg))
+    for row in man.itertuples():
+        key = (row.method, float(row.sparsity), int(row.seed))
+        assert key in wanted, f"{row.path} is not a model of the reference set"
+        assert checkpoints.verify(cfg, *key) == "ok", row.path
