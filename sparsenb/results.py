@@ -112,6 +112,8 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
     """Write the record of one finished run; returns it. `config` is the resolved configuration of
     the run (its hash is the run id), `metrics` what it measured."""
     now = time.time()
+    metrics = dict(metrics)
+    preds = metrics.pop("predictions", None)
     clash = [k for k in KEY_FIELDS if k in metrics and k in config and metrics[k] != config[k]]
     if clash:
         raise ValueError(f"metrics would overwrite the run's {clash}: rename them (e.g. 'achieved_{clash[0]}')")
@@ -130,8 +132,57 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
         "cpus": os.cpu_count(),
     }
     path = path_of(notebook, rec["run_id"], root)
+    if preds:  # written first: a record never names predictions that are not there
+        rec["predictions"] = save_predictions(predictions_path(path), preds)
     files.write_text(path, json.dumps(rec, indent=1, default=float))
     return rec
+
+
+def predictions_path(record_path: str | os.PathLike) -> Path:
+    """<run_id>.predictions.npz beside the run's record."""
+    return Path(record_path).with_suffix(".predictions.npz")
+
+
+def save_predictions(path: Path, preds: dict) -> dict:
+    """Class probabilities (float16) and labels per split, compressed; returns what the record keeps
+    of them (file name, sha256, splits, shape)."""
+    import numpy as np
+
+    arrays = {}
+    for split, d in preds.items():
+        arrays[f"{split}_probs"] = np.asarray(d["probs"], dtype=np.float16)
+        arrays[f"{split}_labels"] = np.asarray(d["labels"], dtype=np.int64)
+    with files.atomic(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+    return {
+        "file": path.name,
+        "sha256": files.sha256(path),
+        "splits": sorted(preds),
+        "shape": {s: list(arrays[f"{s}_probs"].shape) for s in preds},
+        "dtype": "float16",
+    }
+
+
+class PredictionsError(ValueError):
+    """A record's predictions are missing or do not match their hash."""
+
+
+def predictions(record: dict, root=None) -> dict[str, dict] | None:
+    """split -> {"labels", "probs"} of a run, checked against the hash in its record; None for a
+    record made before runs kept their predictions. A missing or changed file is an error naming it."""
+    import numpy as np
+
+    meta = record.get("predictions")
+    if not isinstance(meta, dict):
+        return None
+    path = path_of(record["notebook"], record["run_id"], root).with_name(meta["file"])
+    if not path.exists() or files.sha256(path) != meta["sha256"]:
+        raise PredictionsError(
+            f"{path}: {'missing' if not path.exists() else 'does not match its sha256 in the record'}; "
+            f"re-run the run (delete its record {path.with_name(record['run_id'] + '.json')} and run the sweep again)"
+        )
+    with np.load(path) as z:
+        return {s: {"labels": z[f"{s}_labels"], "probs": z[f"{s}_probs"]} for s in meta["splits"]}
 
 
 def load(notebook: str | None = None, root=None) -> pd.DataFrame:

@@ -36,6 +36,7 @@ class RunResult(TypedDict, total=False):
     final: float
     curve: list[dict]  # per epoch: epoch, loss, accuracy (test), val_accuracy
     train_seconds: float
+    predictions: dict  # split -> {"labels", "probs" (float16)} at the reported epoch (results.record stores them)
 
 
 class FitResult(TypedDict, total=False):
@@ -103,21 +104,44 @@ def _sgd(params, hp) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LR
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, predictions) over a loader, model in eval mode."""
+def outputs(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, predictions, class probabilities) over a loader, model in eval mode; predictions are
+    the argmax of the logits, probabilities their softmax (float32)."""
     device = device or devices.default_device()
     model.eval()
-    ys, ps = [], []
+    ys, ps, probs = [], [], []
     for x, y in loader:
-        out = model(x.to(device, non_blocking=True))
+        out = model(x.to(device, non_blocking=True)).float()
         ps.append(out.argmax(1).cpu())
+        probs.append(out.softmax(1).cpu())
         ys.append(y)
-    return torch.cat(ys).numpy(), torch.cat(ps).numpy()
+    return torch.cat(ys).numpy(), torch.cat(ps).numpy(), torch.cat(probs).numpy()
+
+
+def predict(model: nn.Module, loader, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, predictions) over a loader, model in eval mode."""
+    y, p, _ = outputs(model, loader, device)
+    return y, p
 
 
 def evaluate(model: nn.Module, loader, metric: str = "top1", device=None) -> float:
     y, p = predict(model, loader, device)
     return metrics.score(y, p, metric)
+
+
+class Chosen:
+    """The test (and val) class probabilities of the epoch a run reports: the first epoch with the
+    best validation accuracy, or the last epoch without validation -- as `summary` chooses it."""
+
+    def __init__(self):
+        self.val, self.predictions = None, None
+
+    def offer(self, row: dict, preds: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """`preds`: split -> (labels, probabilities) of this epoch."""
+        v = row.get("val_accuracy")
+        if self.predictions is None or v is None or v > self.val:
+            self.val = v
+            self.predictions = {s: {"labels": y, "probs": p.astype(np.float16)} for s, (y, p) in preds.items()}
 
 
 # --- linear finetuning -------------------------------------------------------------------------
@@ -149,7 +173,7 @@ def linear_finetune(
     if val is not None:
         evals["val"] = (val[0].to(device), val[1].numpy())
     n, bs = len(train_y), int(hp["batch_size"])
-    curve = []
+    curve, chosen = [], Chosen()
     t0 = time.time()
     for epoch in range(1, int(hp["epochs"]) + 1):
         head.train()
@@ -157,12 +181,15 @@ def linear_finetune(
         loss, _ = sgd_epoch(head, ((train_x[idx], train_y[idx]) for idx in perm.split(bs)), opt)
         sched.step()
         head.eval()
-        row = {"epoch": epoch, "loss": loss}
+        row, preds = {"epoch": epoch, "loss": loss}, {}
         with torch.no_grad():
             for name, (x, y) in evals.items():
+                logits = head(x).float()
                 row["accuracy" if name == "test" else "val_accuracy"] = metrics.score(
-                    y, head(x).argmax(1).cpu().numpy(), metric
+                    y, logits.argmax(1).cpu().numpy(), metric
                 )
+                preds[name] = (y, logits.softmax(1).cpu().numpy())
+        chosen.offer(row, preds)
         curve.append(row)
         if epoch == 1 or epoch % max(1, int(hp["epochs"]) // 10) == 0 or epoch == int(hp["epochs"]):
             log(
@@ -170,7 +197,7 @@ def linear_finetune(
                 + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
                 + f"  ({time.time() - t0:.1f} s)"
             )
-    return summary(curve, time.time() - t0, head=head.state_dict())
+    return summary(curve, time.time() - t0, head=head.state_dict(), predictions=chosen.predictions)
 
 
 def summary(curve: list[dict], seconds: float, **extra) -> RunResult:
@@ -236,7 +263,7 @@ def full_finetune(
     fixed = masklib.FixedMask(model, fm_masks)
     opt, sched = _sgd(model.parameters(), hp)
     net = torch.compile(model) if compile else model  # shares model's parameters (and their masks)
-    curve = []
+    curve, chosen = [], Chosen()
     t0 = time.time()
     for epoch in range(1, int(hp["epochs"]) + 1):
         model.train()
@@ -248,16 +275,25 @@ def full_finetune(
             precision=prec,
         )
         sched.step()
-        row = {"epoch": epoch, "loss": loss, "accuracy": evaluate(net, test_loader, metric, device)}
-        if val_loader is not None:
-            row["val_accuracy"] = evaluate(net, val_loader, metric, device)
+        row, preds = {"epoch": epoch, "loss": loss}, {}
+        for name, loader in (("test", test_loader), ("val", val_loader)):
+            if loader is not None:
+                y, p, prob = outputs(net, loader, device)
+                row["accuracy" if name == "test" else "val_accuracy"] = metrics.score(y, p, metric)
+                preds[name] = (y, prob)
+        chosen.offer(row, preds)
         curve.append(row)
         log(
             f"full epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
             + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
             + f"  ({time.time() - t0:.1f} s)"
         )
-    return summary(curve, time.time() - t0, sparsity=prune.target_sparsity(model, include_head=False))
+    return summary(
+        curve,
+        time.time() - t0,
+        sparsity=prune.target_sparsity(model, include_head=False),
+        predictions=chosen.predictions,
+    )
 
 
 # --- online linear finetuning (Sec. 3.6) ----------------------------------------------------------
