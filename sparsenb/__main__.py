@@ -178,6 +178,12 @@ def upstream_cmd(args) -> int:
             f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}"
         )
         return 0
+    if args.what == "table":
+        from . import analysis
+
+        t = analysis.reference_table(cfg)
+        print(t.to_string(index=False) if len(t) else f"no models in {checkpoints.manifest_path(cfg)} yet")
+        return 0
     todo = [
         (m, s, seed)
         for m, s, seed in up.reference_set(cfg)
@@ -255,7 +261,7 @@ def main(argv=None) -> int:
     ps.add_argument("--plan", action="store_true", help="runs to do, device-hours, the SLURM array")
     ps.set_defaults(fn=sweep)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
-    pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify"])
+    pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table"])
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
     pu.add_argument("--method", default=None, help="only this method")
     pu.add_argument("--sparsity", type=float, default=None, help="only this sparsity")

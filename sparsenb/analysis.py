@@ -2,6 +2,7 @@
 filters per layer (Sec. 3.5, App. E), structured against unstructured models (App. J).
 
     analysis.table3(rows)                       # rows: 01_upstream records
+    analysis.reference_table(cfg)               # Table 3 of the mini reference set, each model beside its control
     analysis.structure_table(cfg)               # every available upstream model, layer by layer
     analysis.result_row("acdc", 0.9, cfg)        # 01_upstream's record: top-1 (mini) or Table 3's sets (paper)
 """
@@ -53,6 +54,40 @@ def table3(df) -> "pd.DataFrame":
         t[f"{c}_se"] = (100 * se).round(1)
     t["n"] = n
     return t.round(3)
+
+
+def reference_table(cfg: Config) -> "pd.DataFrame":
+    """Table 3 of the mini reference set from its manifest: one row per (method, sparsity) with its
+    family, budget-matched control, epochs from random weights, achieved sparsity, test / val top-1 in %
+    (mean over upstream seeds, SE, n) and `gap_to_control`: top-1 minus its control's, paired by
+    upstream seed (mean and SE over seeds, points)."""
+    import numpy as np
+    import pandas as pd
+
+    man = checkpoints.read_manifest(cfg)
+    if man.empty:
+        return pd.DataFrame()
+    man = man.assign(family=man.method.map(prune.family), control=man.method.map(lambda m: prune.control_of(m) or ""))
+    ctrl = man[["method", "seed", "top1"]].rename(columns={"method": "control", "top1": "control_top1"})
+    man = man.merge(ctrl, on=["control", "seed"], how="left")
+    man["gap"] = 100 * (man.top1 - man.control_top1)
+    g = man.groupby(["method", "sparsity"], sort=False)
+    se = lambda x: x.std(ddof=1) / np.sqrt(x.count()) if x.count() > 1 else np.nan  # noqa: E731
+    t = g.agg(
+        family=("family", "first"),
+        control=("control", "first"),
+        epochs=("epochs", "first"),
+        achieved_sparsity=("achieved_sparsity", "mean"),
+        top1=("top1", lambda x: 100 * x.mean()),
+        top1_se=("top1", lambda x: 100 * se(x)),
+        val_top1=("val_top1", lambda x: 100 * x.mean()),
+        gap_to_control=("gap", "mean"),
+        gap_se=("gap", se),
+        n=("seed", "nunique"),
+    )
+    rank = {m: i for i, m in enumerate(prune.METHODS)}
+    t = t.reset_index().sort_values(["sparsity", "method"], key=lambda c: c.map(rank) if c.name == "method" else c)
+    return t.round({"achieved_sparsity": 3, "top1": 1, "top1_se": 1, "val_top1": 1, "gap_to_control": 1, "gap_se": 1})
 
 
 def structure_table(cfg: Config, seed: int = 0) -> "pd.DataFrame":

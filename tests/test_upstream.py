@@ -275,3 +275,24 @@ def test_the_shipped_reference_set_verifies():
         key = (row.method, float(row.sparsity), int(row.seed))
         assert key in wanted, f"{row.path} is not a model of the reference set"
         assert checkpoints.verify(cfg, *key) == "ok", row.path
+
+
+def test_reference_table_pairs_each_model_with_its_control(tmp_path):
+    """Table 3 of the reference set: every model beside its budget-matched control, the gap paired by
+    upstream seed."""
+    from sparsenb import analysis
+
+    cfg = _tiny(tmp_path)
+    rows = [("dense_2x", 0.0, 0, 0.60), ("dense_2x", 0.0, 1, 0.70), ("gmp", 0.9, 0, 0.58), ("gmp", 0.9, 1, 0.66)]
+    root = checkpoints.manifest_path(cfg).parent
+    for m, s, seed, top1 in rows:
+        path = checkpoints.checkpoint_path(m, s, cfg, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"{m}{seed}".encode())
+        checkpoints.register(cfg, path, m, s, seed, {"test_top1": top1, "val_top1": top1, "sparsity": s}, 2.0)
+    assert root.is_dir()
+    t = analysis.reference_table(cfg).set_index("method")
+    assert t.loc["gmp", "control"] == "dense_2x" and t.loc["gmp", "n"] == 2
+    assert t.loc["gmp", "gap_to_control"] == pytest.approx(-3.0)  # (-2 and -4 points) paired by seed
+    assert t.loc["gmp", "gap_se"] == pytest.approx(1.0)
+    assert list(t.index) == ["dense_2x", "gmp"]
