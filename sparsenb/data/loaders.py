@@ -1,7 +1,10 @@
 """Batches for training and evaluation, from FFCV `.beton` files or a torchvision DataLoader.
 
-Both backends apply the same transforms (see `transforms`): "eval" = resize + centre crop,
-"train" = random resized crop + flip; both normalise and yield (float NCHW images, int64 labels).
+Both backends apply the same transforms (see `transforms`): "eval" = resize + centre crop (in the
+`order` given: the paper profile's official Resize(256) -> CenterCrop(224), or the mini profile's
+crop-then-resize), "train" = random resized crop + flip; both normalise and yield (float NCHW
+images, int64 labels). ffcv's eval decoder always crops first (`ffcv_pipelines`: an approximation
+of the official order, measured there).
 ffcv is the fast path (JPEG decoding and augmentation in compiled code, several processes);
 the torch backend is the fallback where ffcv cannot be installed, and what the mini profile uses.
 """
@@ -121,7 +124,13 @@ def ffcv_pipelines(mode, size, mean, std, scale, device=None) -> dict:
     """ffcv's image and label pipelines. On a GPU (`device` cuda) the decoded uint8 batch is copied to
     the device (non-blocking, pinned) and normalised there, channels_last, as ffcv-imagenet does: the
     host decodes, the GPU does the arithmetic, and a quarter of the bytes cross the bus. Elsewhere
-    the batch is normalised on the CPU (ffcv's numba kernel) into a float tensor."""
+    the batch is normalised on the CPU (ffcv's numba kernel) into a float tensor.
+
+    "eval" is ffcv's CenterCropRGBImageDecoder: the centre 224/256 of the short side (the region of
+    the official Resize(256) -> CenterCrop(224)) resized once with OpenCV's INTER_AREA, from the
+    .beton's re-encoded JPEG -- an approximation of the official order, used only for the test split
+    of full finetuning (features always read through torch). README "paper profile" gives its
+    measured distance to the official pipeline."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
@@ -194,8 +203,12 @@ def loader(
     scale=(0.08, 1.0),
     bicubic: bool = False,
     device=None,
+    order: str = "crop_resize",
 ):
     """An iterable of (images, labels) batches over `dataset` (torch) or `beton` (ffcv).
+
+    `order`: the evaluation transform's (`transforms.ORDERS`; the paper profile's "resize_crop" is
+    the official Resize -> CenterCrop, the default "crop_resize" the mini profile's).
 
     With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist;
     with a cuda `device`, ffcv's batches arrive on it, normalised there (`ffcv_pipelines`)."""
@@ -221,11 +234,11 @@ def loader(
     if dataset is None:
         raise ValueError("backend='torch' needs a dataset")
     if isinstance(getattr(dataset, "images", None), np.ndarray) and not hasattr(dataset, "samples"):
-        return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic)
+        return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic, order)
     dataset.transform = (
         tr.train_augment(size, mean, std, scale, bicubic)
         if mode == "train"
-        else tr.evaluation(size, mean, std, bicubic)
+        else tr.evaluation(size, mean, std, bicubic, order)
     )
     g = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -243,11 +256,18 @@ def loader(
 class ArrayBatches:
     """The torch backend's fast path for datasets held in memory (the mini suite): each batch is
     transformed as one tensor instead of image by image through PIL.
-    - eval: centre crop of 224/256 of the short side, antialiased resize to `size` (as `evaluation`);
+    - eval, order "crop_resize": centre crop of 224/256 of the short side, antialiased resize to
+      `size` (as `evaluation`); order "resize_crop": antialiased resize of the short side to
+      `transforms.resize_size(size)`, then the centre `size` x `size` (torchvision's rounding);
     - train: a random resized crop per image (area fraction in `scale`, aspect ratio in [3/4, 4/3],
       as RandomResizedCrop samples them) and a random horizontal flip, done by one grid_sample."""
 
-    def __init__(self, dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic):
+    def __init__(
+        self, dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic, order="crop_resize"
+    ):
+        if order not in tr.ORDERS:
+            raise ValueError(f"unknown evaluation order {order!r}; valid: {', '.join(tr.ORDERS)}")
+        self.order = order
         self.images, self.targets = dataset.images, torch.as_tensor(np.asarray(dataset.targets))
         self.mode, self.size, self.batch_size, self.shuffle, self.drop_last = mode, size, batch_size, shuffle, drop_last
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -267,6 +287,15 @@ class ArrayBatches:
         return torch.nn.functional.interpolate(
             x, size=(self.size, self.size), mode=self.interp, antialias=True, align_corners=False
         )
+
+    def _resize_crop(self, x):
+        """uint8 batch -> float: torchvision's uint8 antialiased resize (the one closest to PIL's)
+        of the short side, then the centre crop."""
+        from torchvision.transforms.v2 import functional as F
+
+        mode = F.InterpolationMode.BICUBIC if self.interp == "bicubic" else F.InterpolationMode.BILINEAR
+        x = F.resize(x, [tr.resize_size(self.size)], interpolation=mode, antialias=True)
+        return F.center_crop(x, [self.size, self.size]).float().div_(255)
 
     def _train(self, x):
         import math
@@ -293,6 +322,10 @@ class ArrayBatches:
         order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = torch.from_numpy(self.images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
-            x = self._train(x) if self.mode == "train" else self._eval(x)
+            x = torch.from_numpy(self.images[idx.numpy()]).permute(0, 3, 1, 2)
+            if self.mode == "eval" and self.order == "resize_crop":
+                x = self._resize_crop(x.contiguous())
+            else:
+                x = x.float().div_(255)
+                x = self._train(x) if self.mode == "train" else self._eval(x)
             yield (x - self.mean) / self.std, self.targets[idx]
