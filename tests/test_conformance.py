@@ -232,3 +232,50 @@ def test_new_head_is_pytorch_default_linear():
     torch.manual_seed(3)
     ref = nn.Linear(m.fc.in_features, 7)
     assert torch.equal(m.fc.weight, ref.weight) and torch.equal(m.fc.bias, ref.bias)
+
+
+def _pil_folder(n=4):
+    """A FileDataset-like list of PIL images of varied sizes (what the paper profile's splits give)."""
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self):
+            self.imgs, self.targets, self.transform = [_smooth(*SIZES[k], k) for k in range(n)], np.arange(n) % 2, None
+
+        def __len__(self):
+            return len(self.imgs)
+
+        def __getitem__(self, i):
+            img = self.imgs[i]
+            return (self.transform(img) if self.transform else img), int(self.targets[i])
+
+    return Images()
+
+
+@pytest.mark.slow
+def test_ffcv_evaluates_the_official_pixels_from_an_eval_ready_beton(tmp_path):
+    """The paper profile's ffcv test split: the official crops stored raw, read back unchanged."""
+    ds = _pil_folder()
+    official = torch.stack([_official_eval()(ds[i][0]) for i in range(len(ds))])
+    kw = dict(mode="eval", size=224, batch_size=4, backend="ffcv", num_workers=1)
+    x, _ = next(iter(loaders.loader(ds, beton=tmp_path / "ready.beton", order="resize_crop", **kw)))
+    assert _rel(x, official) <= 1e-5
+    # a .beton written at full size cannot be read in the official order: one error naming the fix
+    loaders.write_beton(ds, tmp_path / "full.beton", max_resolution=448)
+    with pytest.raises(Exception, match="write it eval-ready"):
+        loaders.loader(beton=tmp_path / "full.beton", order="resize_crop", **kw)
+    # the crop-first decoder it replaces was far off (JPEG + one INTER_AREA resize of the region)
+    xc, _ = next(iter(loaders.loader(beton=tmp_path / "full.beton", **kw)))
+    assert _rel(xc, official) > 0.02
+
+
+def test_paper_test_splits_get_their_own_eval_ready_beton(tmp_path):
+    from sparsenb.data import prepare
+
+    paper = dict(config.load("paper"), beton_cache=str(tmp_path))
+    mini = dict(config.load("mini"), beton_cache=str(tmp_path))
+    ds = ArrayDataset(np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, int), ["a"])
+    assert prepare.eval_ready("pets", "test", paper) and not prepare.eval_ready("pets", "train", paper)
+    assert not prepare.eval_ready("shapes10", "test", mini)
+    assert prepare.beton_path(ds, "pets", "test", paper) != prepare.beton_path(
+        ds, "pets", "test", dict(paper, eval_transform="crop_resize")
+    )

@@ -3,8 +3,9 @@
 Both backends apply the same transforms (see `transforms`): "eval" = resize + centre crop (in the
 `order` given: the paper profile's official Resize(256) -> CenterCrop(224), or the mini profile's
 crop-then-resize), "train" = random resized crop + flip; both normalise and yield (float NCHW
-images, int64 labels). ffcv's eval decoder always crops first (`ffcv_pipelines`: an approximation
-of the official order, measured there).
+images, int64 labels). In the official order ffcv evaluates from an eval-ready `.beton` (the
+official crops stored raw: the same pixels); its training decoder approximates torchvision's
+RandomResizedCrop (OpenCV INTER_AREA on re-encoded JPEGs, see README).
 ffcv is the fast path (JPEG decoding and augmentation in compiled code, several processes);
 the torch backend is the fallback where ffcv cannot be installed, and what the mini profile uses.
 """
@@ -34,12 +35,14 @@ def write_beton(
     jpeg_quality: int = 90,
     raw: bool = False,
     num_workers: int = 1,
+    prepare=None,
 ) -> Path:
     """Write a dataset of (PIL image | HWC uint8 array, int label) items to an FFCV `.beton`.
 
     Images are stored as JPEG (`raw=False`, the paper setting) or raw pixels, at most
-    `max_resolution` on their longer side. Written to a temporary file and renamed, so a killed
-    write never leaves a truncated `.beton` behind."""
+    `max_resolution` on their longer side, after `prepare` (image -> image) when given: an
+    eval-ready file stores `transforms.eval_geometry(size)`'s crops, raw. Written to a temporary
+    file and renamed, so a killed write never leaves a truncated `.beton` behind."""
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
 
@@ -55,7 +58,9 @@ def write_beton(
         with files.atomic(path) as tmp:
             log = tmp.with_name(tmp.name + ".errors")
             try:
-                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(_Reported(dataset, log))
+                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
+                    _Reported(dataset, log, prepare)
+                )
                 bad = log.read_text().splitlines() if log.exists() else []
             finally:
                 log.unlink(missing_ok=True)
@@ -74,15 +79,16 @@ class _Reported:
     written down (index, error) in `log` and replaced by a black placeholder -- an exception inside
     a writer process would otherwise hang the writer forever -- so the write can end and fail."""
 
-    def __init__(self, dataset, log: Path):
-        self.dataset, self.log = dataset, Path(log)
+    def __init__(self, dataset, log: Path, prepare=None):
+        self.dataset, self.log, self.prepare = dataset, Path(log), prepare
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
         try:
-            return self.dataset[i]
+            img, label = self.dataset[i]
+            return (self.prepare(img) if self.prepare is not None else img), label
         except Exception as e:  # noqa: BLE001 - reported after the write, as one DataError
             with open(self.log, "a") as f:
                 f.write(f"item {i}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
@@ -120,24 +126,24 @@ def usable_workers(num_workers: int) -> int:
     return max(1, min(int(num_workers), devices.cores()))
 
 
-def ffcv_pipelines(mode, size, mean, std, scale, device=None) -> dict:
+def ffcv_pipelines(mode, size, mean, std, scale, device=None, eval_ready: bool = False) -> dict:
     """ffcv's image and label pipelines. On a GPU (`device` cuda) the decoded uint8 batch is copied to
     the device (non-blocking, pinned) and normalised there, channels_last, as ffcv-imagenet does: the
     host decodes, the GPU does the arithmetic, and a quarter of the bytes cross the bus. Elsewhere
     the batch is normalised on the CPU (ffcv's numba kernel) into a float tensor.
 
-    "eval" is ffcv's CenterCropRGBImageDecoder: the centre 224/256 of the short side (the region of
-    the official Resize(256) -> CenterCrop(224)) resized once with OpenCV's INTER_AREA, from the
-    .beton's re-encoded JPEG -- an approximation of the official order, used only for the test split
-    of full finetuning (features always read through torch). README "paper profile" gives its
-    measured distance to the official pipeline."""
+    "eval" is ffcv's CenterCropRGBImageDecoder. From an `eval_ready` .beton (each image stored raw
+    as the official Resize(256) -> CenterCrop(224) made it, `transforms.eval_geometry`) it takes the
+    whole size x size image unchanged: the official pipeline's pixels. Otherwise it crops the centre
+    224/256 of the short side and resizes it once with OpenCV's INTER_AREA (the mini profile's
+    order, from the re-encoded JPEG)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
     if mode == "train":
         image = [RandomResizedCropRGBImageDecoder((size, size), scale=tuple(scale)), RandomHorizontalFlip()]
     else:
-        image = [CenterCropRGBImageDecoder((size, size), ratio=tr.CROP_RATIO)]
+        image = [CenterCropRGBImageDecoder((size, size), ratio=1.0 if eval_ready else tr.CROP_RATIO)]
     normalize = NormalizeImage(np.array(mean) * 255, np.array(std) * 255, np.float32)
     label = [IntDecoder(), ToTensor(), Squeeze(1)]
     device = torch.device(device) if device is not None else None
@@ -149,10 +155,26 @@ def ffcv_pipelines(mode, size, mean, std, scale, device=None) -> dict:
     return {"image": image, "label": label}
 
 
-def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device):
+def check_eval_ready(beton, size: int) -> None:
+    """Raise DataError unless every image of `beton` is size x size (an eval-ready file)."""
+    from ffcv.reader import Reader
+
+    meta = Reader(str(beton)).metadata["f0"]  # the image field's (mode, width, height, ...)
+    if not (np.all(meta["width"] == size) and np.all(meta["height"] == size)):
+        raise DataError(
+            f"{beton} holds images of other sizes than {size}x{size}, so ffcv cannot evaluate in the "
+            f"official order from it: write it eval-ready with write_beton(dataset, path, raw=True, "
+            f"prepare=transforms.eval_geometry({size})) (data.prepare.beton_for does this for test splits)"
+        )
+
+
+def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device, order):
     from ffcv.loader import Loader, OrderOption
 
     check_beton(beton)
+    eval_ready = mode == "eval" and order == "resize_crop"
+    if eval_ready:
+        check_eval_ready(beton, size)
     return FFCVBatches(
         Loader(
             str(beton),
@@ -162,7 +184,7 @@ def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers,
             seed=seed,
             drop_last=drop_last,
             os_cache=True,
-            pipelines=ffcv_pipelines(mode, size, mean, std, scale, device),
+            pipelines=ffcv_pipelines(mode, size, mean, std, scale, device, eval_ready),
         )
     )
 
@@ -210,8 +232,9 @@ def loader(
     `order`: the evaluation transform's (`transforms.ORDERS`; the paper profile's "resize_crop" is
     the official Resize -> CenterCrop, the default "crop_resize" the mini profile's).
 
-    With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist;
-    with a cuda `device`, ffcv's batches arrive on it, normalised there (`ffcv_pipelines`)."""
+    With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist
+    (eval-ready for mode "eval" in the "resize_crop" order: `ffcv_pipelines`); with a cuda `device`,
+    ffcv's batches arrive on it, normalised there."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if mode not in MODES:
@@ -227,9 +250,12 @@ def loader(
         if not Path(beton).exists():
             if dataset is None:
                 raise DataError(f"no .beton at {beton} and no dataset to write it from")
-            write_beton(dataset, beton)
+            if mode == "eval" and order == "resize_crop":
+                write_beton(dataset, beton, raw=True, prepare=tr.eval_geometry(size))
+            else:
+                write_beton(dataset, beton)
         return _ffcv_loader(
-            beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device
+            beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device, order
         )
     if dataset is None:
         raise ValueError("backend='torch' needs a dataset")

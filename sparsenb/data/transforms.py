@@ -85,12 +85,7 @@ class Evaluation:
         if self._compose is None:
             T = _v2()
             if self.order == "resize_crop":
-                geometry = [
-                    _ToPIL(),  # PIL's resampling, as the official code's torchvision.transforms on PIL images
-                    T.Resize(resize_size(self.size), interpolation=_interp(self.bicubic), antialias=True),
-                    T.CenterCrop(self.size),
-                    T.ToImage(),
-                ]
+                geometry = [eval_geometry(self.size, self.bicubic), T.ToImage()]
             else:
                 geometry = [
                     T.ToImage(),
@@ -131,6 +126,16 @@ class _ToPIL:
 
     def __repr__(self) -> str:
         return "ToPIL()"
+
+
+def eval_geometry(size: int, bicubic: bool = False):
+    """The official evaluation geometry on the PIL image: Resize(resize_size(size)) of the short side
+    (PIL's resampling, as torchvision.transforms on PIL images) -> CenterCrop(size); a PIL image out.
+    Also what an eval-ready `.beton` stores (`loaders.write_beton(..., prepare=...)`)."""
+    T = _v2()
+    return T.Compose(
+        [_ToPIL(), T.Resize(resize_size(size), interpolation=_interp(bicubic), antialias=True), T.CenterCrop(size)]
+    )
 
 
 def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False, order="crop_resize"):
