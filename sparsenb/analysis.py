@@ -132,7 +132,7 @@ def evaluate_imagenet(model: nn.Module, cfg: Config, bicubic: bool = False, devi
     three ImageNetV2 variants (and their mean). A set missing under data_root gives NaN and a note."""
     device = device or devices.device_of(cfg)
     model = model.to(device).eval()
-    tf = data.transforms.evaluation(cfg["image_size"], bicubic=bicubic)
+    tf = data.transforms.evaluation(cfg["image_size"], bicubic=bicubic, order=cfg["eval_transform"])
     out = {}
     for name in data.IMAGENET_SETS:
         if name == "imagenet_real":

@@ -77,6 +77,7 @@ def extract_features(
                 batch_size,
                 num_workers=num_workers,
                 bicubic=transform.bicubic,
+                order=transform.order,
             )
         else:
             dataset.transform = transform

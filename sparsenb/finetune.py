@@ -17,7 +17,7 @@ from . import checkpoints, data, devices, features, files, metrics, models, prun
 from .config import Config
 from .data.manifest import split_key
 from .data.prepare import beton_for
-from .errors import check_choice
+from .errors import UserError, check_choice
 
 FINETUNES = ("linear", "full")
 
@@ -41,7 +41,11 @@ def linear(
     model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
     mean, std = upstream.norm_stats(cfg)
     tf = data.transforms.evaluation(
-        cfg["image_size"], mean, std, bicubic=cfg["profile"] == "paper" and method.startswith("rigl")
+        cfg["image_size"],
+        mean,
+        std,
+        bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
+        order=cfg["eval_transform"],
     )
     t0 = time.time()
     feats = {
@@ -81,15 +85,17 @@ def full(
     cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
 ) -> dict:
     """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
-    RandomResizedCrop + flip with the dataset's own mean/std; lr per dataset from the profile."""
+    RandomResizedCrop + flip with the dataset's own mean/std (`full_norm`); lr per dataset from the
+    profile. The official path (IST-DASLab/sparse-imagenet-transfer policies/manager.py:109-113,
+    214-235, policies/trainers.py:105-137) checked fact by fact in tests/test_conformance.py."""
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
     devices.seed_everything(seed)  # the new head's initialisation is part of the run (torch's start seed is random)
     head = models.replace_head(model, meta.num_classes)
     tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
-    mean, std = data.transforms.channel_stats(tr)
     hp = dict(cfg["full"])
+    mean, std = full_norm(hp, dataset, tr)
     hp["lr"] = hp["lr_overrides"].get(dataset, hp["lr"])
     common = dict(
         size=cfg["image_size"],
@@ -100,6 +106,7 @@ def full(
         num_workers=cfg["num_workers"],
         bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
         device=device,  # ffcv: batches decoded on the host, normalised on the GPU
+        order=cfg["eval_transform"],
     )
     train_loader = data.loader(
         tr,
@@ -140,6 +147,21 @@ def full(
     }
 
 
+def full_norm(hp: dict, dataset: str, train_split) -> tuple[tuple, tuple]:
+    """Full finetuning's mean/std (train and test splits): the profile's fixed `dataset_stats` when
+    it has them (paper: the official scripts' constants), else measured on the train split (mini)."""
+    stats = hp.get("dataset_stats")
+    if stats is None:
+        return data.transforms.channel_stats(train_split)
+    if dataset not in stats:
+        raise UserError(
+            f"full.dataset_stats has no mean/std for {dataset!r} (it has {', '.join(sorted(stats))}); "
+            f"add `{dataset}: [[mean R, G, B], [std R, G, B]]` to full.dataset_stats in params/<profile>.yaml"
+        )
+    mean, std = stats[dataset]
+    return tuple(mean), tuple(std)
+
+
 def run_config(
     cfg,
     finetune: str,
@@ -169,6 +191,8 @@ def run_config(
     }
     if cfg["precision"] != "fp32":  # numerics differ: another run (fp32 runs keep their ids)
         out["precision"] = cfg["precision"]
+    if cfg["eval_transform"] != "crop_resize":  # another preprocessing: another run (mini ids unchanged)
+        out["eval_transform"] = cfg["eval_transform"]
     if cfg["compile"] and finetune == "full":  # fused kernels round differently: another run too
         out["compile"] = True
     if cfg["profile"] == "mini":  # generated data and models: their recipes say what they are
@@ -230,7 +254,9 @@ def scratch_gmp(cfg: Config, sparsity: float, dataset: str, seed: int = 0, devic
         seed=seed,
         scale=cfg["full"]["random_resized_crop_scale"],
     )
-    test_loader = data.loader(tes, "eval", cfg["image_size"], mean, std, cfg["eval_batch_size"])
+    test_loader = data.loader(
+        tes, "eval", cfg["image_size"], mean, std, cfg["eval_batch_size"], order=cfg["eval_transform"]
+    )
     method = prune.make("gmp", sparsity, 1, **hp["gmp"]) if sparsity else prune.make("dense", 0, 1)
     opt = {
         "lr": hp["lr"],

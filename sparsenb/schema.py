@@ -18,7 +18,8 @@ from typing import Any, Literal, Union
 
 @dataclass
 class StepSchedule:
-    """SGD with momentum, the learning rate times `gamma` at each milestone epoch."""
+    """SGD with momentum, the learning rate times `gamma` once `milestones[i]` epochs are done (torch
+    MultiStepLR stepped after every epoch: [51, 101] of 150 = 51 / 50 / 49 epochs per lr)."""
 
     lr: float
     momentum: float
@@ -33,6 +34,9 @@ class StepSchedule:
 class Full(StepSchedule):
     lr_overrides: dict[str, float]  # per-dataset learning rate
     random_resized_crop_scale: tuple[float, float]
+    # per-dataset normalisation, dataset -> [mean, std] (RGB, in [0, 1]); absent: measured on the
+    # train split (transforms.channel_stats)
+    dataset_stats: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] | None = None
 
 
 @dataclass
@@ -148,6 +152,7 @@ class Profile:
     precision: Literal["fp32", "bf16", "fp16"]
     compile: bool
     backend: Literal["torch", "ffcv"]
+    eval_transform: Literal["resize_crop", "crop_resize"]  # sparsenb.data.transforms.ORDERS
     datasets: list[str]
     report: Literal["reported", "best", "final"]
     linear: StepSchedule

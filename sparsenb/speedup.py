@@ -45,7 +45,7 @@ def run(
                 seed=seed,
                 scale=cfg["full"]["random_resized_crop_scale"],
             )
-            test_loader = data.loader(te, "eval", size, mean, std, batch_size)
+            test_loader = data.loader(te, "eval", size, mean, std, batch_size, order=cfg["eval_transform"])
             res = online_linear_finetune(
                 eng, train_loader, test_loader, model.fc.in_features, meta.num_classes, hp, meta.metric, seed
             )

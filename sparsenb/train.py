@@ -95,6 +95,10 @@ def _on(device, loader, channels_last: bool = False):
 
 
 def _sgd(params, hp) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD (lr, momentum, weight decay on every parameter, BN and biases included, as the official
+    optimizer over model.parameters(): policies/trainers.py:24-35) and MultiStepLR, stepped once
+    after every epoch: the lr drops once `milestones[i]` epochs are done. The official trainer drops
+    it after 0-based epochs 50 and 100 (policies/trainers.py:134-137): milestones [51, 101]."""
     opt = torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp["milestones"]), gamma=hp["gamma"])
     return opt, sched

@@ -1,7 +1,11 @@
 """Batches for training and evaluation, from FFCV `.beton` files or a torchvision DataLoader.
 
-Both backends apply the same transforms (see `transforms`): "eval" = resize + centre crop,
-"train" = random resized crop + flip; both normalise and yield (float NCHW images, int64 labels).
+Both backends apply the same transforms (see `transforms`): "eval" = resize + centre crop (in the
+`order` given: the paper profile's official Resize(256) -> CenterCrop(224), or the mini profile's
+crop-then-resize), "train" = random resized crop + flip; both normalise and yield (float NCHW
+images, int64 labels). In the official order ffcv evaluates from an eval-ready `.beton` (the
+official crops stored raw: the same pixels); its training decoder approximates torchvision's
+RandomResizedCrop (OpenCV INTER_AREA on re-encoded JPEGs, see README).
 ffcv is the fast path (JPEG decoding and augmentation in compiled code, several processes);
 the torch backend is the fallback where ffcv cannot be installed, and what the mini profile uses.
 """
@@ -31,12 +35,14 @@ def write_beton(
     jpeg_quality: int = 90,
     raw: bool = False,
     num_workers: int = 1,
+    prepare=None,
 ) -> Path:
     """Write a dataset of (PIL image | HWC uint8 array, int label) items to an FFCV `.beton`.
 
     Images are stored as JPEG (`raw=False`, the paper setting) or raw pixels, at most
-    `max_resolution` on their longer side. Written to a temporary file and renamed, so a killed
-    write never leaves a truncated `.beton` behind."""
+    `max_resolution` on their longer side, after `prepare` (image -> image) when given: an
+    eval-ready file stores `transforms.eval_geometry(size)`'s crops, raw. Written to a temporary
+    file and renamed, so a killed write never leaves a truncated `.beton` behind."""
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
 
@@ -52,7 +58,9 @@ def write_beton(
         with files.atomic(path) as tmp:
             log = tmp.with_name(tmp.name + ".errors")
             try:
-                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(_Reported(dataset, log))
+                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
+                    _Reported(dataset, log, prepare)
+                )
                 bad = log.read_text().splitlines() if log.exists() else []
             finally:
                 log.unlink(missing_ok=True)
@@ -71,15 +79,16 @@ class _Reported:
     written down (index, error) in `log` and replaced by a black placeholder -- an exception inside
     a writer process would otherwise hang the writer forever -- so the write can end and fail."""
 
-    def __init__(self, dataset, log: Path):
-        self.dataset, self.log = dataset, Path(log)
+    def __init__(self, dataset, log: Path, prepare=None):
+        self.dataset, self.log, self.prepare = dataset, Path(log), prepare
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
         try:
-            return self.dataset[i]
+            img, label = self.dataset[i]
+            return (self.prepare(img) if self.prepare is not None else img), label
         except Exception as e:  # noqa: BLE001 - reported after the write, as one DataError
             with open(self.log, "a") as f:
                 f.write(f"item {i}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n")
@@ -117,18 +126,24 @@ def usable_workers(num_workers: int) -> int:
     return max(1, min(int(num_workers), devices.cores()))
 
 
-def ffcv_pipelines(mode, size, mean, std, scale, device=None) -> dict:
+def ffcv_pipelines(mode, size, mean, std, scale, device=None, eval_ready: bool = False) -> dict:
     """ffcv's image and label pipelines. On a GPU (`device` cuda) the decoded uint8 batch is copied to
     the device (non-blocking, pinned) and normalised there, channels_last, as ffcv-imagenet does: the
     host decodes, the GPU does the arithmetic, and a quarter of the bytes cross the bus. Elsewhere
-    the batch is normalised on the CPU (ffcv's numba kernel) into a float tensor."""
+    the batch is normalised on the CPU (ffcv's numba kernel) into a float tensor.
+
+    "eval" is ffcv's CenterCropRGBImageDecoder. From an `eval_ready` .beton (each image stored raw
+    as the official Resize(256) -> CenterCrop(224) made it, `transforms.eval_geometry`) it takes the
+    whole size x size image unchanged: the official pipeline's pixels. Otherwise it crops the centre
+    224/256 of the short side and resizes it once with OpenCV's INTER_AREA (the mini profile's
+    order, from the re-encoded JPEG)."""
     from ffcv.fields.decoders import CenterCropRGBImageDecoder, IntDecoder, RandomResizedCropRGBImageDecoder
     from ffcv.transforms import NormalizeImage, RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
     if mode == "train":
         image = [RandomResizedCropRGBImageDecoder((size, size), scale=tuple(scale)), RandomHorizontalFlip()]
     else:
-        image = [CenterCropRGBImageDecoder((size, size), ratio=tr.CROP_RATIO)]
+        image = [CenterCropRGBImageDecoder((size, size), ratio=1.0 if eval_ready else tr.CROP_RATIO)]
     normalize = NormalizeImage(np.array(mean) * 255, np.array(std) * 255, np.float32)
     label = [IntDecoder(), ToTensor(), Squeeze(1)]
     device = torch.device(device) if device is not None else None
@@ -140,10 +155,26 @@ def ffcv_pipelines(mode, size, mean, std, scale, device=None) -> dict:
     return {"image": image, "label": label}
 
 
-def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device):
+def check_eval_ready(beton, size: int) -> None:
+    """Raise DataError unless every image of `beton` is size x size (an eval-ready file)."""
+    from ffcv.reader import Reader
+
+    meta = Reader(str(beton)).metadata["f0"]  # the image field's (mode, width, height, ...)
+    if not (np.all(meta["width"] == size) and np.all(meta["height"] == size)):
+        raise DataError(
+            f"{beton} holds images of other sizes than {size}x{size}, so ffcv cannot evaluate in the "
+            f"official order from it: write it eval-ready with write_beton(dataset, path, raw=True, "
+            f"prepare=transforms.eval_geometry({size})) (data.prepare.beton_for does this for test splits)"
+        )
+
+
+def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device, order):
     from ffcv.loader import Loader, OrderOption
 
     check_beton(beton)
+    eval_ready = mode == "eval" and order == "resize_crop"
+    if eval_ready:
+        check_eval_ready(beton, size)
     return FFCVBatches(
         Loader(
             str(beton),
@@ -153,7 +184,7 @@ def _ffcv_loader(beton, mode, size, mean, std, batch_size, shuffle, num_workers,
             seed=seed,
             drop_last=drop_last,
             os_cache=True,
-            pipelines=ffcv_pipelines(mode, size, mean, std, scale, device),
+            pipelines=ffcv_pipelines(mode, size, mean, std, scale, device, eval_ready),
         )
     )
 
@@ -194,11 +225,16 @@ def loader(
     scale=(0.08, 1.0),
     bicubic: bool = False,
     device=None,
+    order: str = "crop_resize",
 ):
     """An iterable of (images, labels) batches over `dataset` (torch) or `beton` (ffcv).
 
-    With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist;
-    with a cuda `device`, ffcv's batches arrive on it, normalised there (`ffcv_pipelines`)."""
+    `order`: the evaluation transform's (`transforms.ORDERS`; the paper profile's "resize_crop" is
+    the official Resize -> CenterCrop, the default "crop_resize" the mini profile's).
+
+    With backend="ffcv" and a `dataset`, the `.beton` is written first when `beton` does not exist
+    (eval-ready for mode "eval" in the "resize_crop" order: `ffcv_pipelines`); with a cuda `device`,
+    ffcv's batches arrive on it, normalised there."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if mode not in MODES:
@@ -214,18 +250,21 @@ def loader(
         if not Path(beton).exists():
             if dataset is None:
                 raise DataError(f"no .beton at {beton} and no dataset to write it from")
-            write_beton(dataset, beton)
+            if mode == "eval" and order == "resize_crop":
+                write_beton(dataset, beton, raw=True, prepare=tr.eval_geometry(size))
+            else:
+                write_beton(dataset, beton)
         return _ffcv_loader(
-            beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device
+            beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device, order
         )
     if dataset is None:
         raise ValueError("backend='torch' needs a dataset")
     if isinstance(getattr(dataset, "images", None), np.ndarray) and not hasattr(dataset, "samples"):
-        return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic)
+        return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic, order)
     dataset.transform = (
         tr.train_augment(size, mean, std, scale, bicubic)
         if mode == "train"
-        else tr.evaluation(size, mean, std, bicubic)
+        else tr.evaluation(size, mean, std, bicubic, order)
     )
     g = torch.Generator().manual_seed(seed)
     return DataLoader(
@@ -243,11 +282,18 @@ def loader(
 class ArrayBatches:
     """The torch backend's fast path for datasets held in memory (the mini suite): each batch is
     transformed as one tensor instead of image by image through PIL.
-    - eval: centre crop of 224/256 of the short side, antialiased resize to `size` (as `evaluation`);
+    - eval, order "crop_resize": centre crop of 224/256 of the short side, antialiased resize to
+      `size` (as `evaluation`); order "resize_crop": antialiased resize of the short side to
+      `transforms.resize_size(size)`, then the centre `size` x `size` (torchvision's rounding);
     - train: a random resized crop per image (area fraction in `scale`, aspect ratio in [3/4, 4/3],
       as RandomResizedCrop samples them) and a random horizontal flip, done by one grid_sample."""
 
-    def __init__(self, dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic):
+    def __init__(
+        self, dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic, order="crop_resize"
+    ):
+        if order not in tr.ORDERS:
+            raise ValueError(f"unknown evaluation order {order!r}; valid: {', '.join(tr.ORDERS)}")
+        self.order = order
         self.images, self.targets = dataset.images, torch.as_tensor(np.asarray(dataset.targets))
         self.mode, self.size, self.batch_size, self.shuffle, self.drop_last = mode, size, batch_size, shuffle, drop_last
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
@@ -267,6 +313,15 @@ class ArrayBatches:
         return torch.nn.functional.interpolate(
             x, size=(self.size, self.size), mode=self.interp, antialias=True, align_corners=False
         )
+
+    def _resize_crop(self, x):
+        """uint8 batch -> float: torchvision's uint8 antialiased resize (the one closest to PIL's)
+        of the short side, then the centre crop."""
+        from torchvision.transforms.v2 import functional as F
+
+        mode = F.InterpolationMode.BICUBIC if self.interp == "bicubic" else F.InterpolationMode.BILINEAR
+        x = F.resize(x, [tr.resize_size(self.size)], interpolation=mode, antialias=True)
+        return F.center_crop(x, [self.size, self.size]).float().div_(255)
 
     def _train(self, x):
         import math
@@ -293,6 +348,10 @@ class ArrayBatches:
         order = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = torch.from_numpy(self.images[idx.numpy()]).permute(0, 3, 1, 2).float().div_(255)
-            x = self._train(x) if self.mode == "train" else self._eval(x)
+            x = torch.from_numpy(self.images[idx.numpy()]).permute(0, 3, 1, 2)
+            if self.mode == "eval" and self.order == "resize_crop":
+                x = self._resize_crop(x.contiguous())
+            else:
+                x = x.float().div_(255)
+                x = self._train(x) if self.mode == "train" else self._eval(x)
             yield (x - self.mean) / self.std, self.targets[idx]

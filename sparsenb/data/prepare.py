@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import paths
+from . import transforms as tr
 from .loaders import write_beton
 from .manifest import digest, split_key, write_manifest
 from .registry import get, info
@@ -20,12 +21,27 @@ def max_resolution(name: str, cfg) -> int | None:
     return None if info(name).profile == "mini" else 2 * cfg["image_size"]
 
 
+def eval_ready(name: str, split: str, cfg) -> bool:
+    """Whether a split's .beton stores the official evaluation crops (raw, `image_size` square): the
+    test and validation splits of a profile evaluating in the official order (`eval_transform`
+    resize_crop), so ffcv's test batches are the official pipeline's pixels (`loaders.ffcv_pipelines`)."""
+    return split != "train" and cfg["eval_transform"] == "resize_crop"
+
+
 def beton_path(dataset, name: str, split: str, cfg) -> Path:
     """Where the .beton of a split lives: under the profile's `beton_cache` (never the user's data
-    folder), named by a key of the split's content and how it is stored, so a changed split or
-    resolution never reuses an old file."""
-    key = hashlib.sha1(f"{split_key(dataset)}|{max_resolution(name, cfg)}".encode()).hexdigest()[:12]
+    folder), named by a key of the split's content and how it is stored, so a changed split,
+    resolution or evaluation crop never reuses an old file."""
+    how = f"eval-crop-{cfg['image_size']}-raw" if eval_ready(name, split, cfg) else max_resolution(name, cfg)
+    key = hashlib.sha1(f"{split_key(dataset)}|{how}".encode()).hexdigest()[:12]
     return Path(cfg["beton_cache"]) / f"{name}-{split}-{key}.beton"
+
+
+def _write(dataset, path: Path, name: str, split: str, cfg) -> None:
+    if eval_ready(name, split, cfg):  # bilinear: RigL's bicubic splits read through torch (loaders.loader)
+        write_beton(dataset, path, raw=True, prepare=tr.eval_geometry(cfg["image_size"]))
+    else:
+        write_beton(dataset, path, max_resolution=max_resolution(name, cfg))
 
 
 def beton_for(dataset, name: str, split: str, cfg) -> Path | None:
@@ -34,7 +50,7 @@ def beton_for(dataset, name: str, split: str, cfg) -> Path | None:
         return None
     path = beton_path(dataset, name, split, cfg)
     if not path.exists():
-        write_beton(dataset, path, max_resolution=max_resolution(name, cfg))
+        _write(dataset, path, name, split, cfg)
     return path
 
 
@@ -51,7 +67,7 @@ def prepare(name: str, cfg, betons: bool = True, out_dir: str | Path | None = No
         if betons:
             beton = beton_path(ds, name, split, cfg)
             if not beton.exists():
-                write_beton(ds, beton, max_resolution=max_resolution(name, cfg))
+                _write(ds, beton, name, split, cfg)
         rows.append(
             {
                 "dataset": name,

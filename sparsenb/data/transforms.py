@@ -4,6 +4,14 @@
 - full finetuning, train: RandomResizedCrop(size) + horizontal flip, the dataset's own mean/std;
 - full finetuning, test: Resize -> CenterCrop, the dataset's own mean/std.
 RigL checkpoints were trained on bicubic-resized images: pass `bicubic=True` for them.
+
+The evaluation transform has two orders (`ORDERS`, the profile's `eval_transform`):
+- "resize_crop" (paper profile): the official scripts' order (IST-DASLab/sparse-imagenet-transfer
+  utils/transfer/constants.py:44-51, finetune_pre_extracted_features.py:181-186): Resize(256) of the
+  short side on the PIL image (bilinear; bicubic for RigL), CenterCrop(224), ToTensor, Normalize --
+  the same torchvision PIL operations, so the same tensors;
+- "crop_resize" (mini profile, unchanged): the centre 224/256 of the short side, then one resize.
+  Same region, another resampling grid (11-19% relative L2 off the official order on 224 px inputs).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # the evaluation crop of the paper's code: Resize(256) -> CenterCrop(224) keeps 224/256 of the short side
 CROP_RATIO = 224 / 256
+ORDERS = ("resize_crop", "crop_resize")
 
 
 def resize_size(size: int) -> int:
@@ -57,51 +66,94 @@ class CenterCropFraction(torch.nn.Module):
 
 
 class Evaluation:
-    """Centre crop of 224/256 of the short side -> resize to `size` -> normalise: the paper's
-    Resize(256) -> CenterCrop(224) (linear finetuning and every test split), with one resampling.
-    Applied to PIL images by torchvision (built on first use); in-memory datasets get the same
-    operations on whole batches instead (`loaders.ArrayBatches`, see `features.extract_features`)."""
+    """The evaluation transform (linear finetuning and every test split), in one of two `ORDERS`:
+    - "resize_crop": Resize(resize_size(size)) of the short side -> CenterCrop(size) -> normalise,
+      on the PIL image (torchvision's PIL kernels: the official pipeline's tensors);
+    - "crop_resize": centre crop of 224/256 of the short side -> one antialiased resize to `size` ->
+      normalise (the mini profile's).
+    Built on first use; in-memory datasets get the same operations on whole batches instead
+    (`loaders.ArrayBatches`, see `features.extract_features`)."""
 
-    def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False):
+    def __init__(self, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False, order="crop_resize"):
+        if order not in ORDERS:
+            raise ValueError(f"unknown evaluation order {order!r}; valid: {', '.join(ORDERS)}")
         self.size, self.mean, self.std, self.bicubic = int(size), tuple(mean), tuple(std), bool(bicubic)
+        self.order = order
         self._compose = None
 
     def compose(self):
         if self._compose is None:
             T = _v2()
-            self._compose = T.Compose(
-                [
+            if self.order == "resize_crop":
+                geometry = [eval_geometry(self.size, self.bicubic), T.ToImage()]
+            else:
+                geometry = [
                     T.ToImage(),
                     CenterCropFraction(CROP_RATIO),
                     T.Resize([self.size, self.size], interpolation=_interp(self.bicubic), antialias=True),
-                    *_to_float(self.mean, self.std),
                 ]
-            )
+            self._compose = T.Compose([*geometry, *_to_float(self.mean, self.std)])
         return self._compose
 
     def __call__(self, img):
         return self.compose()(img)
 
     def __repr__(self) -> str:  # stable, and part of the feature-cache key
-        return (
+        interp = "BICUBIC" if self.bicubic else "BILINEAR"
+        if self.order == "resize_crop":
+            return (
+                f"Evaluation(PIL Resize({resize_size(self.size)}, {interp}), CenterCrop({self.size}), "
+                f"Normalize({self.mean}, {self.std}))"
+            )
+        return (  # the mini profile's, unchanged: its cached features stay valid
             f"Evaluation(CenterCropFraction(ratio={CROP_RATIO:.6f}), Resize({self.size}, "
-            f"{'BICUBIC' if self.bicubic else 'BILINEAR'}, antialias), Normalize({self.mean}, {self.std}))"
+            f"{interp}, antialias), Normalize({self.mean}, {self.std}))"
         )
 
 
-def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False) -> Evaluation:
-    """The evaluation transform (see `Evaluation`)."""
-    return Evaluation(size, mean, std, bicubic)
+class _ToPIL:
+    """PIL images pass; HWC uint8 arrays and CHW uint8 tensors become PIL images (so a transform
+    meant for PIL images never silently passes an array through untouched)."""
+
+    def __call__(self, img):
+        from PIL import Image
+
+        if isinstance(img, Image.Image):
+            return img.convert("RGB") if img.mode != "RGB" else img
+        if isinstance(img, torch.Tensor):
+            img = img.permute(1, 2, 0).numpy() if img.ndim == 3 and img.shape[0] in (1, 3) else img.numpy()
+        return Image.fromarray(np.asarray(img, dtype=np.uint8))
+
+    def __repr__(self) -> str:
+        return "ToPIL()"
+
+
+def eval_geometry(size: int, bicubic: bool = False):
+    """The official evaluation geometry on the PIL image: Resize(resize_size(size)) of the short side
+    (PIL's resampling, as torchvision.transforms on PIL images) -> CenterCrop(size); a PIL image out.
+    Also what an eval-ready `.beton` stores (`loaders.write_beton(..., prepare=...)`)."""
+    T = _v2()
+    return T.Compose(
+        [_ToPIL(), T.Resize(resize_size(size), interpolation=_interp(bicubic), antialias=True), T.CenterCrop(size)]
+    )
+
+
+def evaluation(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD, bicubic: bool = False, order="crop_resize"):
+    """The evaluation transform (see `Evaluation`; the paper profile passes order="resize_crop")."""
+    return Evaluation(size, mean, std, bicubic, order)
 
 
 def train_augment(size: int, mean, std, scale=(0.08, 1.0), bicubic: bool = False):
-    """RandomResizedCrop + horizontal flip -> normalise (full finetuning, train split)."""
+    """RandomResizedCrop + horizontal flip -> normalise (full finetuning, train split), on the PIL
+    image as the official code does (utils/transfer/constants.py:35-42): torchvision's PIL kernels
+    and its random draws, so a seeded call gives the official pipeline's tensor."""
     T = _v2()
     return T.Compose(
         [
-            T.ToImage(),
+            _ToPIL(),
             T.RandomResizedCrop(size, scale=tuple(scale), interpolation=_interp(bicubic), antialias=True),
             T.RandomHorizontalFlip(),
+            T.ToImage(),
             *_to_float(mean, std),
         ]
     )
