@@ -269,8 +269,9 @@ def test_ffcv_evaluates_the_official_pixels_from_an_eval_ready_beton(tmp_path):
 
 
 def test_paper_test_splits_get_their_own_eval_ready_beton(tmp_path):
-    from sparsenb.data import prepare
+    import importlib
 
+    prepare = importlib.import_module("sparsenb.data.prepare")  # the module (sparsenb.data.prepare is also a function)
     paper = dict(config.load("paper"), beton_cache=str(tmp_path))
     mini = dict(config.load("mini"), beton_cache=str(tmp_path))
     ds = ArrayDataset(np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, int), ["a"])
