@@ -133,8 +133,7 @@ def means(df: pd.DataFrame, terms: dict) -> pd.DataFrame:
     where a member is missing is NaN). A member without any result is a UserError naming it.
     Columns: the term names; `.attrs`: "runs" (rows that entered), "paired" (every unit's cells
     share their finetuning seeds)."""
-    if "upstream_seed" not in df:
-        df = df.assign(upstream_seed=0)
+    df = df.reset_index(drop=True) if "upstream_seed" in df else df.assign(upstream_seed=0).reset_index(drop=True)
     parts = []
     for name, (finetune, members, sparsity) in terms.items():
         for m in members:
@@ -143,7 +142,9 @@ def means(df: pd.DataFrame, terms: dict) -> pd.DataFrame:
                 at = "" if sparsity is None else f" at sparsity {sparsity:g}"
                 raise UserError(f"no {finetune} finetuning results for {m!r}{at}; drop it from the family or run it")
             parts.append(rows.assign(term=name, member=m, cell=f"{name}|{m}"))
-    rows = pd.concat(parts, ignore_index=True)
+    rows = pd.concat(parts)
+    runs = int(rows.index.nunique())  # a row in two terms (dense on both sides) is one run
+    rows = rows.reset_index(drop=True)
     # where every cell of a unit has the same seeds, the difference of means is the mean of the
     # seed-paired differences; where they differ (the released full finetuning results give each
     # method its own seeds) each cell's mean is over its own seeds
@@ -153,7 +154,7 @@ def means(df: pd.DataFrame, terms: dict) -> pd.DataFrame:
     fam = member.groupby(level=UNIT + ["term"]).agg(["mean", "count"])
     complete = fam["count"] == fam.index.get_level_values("term").map(n)
     out = fam["mean"].where(complete).unstack("term").reindex(columns=list(terms))
-    out.attrs["runs"] = int(len(rows))
+    out.attrs["runs"] = runs
     out.attrs["paired"] = bool((seeds.groupby(level=UNIT).nunique() == 1).all())
     return out
 

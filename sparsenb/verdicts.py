@@ -164,13 +164,36 @@ def _gap(D: Data, name: str, finetune: str, members, sparsities, literal: bool =
 
 
 def _bases_text(D: Data, finetune: str, methods, literal: bool) -> str:
-    """Which control each method's gap is against, e.g. "gaps to gmp, woodfisher: dense_2x (2D)";
-    for the literal contrast, the budgets it leaves unmatched."""
+    """The controls that are not dense, e.g. "own controls: gmp, woodfisher dense_2x (2D)"; for the
+    literal contrast, the budgets it leaves unmatched, e.g. "budgets: gmp, woodfisher 2D, rest D"."""
+    if not D.matched:
+        return ""
     by: dict[str, list[str]] = {}
     for m in methods:
-        by.setdefault(D.base(finetune, m), []).append(m)
-    text = "; ".join(f"{', '.join(ms)}: {b} ({BUDGET.get(b, '?')})" for b, ms in by.items())
-    return f"budgets not matched (their controls: {text})" if literal else f"gaps to {text}"
+        b, c = D.base(finetune, m), control_of(m) or "dense"
+        if c != "dense":
+            label = f"{BUDGET.get(c, '?')} (control {c})" if literal else f"{c} ({BUDGET.get(c, '?')})"
+            by.setdefault(label + ("" if b == c else " absent: vs dense"), []).append(m)
+    if not by:
+        return ""
+    text = "; ".join(f"{', '.join(ms)} {b}" for b, ms in by.items())
+    rest = any((control_of(m) or "dense") == "dense" for m in methods)
+    rest = ("; rest D" if literal else "; rest dense (D)") if rest else ""
+    return f"budgets unmatched: {text}{rest}" if literal else f"own controls: {text}{rest}"
+
+
+def _differs(D: Data, finetune: str, methods) -> bool:
+    """Some method's gap is against a control other than dense: the literal contrast differs."""
+    return D.matched and any(D.base(finetune, m) != "dense" for m in methods)
+
+
+def _compact(labels) -> str:
+    """["acdc 80%", "acdc 90%", "str 80%"] -> "acdc 80/90%, str 80%"."""
+    by: dict[str, list[str]] = {}
+    for lab in labels:
+        m, s = lab.rsplit(" ", 1)
+        by.setdefault(m, []).append(s.rstrip("%"))
+    return ", ".join(f"{m} {'/'.join(ss)}%" for m, ss in by.items()) or "none"
 
 
 def _row(key, e, claim, test, evidence="", contrast="", margin=0.0, scale=100.0, unit="points", p=None, v=None):
@@ -220,14 +243,14 @@ def _contrast_of(key, D, finetune, a, b, claim, literal, label_a, label_b, margi
     except UserError as err:
         return _missing(key, test, str(err), contrast)
     e = stats.crossed(ga(t) - gb(t), t.attrs["runs"])
-    bases = _bases_text(D, finetune, ok_a + ok_b, literal) if D.matched else ""
+    bases = _bases_text(D, finetune, ok_a + ok_b, literal)
     return _row(key, e, claim, test, "; ".join(filter(None, [bases, _absent(no_a + no_b)])), contrast, margin)
 
 
 def _with_literal(key, D, finetune, a, b, claim, label_a, label_b, margin=0.0) -> list[dict]:
     """The matched contrast, and the literal one where the bases differ (budgets named)."""
     rows = [_contrast_of(key, D, finetune, a, b, claim, False, label_a, label_b, margin)]
-    if D.matched and any(D.base(finetune, m) != "dense" for m in (*a, *b)):
+    if _differs(D, finetune, (*a, *b)):
         rows.append(_contrast_of(f"{key}/literal", D, finetune, a, b, claim, True, label_a, label_b, margin))
     return rows
 
@@ -336,16 +359,16 @@ def match_or_outperform_linear(D: Data, literal: bool = False) -> list[dict]:
         filter(
             None,
             [
-                f"non-inferior (Holm): {', '.join(x[0] for x in agree if x[5] < 0.05) or 'none'}",
-                f"shown inferior: {', '.join(inferior) or 'none'}",
+                f"non-inferior (Holm): {_compact(x[0] for x in agree if x[5] < 0.05)}",
+                f"shown inferior: {_compact(inferior)}",
                 f"row: {best[0]}",
-                _bases_text(D, "linear", sorted({x[0].split()[0] for x in done}), literal) if D.matched else "",
+                _bases_text(D, "linear", list(dict.fromkeys(x[0].split()[0] for x in done)), literal),
                 _absent(absent),
             ],
         )
     )
     rows = [_row(key, best[1], "noninferior", test, evidence, contrast, D.margin, p=min(p_agree, p_contra), v=v)]
-    if not literal and D.matched:
+    if not literal and _differs(D, "linear", [x[0].split()[0] for x in done]):
         rows += match_or_outperform_linear(D, literal=True)
     return rows
 
@@ -386,6 +409,13 @@ def _composite(parts: list[tuple]) -> tuple[float, str, tuple]:
     return p, ("contradicts" if p < 0.05 else "inconclusive"), contra
 
 
+def _part_note(e: stats.Estimate, row: stats.Estimate) -> str:
+    """What a part of a composite claim rests on, where it differs from the row's estimate."""
+    if e.upstream == row.upstream:
+        return ""
+    return " (one upstream model: its noise is not in this interval)" if e.upstream == 1 else f" ({e.design()})"
+
+
 def _lth_parts(D: Data, literal: bool):
     """LTH-T minus the others: competitive at 80% (> -margin) and, at each sparsity >= 90% it has,
     a drop from 80% beyond the others' drop (< 0)."""
@@ -424,11 +454,11 @@ def lth_t_drops_at_high_sparsity(D: Data, literal: bool = False) -> list[dict]:
     if not highs:
         return [_missing(key, test, "no results: lth_t at >= 90% (full)", contrast)]
     p, v, decide = _composite(parts)
-    each = "; ".join(f"{lab} {e.text()}" for lab, e, _, _ in parts)
-    bases = _bases_text(D, "full", ["lth_t", *others], literal) if D.matched else ""
+    each = "; ".join(f"{lab} {e.text()}{_part_note(e, decide[1])}" for lab, e, _, _ in parts)
+    bases = _bases_text(D, "full", ["lth_t", *others], literal)
     evidence = "; ".join(filter(None, [f"row: {decide[0]}", each, bases, _absent(absent)]))
     rows = [_row(key, decide[1], decide[2], test, evidence, contrast, decide[3], p=p, v=v)]
-    if not literal and D.matched:
+    if not literal and _differs(D, "full", ["lth_t", *others]):
         rows += lth_t_drops_at_high_sparsity(D, literal=True)
     return rows
 
@@ -485,8 +515,9 @@ def difficulty_trend(D: Data, literal: bool = False) -> list[dict]:
     each = "; ".join(f"{lab} {e.text(10)}" for lab, e, _, _ in parts)
     evidence = "; ".join(filter(None, [f"row: {decide[0]}", each, _absent(no_r + no_p)]))
     unit = "alpha % per 10 points of difficulty"
+    evidence = "; ".join(filter(None, [evidence, _bases_text(D, "linear", reg + prog, literal)]))
     rows = [_row(key, decide[1], "less", test, evidence, contrast, scale=10.0, unit=unit, p=p, v=v)]
-    if not literal and D.matched:
+    if not literal and _differs(D, "linear", reg + prog):
         rows += difficulty_trend(D, literal=True)
     return rows
 

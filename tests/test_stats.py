@@ -214,7 +214,7 @@ def test_match_or_outperform_is_one_sided_per_method():
     assert f.loc[key, "verdict"] == "agrees" and f.loc[key, "estimate"] == pytest.approx(2.0, abs=0.3)
     f = primary(verdicts.findings(_linear_methods({"acdc": 0.02, "str": 0.02, "gmp": -0.03, "woodfisher": -0.03})))
     assert f.loc[key, "verdict"] == "agrees" and f.loc[key, "estimate"] > 1.5
-    assert "shown inferior: gmp 80%, gmp 90%, woodfisher 80%, woodfisher 90%" in f.loc[key, "evidence"]
+    assert "shown inferior: gmp 80/90%, woodfisher 80/90%" in f.loc[key, "evidence"]
     f = primary(verdicts.findings(_linear_methods({m: -0.03 for m in ("acdc", "str", "gmp", "woodfisher")})))
     assert f.loc[key, "verdict"] == "contradicts"
 
