@@ -243,6 +243,19 @@ def verdict(e: Estimate, claim: str, margin: float = 0.0, alpha: float = 1 - LEV
     return direction(e, claim, margin) if p < alpha else "inconclusive"
 
 
+def all_parts(parts: list[tuple]) -> tuple[float, str, tuple]:
+    """A claim made of parts [(label, estimate, claim, margin)]: it agrees when every part agrees
+    (intersection-union: p = the largest), contradicts when one part does (Bonferroni over the
+    parts). Returns p, verdict and the deciding part (label, estimate, claim, margin, direction, p)."""
+    ps = [(lab, e, c, m, direction(e, c, m), p_value(e, c, m)) for lab, e, c, m in parts]
+    if all(x[4] == "agrees" for x in ps):
+        worst = max(ps, key=lambda x: x[5])
+        return worst[5], ("agrees" if worst[5] < 0.05 else "inconclusive"), worst
+    contra = min((x for x in ps if x[4] == "contradicts"), key=lambda x: x[5])
+    p = min(1.0, len(ps) * contra[5])
+    return p, ("contradicts" if p < 0.05 else "inconclusive"), contra
+
+
 def holm(p) -> np.ndarray:
     """Holm's step-down adjustment of p-values (NaN stays NaN)."""
     p = np.asarray(p, float)

@@ -1,16 +1,15 @@
 """The paper's findings as tests: each claim of Sec. 3.3-3.4 as the paper states it, its sentence
 quoted, a contrast with a 95% interval over tasks x upstream models (sparsenb.stats) and a verdict
 (agrees / contradicts / inconclusive), raw and Holm-adjusted across the findings; and the decision
-guide (which method to pick per finetuning mode and sparsity, chosen without the results it is
-reported on).
+guide (sparsenb.guide, re-exported here).
 
     verdicts.findings(summary.load("published"))     # one row per claim, stable `key`
     verdicts.decision_guide(tidy)
 
-Contrasts. Where the results have budget-matched controls (the mini study: `dense`, `dense_2x`,
-`dense_5x`), the primary contrast of a sparse method is against its own control (`control_of`):
-its *gap*, paired on task, upstream seed and finetuning seed; claims about families compare the
-families' mean gaps, each member weighted equally. The paper's literal contrast (against dense at
+Contrasts (sparsenb.contrasts). Where the results have budget-matched controls (the mini study:
+`dense`, `dense_2x`, `dense_5x`), the primary contrast of a sparse method is against its own
+control (`control_of`): its *gap*, paired on task, upstream seed and finetuning seed; claims about
+families compare the families' mean gaps, each member weighted equally. The paper's literal contrast (against dense at
 D, or method against method across budgets) is then a secondary row, key `<key>/literal`, that
 names the budget difference. Without controls (the paper's released results) the contrast is
 against dense. Families are the methods the paper names (present in the data; the absent ones are
@@ -20,36 +19,21 @@ the p-values across the primary rows (and, apart, across the secondary ones).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-
 import numpy as np
 import pandas as pd
 
-from . import metrics, prune, stats, summary
+from . import stats
+from .contrasts import SPARSITIES, Data, alphas, bases_text, control_of, differs, difficulty, gap_terms, one_arch
 from .errors import UserError
+from .guide import decision_guide
+
+__all__ = ["FINDINGS", "control_of", "decision_guide", "findings"]
 
 MARGIN = 0.01  # "match", "competitive", "on par": within 1 accuracy point (non-inferiority margin)
-SPARSITIES = (0.8, 0.9)  # the paper's main sparsities (Figs. 2-3, Table 1): pooled claims use both
 PROGRESSIVE = ("gmp", "woodfisher")  # Sec. 3.4: "progressive sparsification methods (GMP and WoodFisher)"
 REGULARIZATION = ("acdc", "str", "rigl_erk_1x")  # "regularization-based methods (AC/DC, STR, and RigL)"
 STANDARD = PROGRESSIVE + REGULARIZATION  # trained at the standard budget (LTH-T and RigL 5x apart)
 LINEAR_SPARSE = STANDARD + ("rigl_erk_5x",)  # Sec. 3.3 leaves LTH-T out of linear finetuning
-# each method's budget-matched control, until the registry carries it (prune.METHODS[m].control)
-CONTROLS = {
-    "acdc": "dense",
-    "str": "dense",
-    "rigl_erk_1x": "dense",
-    "gmp_scratch": "dense",
-    "lth_t": "dense",
-    "gmp": "dense_2x",
-    "woodfisher": "dense_2x",
-    "structured": "dense_2x",
-    "rigl_erk_5x": "dense_5x",
-}
-CONTROL_NAMES = ("dense", "dense_2x", "dense_5x", "dense_2x_scratch")
-BUDGET = {"dense": "D", "dense_2x": "2D", "dense_5x": "5D"}
-
 FINDINGS = {  # key: (the finding in a few words, the paper's sentence)
     "match_or_outperform_linear": (
         "some sparse methods match or outperform dense in linear finetuning",
@@ -93,98 +77,9 @@ FINDINGS = {  # key: (the finding in a few words, the paper's sentence)
         'Sec. 3.4: "Generally, STR performs worse on full finetuning, compared to other regularization methods."',
     ),
 }
-COLUMNS = [
-    "key",
-    "finding",
-    "verdict",
-    "verdict_holm",
-    "estimate",
-    "ci_low",
-    "ci_high",
-    "unit",
-    "p",
-    "p_holm",
-    "contrast",
-    "test",
-    "paper",
-    "tasks",
-    "upstream_models",
-    "evidence",
-]
-
-
-def control_of(method: str) -> str | None:
-    """The budget-matched control of a method (None for dense and the controls themselves)."""
-    if hasattr(prune, "control_of") and method in prune.METHODS:
-        return prune.control_of(method)
-    return getattr(prune.METHODS.get(method), "control", CONTROLS.get(method))
-
-
-@dataclass
-class Data:
-    """The results of one architecture, and how contrasts are formed on them."""
-
-    d: pd.DataFrame
-    margin: float = MARGIN
-
-    @cached_property
-    def matched(self) -> bool:
-        """Budget-matched controls beyond dense are in the results (the mini study)."""
-        return bool(self.d.method.isin([c for c in CONTROL_NAMES if c != "dense"]).any())
-
-    def has(self, finetune: str, method: str, sparsity=None) -> bool:
-        m = (self.d.finetune == finetune) & (self.d.method == method)
-        if sparsity is not None:
-            m &= np.isclose(self.d.sparsity, sparsity)
-        return bool(m.any())
-
-    def present(self, finetune: str, methods, sparsities=SPARSITIES) -> tuple[list[str], list[str]]:
-        """The methods with `finetune` results at every one of `sparsities`, and the others."""
-        ok = [m for m in methods if all(self.has(finetune, m, s) for s in sparsities)]
-        return ok, [m for m in methods if m not in ok]
-
-    def base(self, finetune: str, method: str, literal: bool = False) -> str:
-        """What a method's gap is taken against: its own control (matched), else dense."""
-        c = control_of(method) or "dense"
-        return c if self.matched and not literal and self.has(finetune, c) else "dense"
-
-
-def _gap(D: Data, name: str, finetune: str, members, sparsities, literal: bool = False):
-    """Terms for stats.means and the function (unit table -> the family's mean gap over
-    `sparsities`): the mean over members of (accuracy - accuracy of the member's base)."""
-    terms = {f"{name}@{s:g}": (finetune, list(members), s) for s in sparsities}
-    bases = pd.Series([D.base(finetune, m, literal) for m in members]).value_counts(normalize=True)
-    terms.update({f"{name}~{b}": (finetune, [b], None) for b in bases.index})
-
-    def gap(t: pd.DataFrame) -> pd.Series:
-        acc = t[[f"{name}@{s:g}" for s in sparsities]].mean(axis=1, skipna=False)
-        return acc - sum(w * t[f"{name}~{b}"] for b, w in bases.items())
-
-    return terms, gap
-
-
-def _bases_text(D: Data, finetune: str, methods, literal: bool) -> str:
-    """The controls that are not dense, e.g. "own controls: gmp, woodfisher dense_2x (2D)"; for the
-    literal contrast, the budgets it leaves unmatched, e.g. "budgets: gmp, woodfisher 2D, rest D"."""
-    if not D.matched:
-        return ""
-    by: dict[str, list[str]] = {}
-    for m in methods:
-        b, c = D.base(finetune, m), control_of(m) or "dense"
-        if c != "dense":
-            label = f"{BUDGET.get(c, '?')} (control {c})" if literal else f"{c} ({BUDGET.get(c, '?')})"
-            by.setdefault(label + ("" if b == c else " absent: vs dense"), []).append(m)
-    if not by:
-        return ""
-    text = "; ".join(f"{', '.join(ms)} {b}" for b, ms in by.items())
-    rest = any((control_of(m) or "dense") == "dense" for m in methods)
-    rest = ("; rest D" if literal else "; rest dense (D)") if rest else ""
-    return f"budgets unmatched: {text}{rest}" if literal else f"own controls: {text}{rest}"
-
-
-def _differs(D: Data, finetune: str, methods) -> bool:
-    """Some method's gap is against a control other than dense: the literal contrast differs."""
-    return D.matched and any(D.base(finetune, m) != "dense" for m in methods)
+COLUMNS = (
+    "key finding verdict verdict_holm estimate ci_low ci_high unit p p_holm contrast test paper tasks upstream_models"
+).split() + ["evidence"]
 
 
 def _compact(labels) -> str:
@@ -201,22 +96,10 @@ def _row(key, e, claim, test, evidence="", contrast="", margin=0.0, scale=100.0,
     p = stats.p_value(e, claim, margin) if p is None else p
     v = v or (stats.direction(e, claim, margin) if p < 1 - stats.LEVEL else "inconclusive")
     notes = [e.reason and f"inconclusive: {e.reason}", evidence, e.design(), e.caveat]
-    return {
-        "key": key,
-        "finding": FINDINGS[key.split("/")[0]][0],
-        "verdict": v,
-        "estimate": round(scale * e.mean, 1),
-        "ci_low": round(scale * e.low, 1),
-        "ci_high": round(scale * e.high, 1),
-        "unit": unit,
-        "p": p,
-        "contrast": contrast,
-        "test": test,
-        "paper": FINDINGS[key.split("/")[0]][1],
-        "tasks": e.tasks,
-        "upstream_models": e.upstream,
-        "evidence": "; ".join(n for n in notes if n),
-    }
+    finding, paper = FINDINGS[key.split("/")[0]]
+    row = dict(key=key, finding=finding, verdict=v, unit=unit, p=p, contrast=contrast, test=test, paper=paper)
+    row |= {c: round(scale * x, 1) for c, x in (("estimate", e.mean), ("ci_low", e.low), ("ci_high", e.high))}
+    return row | {"tasks": e.tasks, "upstream_models": e.upstream, "evidence": "; ".join(n for n in notes if n)}
 
 
 def _missing(key, test, why, contrast="") -> dict:
@@ -237,41 +120,32 @@ def _contrast_of(key, D, finetune, a, b, claim, literal, label_a, label_b, margi
     if not ok_a or not ok_b:
         return _missing(key, test, _absent(no_a + no_b) or "no results", contrast)
     try:
-        ta, ga = _gap(D, "a", finetune, ok_a, SPARSITIES, literal)
-        tb, gb = _gap(D, "b", finetune, ok_b, SPARSITIES, literal)
+        ta, ga = gap_terms(D, "a", finetune, ok_a, SPARSITIES, literal)
+        tb, gb = gap_terms(D, "b", finetune, ok_b, SPARSITIES, literal)
         t = stats.means(D.d, {**ta, **tb})
     except UserError as err:
         return _missing(key, test, str(err), contrast)
     e = stats.crossed(ga(t) - gb(t), t.attrs["runs"])
-    bases = _bases_text(D, finetune, ok_a + ok_b, literal)
+    bases = bases_text(D, finetune, ok_a + ok_b, literal)
     return _row(key, e, claim, test, "; ".join(filter(None, [bases, _absent(no_a + no_b)])), contrast, margin)
 
 
 def _with_literal(key, D, finetune, a, b, claim, label_a, label_b, margin=0.0) -> list[dict]:
     """The matched contrast, and the literal one where the bases differ (budgets named)."""
     rows = [_contrast_of(key, D, finetune, a, b, claim, False, label_a, label_b, margin)]
-    if _differs(D, finetune, (*a, *b)):
+    if differs(D, finetune, (*a, *b)):
         rows.append(_contrast_of(f"{key}/literal", D, finetune, a, b, claim, True, label_a, label_b, margin))
     return rows
 
 
 def regularization_best_linear(D: Data) -> list[dict]:
-    return _with_literal(
-        "regularization_best_linear",
-        D,
-        "linear",
-        REGULARIZATION,
-        PROGRESSIVE,
-        "greater",
-        "regularization",
-        "progressive",
-    )
+    fams = (REGULARIZATION, PROGRESSIVE, "greater", "regularization", "progressive")
+    return _with_literal("regularization_best_linear", D, "linear", *fams)
 
 
 def progressive_best_full(D: Data) -> list[dict]:
-    return _with_literal(
-        "progressive_best_full", D, "full", PROGRESSIVE, REGULARIZATION, "greater", "progressive", "regularization"
-    )
+    fams = (PROGRESSIVE, REGULARIZATION, "greater", "progressive", "regularization")
+    return _with_literal("progressive_best_full", D, "full", *fams)
 
 
 def str_worse_full(D: Data) -> list[dict]:
@@ -280,17 +154,8 @@ def str_worse_full(D: Data) -> list[dict]:
 
 
 def rigl_5x_near_woodfisher(D: Data) -> list[dict]:
-    return _with_literal(
-        "rigl_5x_near_woodfisher",
-        D,
-        "full",
-        ["rigl_erk_5x"],
-        ["woodfisher"],
-        "noninferior",
-        "RigL 5x",
-        "WoodFisher",
-        D.margin,
-    )
+    pair = (["rigl_erk_5x"], ["woodfisher"], "noninferior", "RigL 5x", "WoodFisher", D.margin)
+    return _with_literal("rigl_5x_near_woodfisher", D, "full", *pair)
 
 
 def rigl_5x_over_1x(D: Data) -> list[dict]:
@@ -323,7 +188,7 @@ def _candidates(D: Data, literal: bool):
                 absent.append(f"{m} {100 * s:g}%")
                 continue
             try:
-                terms, gap = _gap(D, "m", "linear", [m], [s], literal)
+                terms, gap = gap_terms(D, "m", "linear", [m], [s], literal)
                 t = stats.means(D.d, terms)
             except UserError as err:
                 absent.append(f"{m} {100 * s:g}% ({err})")
@@ -362,13 +227,13 @@ def match_or_outperform_linear(D: Data, literal: bool = False) -> list[dict]:
                 f"non-inferior (Holm): {_compact(x[0] for x in agree if x[5] < 0.05)}",
                 f"shown inferior: {_compact(inferior)}",
                 f"row: {best[0]}",
-                _bases_text(D, "linear", list(dict.fromkeys(x[0].split()[0] for x in done)), literal),
+                bases_text(D, "linear", list(dict.fromkeys(x[0].split()[0] for x in done)), literal),
                 _absent(absent),
             ],
         )
     )
     rows = [_row(key, best[1], "noninferior", test, evidence, contrast, D.margin, p=min(p_agree, p_contra), v=v)]
-    if not literal and _differs(D, "linear", [x[0].split()[0] for x in done]):
+    if not literal and differs(D, "linear", [x[0].split()[0] for x in done]):
         rows += match_or_outperform_linear(D, literal=True)
     return rows
 
@@ -397,18 +262,6 @@ def sparsity_costs_more_full(D: Data) -> list[dict]:
     ]
 
 
-def _composite(parts: list[tuple]) -> tuple[float, str, tuple]:
-    """Every part must agree (intersection-union: p = the largest); any part contradicting
-    (Bonferroni over the parts) contradicts. Returns p, verdict and the deciding part."""
-    ps = [(lab, e, c, m, stats.direction(e, c, m), stats.p_value(e, c, m)) for lab, e, c, m in parts]
-    if all(x[4] == "agrees" for x in ps):
-        worst = max(ps, key=lambda x: x[5])
-        return worst[5], ("agrees" if worst[5] < 0.05 else "inconclusive"), worst
-    contra = min((x for x in ps if x[4] == "contradicts"), key=lambda x: x[5])
-    p = min(1.0, len(ps) * contra[5])
-    return p, ("contradicts" if p < 0.05 else "inconclusive"), contra
-
-
 def _part_note(e: stats.Estimate, row: stats.Estimate) -> str:
     """What a part of a composite claim rests on, where it differs from the row's estimate."""
     if e.upstream == row.upstream:
@@ -423,8 +276,8 @@ def _lth_parts(D: Data, literal: bool):
     others, absent = D.present("full", STANDARD, (0.8,))
     if not others:
         raise UserError("no other standard method has full finetuning results at 80% to compare LTH-T with")
-    tl, gl = _gap(D, "l", "full", ["lth_t"], [0.8], literal)
-    to, go = _gap(D, "o", "full", others, [0.8], literal)
+    tl, gl = gap_terms(D, "l", "full", ["lth_t"], [0.8], literal)
+    to, go = gap_terms(D, "o", "full", others, [0.8], literal)
     t = stats.means(D.d, {**tl, **to})
     parts = [("competitive at 80%", stats.crossed(gl(t) - go(t), t.attrs["runs"]), "noninferior", D.margin)]
     for s in highs:
@@ -453,38 +306,14 @@ def lth_t_drops_at_high_sparsity(D: Data, literal: bool = False) -> list[dict]:
         return [_missing(key, test, str(err), contrast)]
     if not highs:
         return [_missing(key, test, "no results: lth_t at >= 90% (full)", contrast)]
-    p, v, decide = _composite(parts)
+    p, v, decide = stats.all_parts(parts)
     each = "; ".join(f"{lab} {e.text()}{_part_note(e, decide[1])}" for lab, e, _, _ in parts)
-    bases = _bases_text(D, "full", ["lth_t", *others], literal)
+    bases = bases_text(D, "full", ["lth_t", *others], literal)
     evidence = "; ".join(filter(None, [f"row: {decide[0]}", each, bases, _absent(absent)]))
     rows = [_row(key, decide[1], decide[2], test, evidence, contrast, decide[3], p=p, v=v)]
-    if not literal and _differs(D, "full", ["lth_t", *others]):
+    if not literal and differs(D, "full", ["lth_t", *others]):
         rows += lth_t_drops_at_high_sparsity(D, literal=True)
     return rows
-
-
-def _difficulty(D: Data) -> pd.Series:
-    """Task difficulty (Sec. 3.3): dense full minus dense linear accuracy, per dataset."""
-    acc = D.d[D.d.method == "dense"].groupby(["finetune", "dataset"]).accuracy.mean().unstack("finetune")
-    if not {"full", "linear"} <= set(acc.columns):
-        raise UserError("task difficulty needs dense results in both full and linear finetuning")
-    return (acc["full"] - acc["linear"]).dropna()
-
-
-def _alphas(D: Data, families: dict, literal: bool) -> tuple[dict, int]:
-    """Per family, per unit: the mean over its members and SPARSITIES of alpha (linear) against each
-    member's base; and the runs that entered."""
-    members = [m for ms in families.values() for m in ms]
-    terms = {f"{m}@{s:g}": ("linear", [m], s) for m in members for s in SPARSITIES}
-    terms |= {f"base:{b}": ("linear", [b], None) for b in {D.base("linear", m, literal) for m in members}}
-    t = stats.means(D.d, terms)
-
-    def alpha(m):
-        base = t[f"base:{D.base('linear', m, literal)}"]
-        a = sum(metrics.relative_error_increase(t[f"{m}@{s:g}"], base) for s in SPARSITIES) / len(SPARSITIES)
-        return pd.Series(a, index=t.index)
-
-    return {f: sum(alpha(m) for m in ms) / len(ms) for f, ms in families.items()}, t.attrs["runs"]
 
 
 def difficulty_trend(D: Data, literal: bool = False) -> list[dict]:
@@ -500,8 +329,8 @@ def difficulty_trend(D: Data, literal: bool = False) -> list[dict]:
     if not reg or not prog:
         return [_missing(key, test, _absent(no_r + no_p), contrast)]
     try:
-        x = _difficulty(D)
-        a, runs = _alphas(D, {"reg": reg, "prog": prog}, literal)
+        x = difficulty(D)
+        a, runs = alphas(D, {"reg": reg, "prog": prog}, literal)
     except UserError as err:
         return [_missing(key, test, str(err), contrast)]
     units = pd.concat(a, axis=1).dropna()
@@ -511,13 +340,13 @@ def difficulty_trend(D: Data, literal: bool = False) -> list[dict]:
         ("regularization", stats.slope(per_task(units.reg), x, n_up, runs), "less", 0.0),
         ("regularization minus progressive", stats.slope(per_task(units.reg - units.prog), x, n_up, runs), "less", 0.0),
     ]
-    p, v, decide = _composite(parts)
+    p, v, decide = stats.all_parts(parts)
     each = "; ".join(f"{lab} {e.text(10)}" for lab, e, _, _ in parts)
     evidence = "; ".join(filter(None, [f"row: {decide[0]}", each, _absent(no_r + no_p)]))
     unit = "alpha % per 10 points of difficulty"
-    evidence = "; ".join(filter(None, [evidence, _bases_text(D, "linear", reg + prog, literal)]))
+    evidence = "; ".join(filter(None, [evidence, bases_text(D, "linear", reg + prog, literal)]))
     rows = [_row(key, decide[1], "less", test, evidence, contrast, scale=10.0, unit=unit, p=p, v=v)]
-    if not literal and _differs(D, "linear", reg + prog):
+    if not literal and differs(D, "linear", reg + prog):
         rows += difficulty_trend(D, literal=True)
     return rows
 
@@ -535,15 +364,6 @@ CLAIM_TESTS = (
 )
 
 
-def _one_arch(tidy: pd.DataFrame, arch: str | None) -> pd.DataFrame:
-    arch = arch or (tidy.arch.value_counts().index[0] if len(tidy) else None)
-    d = tidy[tidy.arch == arch].copy()
-    d["sparsity"] = d.sparsity.astype(float)
-    if "val_accuracy" in d:
-        d["val_accuracy"] = pd.to_numeric(d.val_accuracy, errors="coerce")
-    return d
-
-
 def findings(tidy: pd.DataFrame, margin: float = MARGIN, arch: str | None = None) -> pd.DataFrame:
     """The paper's findings, each a test with a verdict on the per-seed results `tidy` (columns
     finetune, arch, dataset, method, sparsity, seed, accuracy in 0..1; upstream_seed where present),
@@ -551,7 +371,7 @@ def findings(tidy: pd.DataFrame, margin: float = MARGIN, arch: str | None = None
     secondary contrasts (`<key>/literal`, `<key>/matched`) where controls exist. Estimates and
     intervals in accuracy points (`unit`), rounded to 0.1; `verdict` from the 95% interval,
     `verdict_holm` from Holm-adjusted p-values across the primary rows (the secondary ones apart)."""
-    D = Data(_one_arch(tidy, arch), margin)
+    D = Data(one_arch(tidy, arch), margin)
     rows = [row for test in CLAIM_TESTS for row in test(D)]
     out = pd.DataFrame(rows)
     out["p_holm"] = np.nan
@@ -561,80 +381,3 @@ def findings(tidy: pd.DataFrame, margin: float = MARGIN, arch: str | None = None
     out["verdict_holm"] = np.where(out.p_holm < 1 - stats.LEVEL, out.verdict, "inconclusive")
     out["p"], out["p_holm"] = out.p.round(4), out.p_holm.round(4)
     return out[COLUMNS]
-
-
-# ---------------------------------------------------------------------------------------------
-# the decision guide (Figure 1 from the data)
-
-
-def _candidates_at(d: pd.DataFrame) -> list[str]:
-    fam = summary.families()
-    return [m for m in sorted(set(d.method)) if m not in CONTROL_NAMES and fam.get(m) not in ("dense", "control")]
-
-
-def _alpha_units(d: pd.DataFrame, dense: pd.DataFrame, column: str = "accuracy") -> pd.Series:
-    """alpha per unit (dataset, upstream_seed) of the rows `d` against the dense rows."""
-    a = d.groupby(stats.UNIT)[column].mean()
-    by = stats.UNIT if set(a.index) <= set(dense.groupby(stats.UNIT).groups) else ["dataset"]
-    b = dense.groupby(by)[column].mean()  # paired on upstream seed where dense has the same ones
-    b = b.reindex(a.index if len(by) == 2 else a.index.get_level_values("dataset"))
-    return pd.Series(metrics.relative_error_increase(a, b), index=a.index)
-
-
-def _split_seeds(g: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per cell, the first half of its seeds (sorted) to choose on, the rest to report on."""
-    rank = g.groupby(["dataset", "method", "upstream_seed"]).seed.rank(method="first")
-    k = g.groupby(["dataset", "method", "upstream_seed"]).seed.transform("count")
-    choose = rank <= k // 2
-    return g[choose & (k >= 2)], g[~choose & (k >= 2)]
-
-
-def _choose(g: pd.DataFrame, dense: pd.DataFrame) -> tuple[str | None, str, pd.DataFrame]:
-    """The method with the lowest mean alpha over tasks on results other than those it is reported
-    on: validation accuracy where every row has it, else the first half of each cell's seeds."""
-    if "val_accuracy" in g and g.val_accuracy.notna().all() and dense.val_accuracy.notna().all():
-        score = {m: _alpha_units(r, dense, "val_accuracy").mean() for m, r in g.groupby("method")}
-        return (min(score, key=score.get) if score else None), "validation", g
-    pick, report = _split_seeds(g)
-    score = {m: _alpha_units(r, dense).mean() for m, r in pick.groupby("method")}
-    return (min(score, key=score.get) if score else None), "held-out seeds", report
-
-
-def decision_guide(tidy: pd.DataFrame, threshold: float = 0.05, arch: str | None = None) -> pd.DataFrame:
-    """Figure 1 from the data: per finetuning mode and sparsity, the sparse method with the lowest
-    mean relative increase in error (alpha) over tasks, chosen on validation accuracy (records that
-    have it) or on half of each cell's seeds (the released results), and its alpha (%) with the 95%
-    interval over tasks x upstream models from the results not used to choose it (test accuracy;
-    the other seeds). matches_dense: "yes" when the interval lies below `threshold`, "no" when above
-    it, else "unclear"."""
-    d = _one_arch(tidy, arch)
-    if "upstream_seed" not in d:
-        d["upstream_seed"] = 0
-    rows = []
-    for (ft, sp), g in d[d.method.isin(_candidates_at(d))].groupby(["finetune", "sparsity"]):
-        dense = d[(d.finetune == ft) & (d.method == "dense")]
-        if dense.empty:
-            continue
-        best, how, report = _choose(g, dense)
-        if best is None:
-            continue
-        e = stats.crossed(_alpha_units(report[report.method == best], dense), int((report.method == best).sum()))
-        match = "unclear" if e.reason else "yes" if e.high <= threshold else "no" if e.low > threshold else "unclear"
-        rows.append(
-            {
-                "finetune": ft,
-                "arch": g.arch.iloc[0],
-                "sparsity": sp,
-                "method": best,
-                "family": summary.families().get(best),
-                "chosen_by": how,
-                "alpha_pct": round(100 * e.mean, 1),
-                "alpha_pct_low": round(100 * e.low, 1),
-                "alpha_pct_high": round(100 * e.high, 1),
-                "tasks": e.tasks,
-                "upstream_models": e.upstream,
-                "matches_dense": match,
-                "evidence": "; ".join(filter(None, [e.reason, e.design(), e.caveat])),
-            }
-        )
-    return pd.DataFrame(rows)
