@@ -11,10 +11,18 @@ import pandas as pd
 from . import metrics, stats, summary
 from .contrasts import CONTROL_NAMES, one_arch
 
+NOT_CANDIDATES = ("dense", "control", "structured")
+COLUMNS = (
+    "finetune arch sparsity method family chosen_by alpha_pct alpha_pct_low alpha_pct_high tasks upstream_models "
+    "matches_dense evidence"
+).split()
 
-def _candidates_at(d: pd.DataFrame) -> list[str]:
+
+def _candidates(d: pd.DataFrame, finetune: str) -> list[str]:
+    """The unstructured sparse methods (LTH-T not in linear finetuning, as in Sec. 3.3)."""
     fam = summary.families()
-    return [m for m in sorted(set(d.method)) if m not in CONTROL_NAMES and fam.get(m) not in ("dense", "control")]
+    out = [m for m in sorted(set(d.method)) if m not in CONTROL_NAMES and fam.get(m) not in NOT_CANDIDATES]
+    return [m for m in out if not (finetune == "linear" and m == "lth_t")]
 
 
 def _alpha_units(d: pd.DataFrame, dense: pd.DataFrame, column: str = "accuracy") -> pd.Series:
@@ -56,14 +64,15 @@ def decision_guide(tidy: pd.DataFrame, threshold: float = 0.05, arch: str | None
     if "upstream_seed" not in d:
         d["upstream_seed"] = 0
     rows = []
-    for (ft, sp), g in d[d.method.isin(_candidates_at(d))].groupby(["finetune", "sparsity"]):
-        dense = d[(d.finetune == ft) & (d.method == "dense")]
-        if dense.empty:
+    for (ft, sp), g in d[d.sparsity > 0].groupby(["finetune", "sparsity"]):
+        g, dense = g[g.method.isin(_candidates(g, ft))], d[(d.finetune == ft) & (d.method == "dense")]
+        if dense.empty or g.empty:
             continue
         best, how, report = _choose(g, dense)
-        if best is None:
-            continue
-        e = stats.crossed(_alpha_units(report[report.method == best], dense), int((report.method == best).sum()))
+        if best is None:  # one seed per cell and no validation accuracy: nothing left to report on
+            how = "not possible: one seed per cell and no validation accuracy"
+        rep = report[report.method == best]
+        e = stats.crossed(_alpha_units(rep, dense), len(rep)) if len(rep) else stats.Estimate(float("nan"))
         match = "unclear" if e.reason else "yes" if e.high <= threshold else "no" if e.low > threshold else "unclear"
         rows.append(
             {
@@ -82,4 +91,4 @@ def decision_guide(tidy: pd.DataFrame, threshold: float = 0.05, arch: str | None
                 "evidence": "; ".join(filter(None, [e.reason, e.design(), e.caveat])),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -95,7 +95,7 @@ def _row(key, e, claim, test, evidence="", contrast="", margin=0.0, scale=100.0,
     """One output row; `p` and `v` override the single-contrast p-value and verdict (composite claims)."""
     p = stats.p_value(e, claim, margin) if p is None else p
     v = v or (stats.direction(e, claim, margin) if p < 1 - stats.LEVEL else "inconclusive")
-    notes = [e.reason and f"inconclusive: {e.reason}", evidence, e.design(), e.caveat]
+    notes = [e.reason and f"inconclusive: {e.reason}", evidence, e.design() if e.tasks else "", e.caveat]
     finding, paper = FINDINGS[key.split("/")[0]]
     row = dict(key=key, finding=finding, verdict=v, unit=unit, p=p, contrast=contrast, test=test, paper=paper)
     row |= {c: round(scale * x, 1) for c, x in (("estimate", e.mean), ("ci_low", e.low), ("ci_high", e.high))}

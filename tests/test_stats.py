@@ -316,3 +316,5 @@ def test_decision_guide_reports_on_seeds_it_did_not_choose_on():
     row = g.loc[("linear", 0.8)]
     assert row.method == "acdc" and row.chosen_by == "held-out seeds"
     assert abs(row.alpha_pct) < 1.0  # not the -10% it showed on the seeds it was chosen on
+    one = verdicts.decision_guide(df[df.seed == 21])  # one seed, no validation: no choice to report
+    assert one.chosen_by.str.startswith("not possible").all() and one.method.isna().all()
