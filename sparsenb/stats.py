@@ -166,7 +166,7 @@ def _complete(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     table = table.dropna(how="all").dropna(axis=1, how="all")
     while table.isna().any().any():
         rows, cols = table.isna().mean(axis=1), table.isna().mean(axis=0)
-        if rows.max() > cols.max() or (rows.max() == cols.max() and table.shape[1] >= table.shape[0]):
+        if rows.max() > cols.max() or (rows.max() == cols.max() and table.shape[1] <= table.shape[0]):
             dropped.append(f"task {rows.idxmax()}")
             table = table.drop(index=rows.idxmax())
         else:
