@@ -31,7 +31,7 @@ def write(source: str, out_dir, root=None, arch: str | None = None, profile: str
         "table1_selected": summary.table1_selected(tidy),
         "alpha": summary.alpha_summary(c),
         "findings": verdicts.findings(tidy),
-        "decision_guide": verdicts.decision_guide(c),
+        "decision_guide": verdicts.decision_guide(tidy),
     }
     excluded = tidy.attrs.get("excluded")
     if excluded:
