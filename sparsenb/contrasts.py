@@ -26,27 +26,14 @@ from . import metrics, prune, stats
 from .errors import UserError
 
 SPARSITIES = (0.8, 0.9)  # the paper's main sparsities (Figs. 2-3, Table 1): pooled claims use both
-# each method's budget-matched control, until the registry carries it (prune.METHODS[m].control)
-CONTROLS = {
-    "acdc": "dense",
-    "str": "dense",
-    "rigl_erk_1x": "dense",
-    "gmp_scratch": "dense",
-    "lth_t": "dense",
-    "gmp": "dense_2x",
-    "woodfisher": "dense_2x",
-    "structured": "dense_2x",
-    "rigl_erk_5x": "dense_5x",
-}
-CONTROL_NAMES = ("dense", "dense_2x", "dense_5x", "dense_2x_scratch")
-BUDGET = {"dense": "D", "dense_2x": "2D", "dense_5x": "5D"}
+CONTROL_NAMES = tuple(m for m in prune.METHODS if not prune.is_sparse(m))  # dense and the controls
+BUDGET = {"dense": "D", "dense_2x": "2D", "dense_5x": "5D", "dense_2x_scratch": "2D"}  # epochs from random weights
 
 
 def control_of(method: str) -> str | None:
-    """The budget-matched control of a method (None for dense and the controls themselves)."""
-    if hasattr(prune, "control_of") and method in prune.METHODS:
-        return prune.control_of(method)
-    return getattr(prune.METHODS.get(method), "control", CONTROLS.get(method))
+    """The budget-matched control of a method (None for dense, the controls and methods only the
+    released results have, such as M-FAC)."""
+    return prune.control_of(method) if method in prune.METHODS else None
 
 
 @dataclass
