@@ -135,7 +135,10 @@ def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
         devices.seed_everything(seed)
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         m = prune.make("str", 0.5, 1, s_init={0.5: s_init})
-        info = upstream.fit_recipe(model, m, cfg, seed, own, device, desc=f"str calibration s_init {s_init}")
+        partial = out_dir / f".str-calibration-{s_init}-D{float(up['D']):g}.partial.pt"  # a killed run resumes
+        info = upstream.fit_recipe(
+            model, m, cfg, seed, own, device, desc=f"str calibration s_init {s_init}", resume=partial
+        )
         return {
             "s_init": s_init,
             "seed": seed,
