@@ -42,7 +42,7 @@ class Run:
     params: dict
     sweep: str
     out_dir: Path
-    record: tuple | None = None  # (notebook, run config) of its result record, when known
+    record: tuple | None = None  # (notebook, run config, results root) of its result record, when known
     grid_keys: tuple = ()  # the parameters that vary: they name the run
     env: dict = field(default_factory=dict)  # extra environment of its process
     name: str = field(init=False)
@@ -77,16 +77,19 @@ class Run:
         """'<path>: <why>' when a file stands where this run's record should be but is not one."""
         if self.record is None:
             return None
-        path = results.path_of(self.record[0], results.run_id(self.record[1]))
+        path = results.path_of(self.record[0], results.run_id(self.record[1]), self.record[2])
         why = results.problem(path)
         return f"{path}: {why}" if why and why != "missing" else None
 
 
 def _record_of(notebook: str, params: dict):
-    """(notebook, run config) as the notebook will record it (sparsenb.runs.setup, the function the
-    notebook itself calls), for the notebooks that record."""
+    """(notebook, run config, results root) as the notebook will record it (sparsenb.runs.setup, the
+    function the notebook itself calls), for the notebooks that record."""
     name = Path(notebook).stem
-    return (name, setup(notebook, **params)[1]) if name in RECORDING else None
+    if name not in RECORDING:
+        return None
+    cfg, run = setup(notebook, **params)
+    return name, run, cfg["results_root"]
 
 
 @functools.lru_cache(maxsize=None)
