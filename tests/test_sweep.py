@@ -22,8 +22,9 @@ def test_expand_dense_only_at_zero_and_record_ids():
     runs = sweep.expand(spec)
     assert [(r.params["method"], r.params["sparsity"]) for r in runs] == [("dense", 0.0), ("gmp", 0.8), ("gmp", 0.9)]
     cfg = config.load("mini")
-    nb, rc = runs[1].record
+    nb, rc, root = runs[1].record
     assert nb == "02_linear_ft" and rc == finetune.run_config(cfg, "linear", "gmp", 0.8, "shapes10", 21)
+    assert root == cfg.results_root  # where the notebook writes it
 
 
 @pytest.mark.slow
