@@ -84,10 +84,11 @@ def test_skips_runs_with_a_record(tmp_path, monkeypatch):
     spec = {"name": "t", "notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "dataset": ["shapes10"]}}
     run = sweep.expand(spec, tmp_path / "runs")[0]
     assert not run.finished()
-    rec = results.record(*run.record, {"best": 0.5, "final": 0.5})
+    nb, rc, root = run.record
+    rec = results.record(nb, rc, {"best": 0.5, "final": 0.5}, root=root)
     assert run.finished() and run.damaged_record() is None
     # a record that does not parse, or parses but is not this run's record, is named and rerun
-    path = results.path_of("02_linear_ft", rec["run_id"])
+    path = results.path_of("02_linear_ft", rec["run_id"], root)
     for junk, why in (
         ("{", "not readable as JSON"),
         ("[1, 2]", "not a run record"),
