@@ -15,7 +15,7 @@ export MALLOC_TOP_PAD_ := 1073741824
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup test lint format demo study upstream unit notebooks lab bench
+.PHONY: setup test lint format demo study upstream unit notebooks lab bench paper-tables
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ unit: setup
 
 notebooks: setup
 	$(BIN)/python -m pytest -q --nbval-lax notebooks
+
+# Table 1, C.1/C.2, the findings and Figures 2-3 from the paper's released results: the first result, ~1 min
+paper-tables: setup
+	$(BIN)/python -m sparsenb paper-tables
 
 demo: setup
 	$(BIN)/python -m sparsenb demo

@@ -97,6 +97,30 @@ def demo(args) -> int:
 STUDY_SWEEPS = [("mini_data", 2), ("mini_upstream", 2), ("mini_structured", 1), ("mini_linear", 2), ("mini_full", 2)]
 
 
+def paper_tables(args) -> int:
+    """Table 1, Tables C.1/C.2, the findings and Figures 2-3 from the paper's released per-seed
+    results (ResNet50 and MobileNetV1), through 07_summary -- the executed notebook kept beside its
+    tables -- then Table 1 and the findings of ResNet50 printed. No training, about a minute."""
+    import pandas as pd
+
+    from . import summary
+
+    t0 = time.time()
+    for arch in ("resnet50", "mobilenet_v1"):
+        label = summary.select(summary.load("published"), "published", None, arch).attrs["label"]
+        out = paths.outputs() / "summary" / label
+        dt = _run_notebook("07_summary.ipynb", out / "07_summary.ipynb", {"source": "published", "arch": arch})
+        print(f"== {arch}: {out} ({dt:.0f} s)", flush=True)
+    res = paths.outputs() / "summary" / "published"
+    print("\nTable 1 (ResNet50, the paper's released results; mean accuracy % over seeds):")
+    print((res / "table1_wide.md").read_text())
+    cols = ["key", "verdict", "verdict_holm", "estimate", "ci_low", "ci_high"]
+    print("\nThe paper's findings as tests (95% intervals, points):")
+    print(pd.read_csv(res / "findings.csv")[cols].to_string(index=False))
+    print(f"\n== paper tables in {time.time() - t0:.0f} s; figures: {res}/figure2.png, figure3.png")
+    return 0
+
+
 def study(args) -> int:
     """The whole mini grid (every method x 80/90/95% x 7 tasks x the upstream seeds, linear and
     full) on the reference upstream models, then the summary. Refuses to start while the
@@ -248,6 +272,9 @@ def main(argv=None) -> int:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("demo", help="run the mini pipeline end to end at demonstration scale").set_defaults(fn=demo)
+    sub.add_parser(
+        "paper-tables", help="Table 1, C.1/C.2, findings and figures from the paper's released results (~1 min)"
+    ).set_defaults(fn=paper_tables)
     pst = sub.add_parser("study", help="the whole mini grid on the reference upstream models (resumable)")
     pst.add_argument("--allow-training", action="store_true", help="make missing upstream models inside the grid")
     pst.set_defaults(fn=study)
