@@ -185,3 +185,32 @@ def verify(cfg: Config, method: str, sparsity: float, seed: int) -> str:
     if e["recipe"] != recipe_key(cfg, method):
         return "stale"
     return "ok" if files.sha256(path) == e["sha256"] else "corrupt"
+
+
+SPARSITY_TOLERANCE = 0.015  # a checkpoint more than 1.5 points from its label is not what it is filed under
+
+
+def label(method: str, sparsity: float) -> float:
+    """The sparsity a checkpoint of (method, sparsity) is filed under: 0 for the dense models and the
+    dense controls (dense_5x, ...), else `sparsity` (paper: its file name, <method>/<sparsity>.pth)."""
+    return 0.0 if prune.family(method) == "dense" or method.startswith("dense") else float(sparsity)
+
+
+def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int = 0) -> float:
+    """The measured sparsity of an upstream model (its prunable layers, as records report it); a
+    model more than 1.5 points from its label is refused with both numbers, so that no result is
+    filed under a sparsity the model does not have."""
+    measured, want = prune.target_sparsity(model), label(method, sparsity)
+    if abs(measured - want) <= SPARSITY_TOLERANCE:
+        return measured
+    path = checkpoint_path(method, want, cfg, seed)
+    fix = (
+        f"put the {method} checkpoint of sparsity {want:g} there, or file this one under its own sparsity"
+        if cfg["profile"] == "paper"
+        else "the profile's recipe missed its target: give it more budget (upstream.D), and for STR calibrate "
+        "s_init (python -m sparsenb upstream calibrate-str), then make it again (make upstream)"
+    )
+    raise weights.CheckpointError(
+        f"{path} has sparsity {measured:.1%} (measured over its prunable layers) but is filed as {method} at "
+        f"{want:.1%}: more than {100 * SPARSITY_TOLERANCE:g} points apart, refused; {fix}"
+    )

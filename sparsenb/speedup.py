@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import data, upstream
+from . import checkpoints, data, upstream
 from .config import Config
 from .engine import Engine
 
@@ -32,6 +32,7 @@ def run(
     for method in methods:
         s = 0.0 if method == "dense" else float(sparsity)
         model, _ = upstream.get(method, s, cfg, 0)
+        checkpoints.check_sparsity(model, cfg, method, s, 0)
         for kind in ["torch", sparse_engine] if method == "dense" else [sparse_engine]:
             eng = Engine(model, size, batch_size, kind)
             train_loader = data.loader(
