@@ -69,7 +69,8 @@ def demo(args) -> int:
                 "profile": "mini",
                 "dataset": "shapes10",
                 "sparsity": 0.9,
-                "methods": "dense,gmp,woodfisher,acdc,str,rigl_erk_1x,rigl_erk_5x,lth_t",
+                # not STR: at demo scale it stops far from its target sparsity, and is refused
+                "methods": "dense,gmp,woodfisher,acdc,rigl_erk_1x,rigl_erk_5x,lth_t",
             },
         ),
         ("06_extensions.ipynb", {"profile": "mini"}),

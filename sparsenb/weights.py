@@ -92,7 +92,7 @@ def code_globals(path: str | Path) -> list[str]:
         mod, name = _compat_pickle.NAME_MAPPING.get((mod, name), (_compat_pickle.IMPORT_MAPPING.get(mod, mod), name))
         if f"{mod}.{name}" not in allowed:
             out.append(f"{mod}.{name}")
-    return list(dict.fromkeys(out))
+    return sorted(dict.fromkeys(out), key=lambda g: g.startswith("torch."))  # the foreign ones first
 
 
 def _safely(fn, default):
