@@ -199,9 +199,11 @@ def label(method: str, sparsity: float) -> float:
 def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int = 0) -> float:
     """The measured sparsity of an upstream model (its prunable layers, as records report it); a
     model more than 1.5 points from its label is refused with both numbers, so that no result is
-    filed under a sparsity the model does not have."""
+    filed under a sparsity the model does not have. Published labels count the classifier or not
+    (RigL's do): either way of counting may match."""
     measured, want = prune.target_sparsity(model), label(method, sparsity)
-    if abs(measured - want) <= SPARSITY_TOLERANCE:
+    with_head = prune.target_sparsity(model, include_head=True)
+    if min(abs(measured - want), abs(with_head - want)) <= SPARSITY_TOLERANCE:
         return measured
     path = checkpoint_path(method, want, cfg, seed)
     fix = (
@@ -211,6 +213,7 @@ def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int =
         "s_init (python -m sparsenb upstream calibrate-str), then make it again (make upstream)"
     )
     raise weights.CheckpointError(
-        f"{path} has sparsity {measured:.1%} (measured over its prunable layers) but is filed as {method} at "
+        f"{path} has sparsity {measured:.1%} (measured over its prunable layers; {with_head:.1%} with the "
+        f"classifier) but is filed as {method} at "
         f"{want:.1%}: more than {100 * SPARSITY_TOLERANCE:g} points apart, refused; {fix}"
     )

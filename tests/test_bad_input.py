@@ -138,6 +138,18 @@ def test_the_upstream_task_is_refused_as_a_downstream_dataset(notebook):
     runs.setup("00_data")  # 00_data prepares the upstream task too
 
 
+def test_records_finetuned_on_the_upstream_task_are_left_out_of_the_summary(tmp_path):
+    from test_summary import _rec
+
+    from sparsenb import summary
+
+    _rec(tmp_path, "02_linear_ft", "gmp", 0.9, "upstream", 21, 0.5)  # a record made before it was refused
+    _rec(tmp_path, "02_linear_ft", "gmp", 0.9, "shapes10", 21, 0.6)
+    tidy = summary.load("results", root=tmp_path)
+    assert set(tidy.dataset) == {"shapes10"}
+    assert [e["reason"] for e in tidy.attrs["excluded"]] == ["finetuned on the upstream task, not a downstream one"]
+
+
 # --- runs without limit ----------------------------------------------------------------------------
 
 
