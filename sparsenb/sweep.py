@@ -140,7 +140,7 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order.
     `check=False` (planning before the data and checkpoints are in place): parameter names are still
     checked, values and records are not."""
-    for cached in (_profile, _throughput, _per_epoch, _released):  # params, records may have changed
+    for cached in (_profile, _throughput, _per_epoch, _released, _median_wall):  # params, records may change
         cached.cache_clear()
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
@@ -235,8 +235,6 @@ def _released(arch: str) -> frozenset:
 
 
 def _run_seconds(run: Run) -> tuple[float | None, str]:
-    from statistics import median
-
     from . import planning
 
     name, p = Path(run.notebook).stem, parameters(run.notebook, run.params)
@@ -245,10 +243,17 @@ def _run_seconds(run: Run) -> tuple[float | None, str]:
         hp = {**cfg[ft], **({"epochs": int(p["epochs"])} if p.get("epochs") else {})}
         rc = {"profile": p["profile"], "finetune": ft, "dataset": p["dataset"], "hp": hp}
         return planning.run_seconds(name, cfg, rc, _throughput(), _per_epoch(name))
+    return _median_wall(name, p.get("profile", "mini"))
+
+
+@functools.lru_cache(maxsize=None)
+def _median_wall(name: str, profile: str) -> tuple[float | None, str]:
+    """Another notebook's run: the median wall time of its records in the profile."""
+    from statistics import median
+
     records = results.load(name)
-    prof = p.get("profile", "mini")
     if len(records) and {"profile", "wall_seconds"} <= set(records):
-        g = records[records.profile == prof].dropna(subset=["wall_seconds"])
+        g = records[records.profile == profile].dropna(subset=["wall_seconds"])
         if len(g):
             return float(median(g.wall_seconds)), f"{name}: median wall time of {len(g)} records"
     return None, f"{name}: no records of it yet (run one: its record's time is then used)"
@@ -337,6 +342,11 @@ def run_sweep(
         f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})",
         flush=True,
     )
+    planned = [_run_seconds(r) for r in todo]
+    hours = sum(secs or 0.0 for secs, _ in planned) / 3600
+    if hours > 1:  # a long sweep says so first (its estimate as `--plan` makes it)
+        how = "; ".join(sorted({how for secs, how in planned if secs is not None}))
+        print(f"  plan: ~{hours:.1f} device-hours, estimated from {how}", flush=True)
     if dry_run or not todo:
         for r in todo:
             print("  todo", r.name)

@@ -163,13 +163,22 @@ def test_params_declare_sane_ranges():
 
 def test_a_run_planned_for_over_an_hour_prints_its_plan_first(monkeypatch, capsys):
     monkeypatch.setattr(planning, "_timed", lambda *a: (0.01, 0.001))  # 10 ms an image, 1 ms a head step
-    runs.setup("03_full_ft", epochs=400)  # 400 x (1,000 + 2,300 / 3) images x 10 ms = 2.0 h
+    runs.setup("03_full_ft", epochs=400)  # 400 x (1,000 + 2,300 / 3) images x 10 ms = 1.96 h
     out = capsys.readouterr().out
     assert "plan: 03_full_ft gmp 90% on shapes10: 400 epochs over 1,000 training images" in out
     assert "planned ~2.0 h (03_full_ft: 10.00 ms per training image, timed here)" in out
     runs.setup("03_full_ft", epochs=100)  # 0.5 h: nothing to say
     runs.setup("03_full_ft")  # the profile's own epochs, no records: not even timed
     assert capsys.readouterr().out == ""
+
+
+def test_a_sweep_planned_for_over_an_hour_prints_its_plan_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(planning, "_timed", lambda *a: (0.01, 0.001))
+    f = tmp_path / "long.yaml"
+    f.write_text(yaml.safe_dump({"notebooks": ["03_full_ft"], "grid": {"seed": [21, 51], "epochs": [400]}}))
+    assert sweep.run_sweep(f, dry_run=True, out_root=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "plan: ~3.9 device-hours, estimated from 03_full_ft: 10.00 ms per training image, timed here" in out
 
 
 def test_records_give_the_time_per_epoch_of_full_finetuning(tmp_path, monkeypatch):
