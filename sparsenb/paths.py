@@ -72,5 +72,10 @@ def resolve(value: str | os.PathLike) -> Path:
 def output(*parts: str) -> Path:
     """A folder under the outputs root for a notebook's tables and figures (created)."""
     out = outputs().joinpath(*map(str, parts))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise not_writable(out, e) from None
     return out

@@ -278,6 +278,8 @@ def test_a_read_only_outputs_folder_is_one_line(tmp_path, monkeypatch):
     try:
         with pytest.raises(ConfigError, match=rf"cannot write .*ro.* \(.+\): make the outputs folder {ro} writable"):
             runs.setup("02_linear_ft")
+        with pytest.raises(ConfigError, match=r"cannot write .*summary.* \(.+\): make the outputs folder"):
+            paths.output("summary", "results")  # 07_summary's folder
         with pytest.raises(ConfigError, match=r"cannot write .*\.lock .*: make the outputs folder"):
             with files.locked(ro / "results.csv"):
                 pass
