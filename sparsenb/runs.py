@@ -70,7 +70,8 @@ def injected() -> list[str]:
     except ImportError:
         return []
     shell = get_ipython()
-    cells = [c for c in (shell.user_ns.get("In") or [] if shell else []) if c.lstrip().startswith("# Parameters")]
+    history = (shell.user_ns.get("In") or []) if shell is not None else []  # the sources of the cells it ran
+    cells = [c for c in history if c.lstrip().startswith("# Parameters")]
     try:
         tree = ast.parse(cells[-1]) if cells else ast.Module(body=[], type_ignores=[])
     except SyntaxError:
