@@ -142,3 +142,23 @@ def announce(notebook: str, cfg, run: dict | None, epochs_given: bool = True, li
             f"({how}); not what you meant? interrupt it and pass a smaller -p epochs"
         )
     return secs
+
+
+def runnable(cfg, method: str, sparsity: float) -> bool:
+    """Whether a paper-profile run of (method, sparsity) can run: its checkpoint is under
+    checkpoint_root, or the paper released one (its published results have the pair; GMP's were
+    never released)."""
+    from . import upstream
+
+    key = (method, float(sparsity))
+    return key in released(cfg["arch"]) or key in set(upstream.available(cfg))
+
+
+@functools.lru_cache(maxsize=None)
+def released(arch: str) -> frozenset:
+    """(method, sparsity) of every checkpoint of `arch` the paper released."""
+    from . import summary
+
+    pub = summary.load("published")
+    pub = pub[pub.arch == arch]
+    return frozenset(zip(pub.method, pub.sparsity.astype(float)))

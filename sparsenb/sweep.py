@@ -140,7 +140,7 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order.
     `check=False` (planning before the data and checkpoints are in place): parameter names are still
     checked, values and records are not."""
-    for cached in (_profile, _throughput, _per_epoch, _released, _median_wall):  # params, records may change
+    for cached in (_profile, _throughput, _per_epoch, _median_wall):  # params, records may have changed
         cached.cache_clear()
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
@@ -213,25 +213,14 @@ def _label(run: Run) -> str:
 
 
 def _runnable(run: Run) -> bool:
-    """Paper profile: a (method, sparsity) with a checkpoint under checkpoint_root or one the paper
-    released (its published results have it); every run of the other profiles and notebooks."""
-    from . import upstream
+    """Paper profile: a (method, sparsity) with a checkpoint under checkpoint_root or a released one;
+    every run of the other profiles and notebooks (`sparsenb.planning.runnable`)."""
+    from . import planning
 
     p = parameters(run.notebook, run.params)
     if p.get("profile") != "paper" or Path(run.notebook).stem not in RECORDING:
         return True
-    cfg = _profile("paper")
-    key = (p["method"], float(p["sparsity"]))
-    return key in _released(cfg["arch"]) or key in set(upstream.available(cfg))
-
-
-@functools.lru_cache(maxsize=None)
-def _released(arch: str) -> frozenset:
-    from . import summary
-
-    pub = summary.load("published")
-    pub = pub[pub.arch == arch]
-    return frozenset(zip(pub.method, pub.sparsity.astype(float)))
+    return planning.runnable(_profile("paper"), p["method"], float(p["sparsity"]))
 
 
 def _run_seconds(run: Run) -> tuple[float | None, str]:
