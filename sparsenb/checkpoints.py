@@ -193,7 +193,7 @@ SPARSITY_TOLERANCE = 0.015  # a checkpoint more than 1.5 points from its label i
 def label(method: str, sparsity: float) -> float:
     """The sparsity a checkpoint of (method, sparsity) is filed under: 0 for the dense models and the
     dense controls (dense_5x, ...), else `sparsity` (paper: its file name, <method>/<sparsity>.pth)."""
-    return 0.0 if prune.family(method) == "dense" or method.startswith("dense") else float(sparsity)
+    return 0.0 if method.startswith("dense") or prune.family(method) == "dense" else float(sparsity)
 
 
 def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int = 0) -> float:

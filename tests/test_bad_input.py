@@ -113,7 +113,9 @@ def test_a_checkpoint_whose_sparsity_is_not_its_label_is_refused_with_both_numbe
             weights.load_upstream(tmp_path / "ck" / "acdc" / "0.9.pth", "mini_resnet_x"), cfg, "acdc", 0.9
         )
     assert checkpoints.check_sparsity(sparse, cfg, "gmp", 0.9) == pytest.approx(0.9, abs=1e-3)
-    assert [checkpoints.label(m, 0.9) for m in ("dense", "dense_5x", "gmp")] == [0.0, 0.0, 0.9]
+    assert [checkpoints.label(m, 0.9) for m in ("dense", "dense_5x", "dense_2x", "dense_2x_scratch", "gmp")] == [
+        0.0
+    ] * 4 + [0.9]
 
 
 def test_a_mini_checkpoint_is_checked_against_the_sparsity_it_was_requested_at(tmp_path):
