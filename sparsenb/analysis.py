@@ -185,6 +185,7 @@ def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=
     if cfg["profile"] == "mini":
         return mini_row(method, sparsity, cfg, seed, device)
     model, _ = upstream.get(method, sparsity, cfg, seed, device)
+    checkpoints.check_sparsity(model, cfg, method, sparsity, seed)
     row = {
         "method": method,
         "sparsity": sparsity,

@@ -202,3 +202,34 @@ def verify(cfg: Config, method: str, sparsity: float, seed: int) -> str:
     if files.sha256(path) != e["sha256"]:
         return "corrupt"
     return "off-target" if off_target(method, sparsity, e.get("achieved_sparsity")) else "ok"
+
+
+def label(method: str, sparsity: float) -> float:
+    """The sparsity a checkpoint of (method, sparsity) is filed under: 0 for the dense models and the
+    dense controls (dense_5x, ...), else `sparsity` (paper: its file name, <method>/<sparsity>.pth)."""
+    return float(sparsity) if prune.is_sparse(method) else 0.0
+
+
+def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int = 0) -> float:
+    """The measured sparsity of an upstream model (its prunable layers, as records report it); a
+    model more than 1.5 points from its label is refused with both numbers, so that no result is
+    filed under a sparsity the model does not have. Published labels count the classifier or not
+    (RigL's do): either way of counting may match."""
+    measured, want = prune.target_sparsity(model), label(method, sparsity)
+    if not prune.METHODS[method].weight_sparsity:  # structured: nominal in filters, not weights
+        return measured
+    with_head = prune.target_sparsity(model, include_head=True)
+    if min(abs(measured - want), abs(with_head - want)) <= SPARSITY_TOLERANCE:
+        return measured
+    path = checkpoint_path(method, want, cfg, seed)
+    fix = (
+        f"put the {method} checkpoint of sparsity {want:g} there, or file this one under its own sparsity"
+        if cfg["profile"] == "paper"
+        else "the profile's recipe missed its target: give it more budget (upstream.D), and for STR calibrate "
+        "s_init (python -m sparsenb upstream calibrate-str), then make it again (make upstream)"
+    )
+    raise weights.CheckpointError(
+        f"{path} has sparsity {measured:.1%} (measured over its prunable layers; {with_head:.1%} with the "
+        f"classifier) but is filed as {method} at "
+        f"{want:.1%}: more than {100 * SPARSITY_TOLERANCE:g} points apart, refused; {fix}"
+    )

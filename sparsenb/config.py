@@ -10,13 +10,16 @@ Relative paths in a profile are relative to the project root, whatever the worki
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from . import devices, prune, schema
 from .errors import ConfigError, check_choice, read_yaml
 from .paths import ROOT, resolve
+from .progress import log
 
 __all__ = ["ROOT", "ConfigError", "Config", "check_choice", "env_overrides", "load", "profiles", "validate"]
 
@@ -96,19 +99,35 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     check_choice("profile", profile, profiles())
     cfg = read_yaml(PARAMS / f"{profile}.yaml")
     cfg = copy.deepcopy(cfg)
+    given = {}  # path keys the user set (environment, overrides): where a relative one leads is said
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):
             value = os.environ[var]
             cfg[key] = int(value) if key == "num_workers" and value.isdigit() else value
+            given[key] = var
     for key, value in {**env_overrides(), **(overrides or {})}.items():
         _set_dotted(cfg, key, value)
+        given[key] = f"-p {key}" if key in MACHINE_KEYS else key
     validate(cfg, f"params/{profile}.yaml")
     if cfg["num_workers"] == "auto":
         cfg["num_workers"] = devices.cores()
     for key in PATH_KEYS:
         if key in cfg and cfg[key] is not None:
-            cfg[key] = str(resolve(cfg[key]))
+            raw, cfg[key] = cfg[key], str(resolve(cfg[key]))
+            rel = Path(raw).expanduser()
+            if key in given and not rel.is_absolute() and rel.parts[:1] != ("outputs",):
+                _said_relative(key, given[key], str(raw), cfg[key])
     return Config(cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def _said_relative(key: str, source: str, raw: str, used: str) -> None:
+    """Once per process: a relative path the user gave is read from the repository root (outputs/...:
+    the outputs root), not the working folder -- say which folder that is."""
+    log(
+        f"{key} {raw!r} ({source}) is relative: using {used} (relative paths are read from the repository "
+        f"root, or the outputs root for outputs/..., not the working folder; pass an absolute path to choose)"
+    )
 
 
 def validate(cfg: Mapping[str, Any], source: str = "config") -> None:

@@ -11,11 +11,28 @@ files.sha256(path)
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from .paths import not_writable
+
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOSPC)
+
+
+@contextlib.contextmanager
+def _writing(path) -> Iterator[None]:
+    """An OSError of the file system refusing a write (read-only, no permission, a file where a
+    folder should be, disk full) as one UserError naming the path."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in UNWRITABLE:
+            raise not_writable(getattr(e, "filename", None) or path, e) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -24,13 +41,16 @@ def atomic(path: str | os.PathLike) -> Iterator[Path]:
     replaces `path` when the block ends without error and is removed when it fails, so a killed or
     failed write never leaves a truncated file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _writing(tmp):
+            yield tmp
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -41,15 +61,22 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def _lock_file(path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(path.name + ".lock")  # appended: `a-4.5` and `a-4.0` are two locks
+
+
+def _open_lock(path: str | os.PathLike, mode: str):
+    lock = _lock_file(path)
+    with _writing(lock):
+        return open(lock, mode)
 
 
 @contextlib.contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """An exclusive lock on `<path>.lock`: parallel runs that need the same file wait for the first
     to make it, and read-modify-write updates of a shared file never interleave."""
-    with open(_lock_file(path), "w") as f:
+    with _open_lock(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -61,7 +88,7 @@ def claim(path: str | os.PathLike, note: str = ""):
     """The lock of `locked` without waiting: an open file (close it to release; the lock also goes
     when its process dies) or None when another process holds it -- how parallel workers share a
     list of jobs. `note` (who holds it) is written into the lock file for `holder` to read."""
-    f = open(_lock_file(path), "a+")
+    f = _open_lock(path, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

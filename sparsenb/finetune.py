@@ -39,6 +39,7 @@ def linear(
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
+    checkpoints.check_sparsity(model, cfg, method, sparsity, upstream_seed)
     mean, std = upstream.norm_stats(cfg)
     tf = data.transforms.evaluation(
         cfg["image_size"],
@@ -91,6 +92,7 @@ def full(
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
     model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
+    checkpoints.check_sparsity(model, cfg, method, sparsity, upstream_seed)
     devices.seed_everything(seed)  # the new head's initialisation is part of the run (torch's start seed is random)
     head = models.replace_head(model, meta.num_classes)
     tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")

@@ -10,14 +10,51 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def outputs() -> Path:
+    """The outputs root; one error when it (or a folder above it) is a file."""
     env = os.environ.get("SPARSENB_OUTPUTS")
-    return Path(env).expanduser().resolve() if env else ROOT / "outputs"
+    root = Path(env).expanduser().resolve() if env else ROOT / "outputs"
+    existing = next(p for p in (root, *root.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(
+            f"the outputs root {root}{' (SPARSENB_OUTPUTS)' if env else ''} "
+            f"{'is a file' if existing == root else f'is under a file, {existing}'}, not a folder: point "
+            f"SPARSENB_OUTPUTS at a folder (made if missing)"
+        )
+    return root
+
+
+def writable() -> Path:
+    """The outputs root, made if missing, once a test file could be written in it: a run that could
+    not write its record is refused before any work, with one line."""
+    root = outputs()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as e:
+        raise not_writable(root, e) from None
+    return root
+
+
+def not_writable(path: str | os.PathLike, e: OSError) -> ConfigError:
+    """The one-line error of a write refused by the file system (read-only, no permission, a file
+    where a folder should be, disk full)."""
+    root = outputs()
+    fix = (
+        f"make the outputs folder {root} writable, or point SPARSENB_OUTPUTS at a folder you can write"
+        if Path(path).resolve().is_relative_to(root)
+        else "make its folder writable, or set the profile's path key that names it to one you can write"
+    )
+    return ConfigError(f"cannot write {path} ({e.strerror or type(e).__name__}): {fix}")
 
 
 def resolve(value: str | os.PathLike) -> Path:
@@ -35,5 +72,10 @@ def resolve(value: str | os.PathLike) -> Path:
 def output(*parts: str) -> Path:
     """A folder under the outputs root for a notebook's tables and figures (created)."""
     out = outputs().joinpath(*map(str, parts))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise not_writable(out, e) from None
     return out

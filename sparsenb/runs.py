@@ -1,10 +1,11 @@
 """The one run contract: (notebook, parameters) -> (configuration, run configuration).
 
-A notebook's parameters cell declares its parameters and their defaults; `setup` is the only place
+A notebook's parameters cell declares its parameters and their defaults; `resolve` is the only place
 that turns them into the profile's configuration and the run configuration whose hash is the run
-id. The notebooks call it with their parameters, and the sweep calls it with a grid point (the
-notebook's own defaults, read from its parameters cell, fill in the rest) -- so a sweep predicts
-exactly the record a notebook will write, and an unknown parameter is refused before any work.
+id. The notebooks call it through `setup` (which first refuses a parameter papermill injected that
+the notebook does not declare, and an outputs folder it cannot write), and the sweep calls it with a
+grid point (the notebook's own defaults, read from its parameters cell, fill in the rest) -- so a
+sweep predicts exactly the record a notebook will write, and bad input is refused before any work.
 
     cfg, run = runs.setup("02_linear_ft", method="acdc", sparsity=0.9, dataset="shapes10")
 """
@@ -15,13 +16,14 @@ import ast
 import functools
 from pathlib import Path
 
-from . import config, data, finetune, paths, prune, upstream
+from . import config, data, finetune, paths, planning, prune, upstream
 from .config import Config
 from .errors import ConfigError, check_choice
 
 NOTEBOOKS = paths.ROOT / "notebooks"
 FINETUNE_OF = {"02_linear_ft": "linear", "03_full_ft": "full"}
 RECORDING = ("01_upstream", *FINETUNE_OF)  # the notebooks whose record a sweep can predict
+DOWNSTREAM = (*FINETUNE_OF, "05_speedup", "06_extensions")  # their `dataset` is a downstream task
 
 
 def notebook_path(notebook: str | Path) -> Path:
@@ -59,28 +61,76 @@ def parameters(notebook: str | Path, params: dict) -> dict:
     return {**declared, **params}
 
 
+def injected() -> list[str]:
+    """The names papermill injected into this kernel: the assignments of the last `# Parameters`
+    cell it ran (papermill's `injected-parameters` cell, whether papermill's CLI or API, a sweep, or
+    nbval or JupyterLab running a notebook papermill wrote). Empty outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return []
+    shell = get_ipython()
+    history = (shell.user_ns.get("In") or []) if shell is not None else []  # the sources of the cells it ran
+    cells = [c for c in history if c.lstrip().startswith("# Parameters")]
+    try:
+        tree = ast.parse(cells[-1]) if cells else ast.Module(body=[], type_ignores=[])
+    except SyntaxError:
+        return []
+    targets = [t for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign)) for t in _targets(node)]
+    return [n for n in dict.fromkeys(targets) if not n.startswith("PAPERMILL_")]  # --inject-paths adds those
+
+
+def _targets(node) -> list[str]:
+    names = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return [t.id for t in names if isinstance(t, ast.Name)]
+
+
+def refuse_undeclared(notebook: str | Path) -> None:
+    """Before any work: a parameter papermill injected that the notebook does not declare is refused
+    (papermill itself only warns "Passed unknown parameter" and runs with the defaults)."""
+    unknown = [n for n in injected() if n not in defaults(notebook)]
+    if unknown:
+        parameters(notebook, dict.fromkeys(unknown))
+
+
 def setup(notebook: str, **params) -> tuple[Config, dict | None]:
     """(profile configuration, run configuration) of one run of a recording notebook (01, 02, 03),
     every value checked first (`check`); for the other notebooks the run configuration is None.
+    A parameter injected into the notebook that it does not declare is refused (`refuse_undeclared`),
+    and so is an outputs folder that cannot be written; a finetuning run planned for over an hour
+    prints its plan first (`sparsenb.planning`).
     The machine parameters (`data_root`, `checkpoint_root`, `num_workers`, `backend`, `device`; empty:
     the profile's value or its environment variable) say where things are, never what is computed,
     so they are in no run id."""
+    refuse_undeclared(notebook)
+    paths.writable()  # the outputs root takes the run's record (one line when it cannot)
+    cfg, run = resolve(notebook, **params)
+    planning.announce(Path(notebook).stem, cfg, run, bool(params.get("epochs")))  # over an hour: says so first
+    return cfg, run
+
+
+def resolve(notebook: str, **params) -> tuple[Config, dict | None]:
+    """`setup` without looking at the kernel or the outputs folder: what a sweep predicts a run's
+    record from."""
     name = Path(notebook).stem
     p = parameters(notebook, params)
     where = machine(p)
     if name == "01_upstream":
         cfg = config.load(p["profile"], {**where, **({"arch": p["arch"]} if p["arch"] else {})})
-        check(cfg, p)
+        check(cfg, p, name)
         return cfg, upstream.run_config(cfg, p["method"], float(p["sparsity"]), int(p["seed"]))
     if name in FINETUNE_OF:
         ft = FINETUNE_OF[name]
         epochs = {f"{ft}.epochs": _count("epochs", p["epochs"])} if p["epochs"] else {}
         cfg = config.load(p["profile"], {**where, **epochs})
-        check(cfg, p)
+        check(cfg, p, name)
         return cfg, finetune.run_config(
             cfg, ft, p["method"], float(p["sparsity"]), p["dataset"], int(p["seed"]), int(p["upstream_seed"])
         )
-    return config.load(p.get("profile", "mini"), where), None
+    cfg = config.load(p.get("profile", "mini"), where)
+    if "dataset" in params:
+        check_dataset(cfg, name, p["dataset"])
+    return cfg, None
 
 
 def machine(p: dict) -> dict:
@@ -109,7 +159,7 @@ def sparsities(cfg: Config, method: str) -> list[float]:
     ]
 
 
-def check(cfg: Config, p: dict) -> None:
+def check(cfg: Config, p: dict, notebook: str = "02_linear_ft") -> None:
     """The values of a run, before any work: a method the registry has, a sparsity in [0, 1) that the
     profile makes (or a checkpoint exists for), dense only at 0, seeds >= 0, a dataset of the profile."""
     check_choice("method", p["method"], prune.METHODS)
@@ -140,7 +190,22 @@ def check(cfg: Config, p: dict) -> None:
     if "upstream_seed" in p and cfg.get("upstream"):  # the reference set's seeds only (mini)
         upstream.check_seed(cfg, p["upstream_seed"])
     if "dataset" in p:
-        check_choice(f"dataset of the {cfg['profile']} profile", p["dataset"], data.names(cfg["profile"]))
+        check_dataset(cfg, notebook, p["dataset"])
+
+
+def check_dataset(cfg: Config, notebook: str, dataset) -> None:
+    """A dataset of the profile; for the downstream notebooks (02, 03, 05, 06) a downstream task:
+    the upstream task is what the models were trained on, not a transfer target."""
+    valid = data.names(cfg["profile"])
+    if notebook in DOWNSTREAM:
+        downstream = [n for n in valid if data.info(n).kind != "upstream"]
+        if dataset in valid and dataset not in downstream:
+            raise ConfigError(
+                f"dataset {dataset!r} is the {cfg['profile']} profile's upstream task, not a downstream one; "
+                f"{notebook} transfers to: {', '.join(downstream)}"
+            )
+        valid = downstream
+    check_choice(f"dataset of the {cfg['profile']} profile", dataset, valid)
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, params: dict) -> Path:

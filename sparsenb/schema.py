@@ -4,7 +4,8 @@
 missing one or a value of the wrong type is one ConfigError naming the key and the valid keys. No
 hyperparameter has a default in code -- a key missing from params is an error, never a fallback.
 A method's own hyperparameters (`upstream.methods.<name>`) are declared by its recipe class
-(`hyperparameters` in sparsenb.prune), so a new method brings its schema with it.
+(`hyperparameters` in sparsenb.prune), so a new method brings its schema with it. Numbers that
+have a sane range declare it (`Annotated[int, Range(1, 10_000)]`): a billion epochs is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +14,24 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
+
+
+@dataclass(frozen=True)
+class Range:
+    """The sane values of a number, both ends included."""
+
+    lo: float
+    hi: float
+
+
+Epochs = Annotated[int, Range(1, 10_000)]
+Budget = Annotated[float, Range(0, 100_000)]  # epochs of the upstream task (fractions allowed)
+LR = Annotated[float, Range(1e-8, 10)]
+Fraction = Annotated[float, Range(0, 1)]
+BatchSize = Annotated[int, Range(1, 65_536)]
+Count = Annotated[int, Range(0, 1_000_000)]  # images per class, classes
+Seed = Annotated[int, Range(0, 2**32 - 1)]
 
 
 @dataclass
@@ -21,19 +39,19 @@ class StepSchedule:
     """SGD with momentum, the learning rate times `gamma` once `milestones[i]` epochs are done (torch
     MultiStepLR stepped after every epoch: [51, 101] of 150 = 51 / 50 / 49 epochs per lr)."""
 
-    lr: float
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    milestones: list[int]
-    gamma: float
+    lr: LR
+    momentum: Fraction
+    weight_decay: Fraction
+    batch_size: BatchSize
+    epochs: Epochs
+    milestones: list[Epochs]
+    gamma: Fraction
 
 
 @dataclass
 class Full(StepSchedule):
-    lr_overrides: dict[str, float]  # per-dataset learning rate
-    random_resized_crop_scale: tuple[float, float]
+    lr_overrides: dict[str, LR]  # per-dataset learning rate
+    random_resized_crop_scale: tuple[Fraction, Fraction]
     # per-dataset normalisation, dataset -> [mean, std] (RGB, in [0, 1]); absent: measured on the
     # train split (transforms.channel_stats)
     dataset_stats: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] | None = None
@@ -41,51 +59,51 @@ class Full(StepSchedule):
 
 @dataclass
 class Speedup:
-    epochs: int
-    milestones: list[int]
+    epochs: Epochs
+    milestones: list[Epochs]
 
 
 @dataclass
 class GMPSchedule:
-    initial: float
-    start: float
-    end: float
-    every: float
+    initial: Fraction
+    start: Fraction
+    end: Fraction
+    every: Fraction
 
 
 @dataclass
 class Scratch:
-    epochs: int
-    lr: float
-    batch_size: int
+    epochs: Epochs
+    lr: LR
+    batch_size: BatchSize
     gmp: GMPSchedule
 
 
 @dataclass
 class UpstreamSizes:
-    classes: int
-    train_per_class: int
-    val_per_class: int
-    test_per_class: int
+    classes: Count
+    train_per_class: Count
+    val_per_class: Count
+    test_per_class: Count
 
 
 @dataclass
 class TaskSizes:
-    train_per_class: int
-    val_per_class: int
-    test_per_class: int
+    train_per_class: Count
+    val_per_class: Count
+    test_per_class: Count
     imbalance: float | None = None  # largest / smallest class; absent: balanced
 
 
 @dataclass
 class DigitsSplit:
-    test_fraction: float
-    val_fraction: float
+    test_fraction: Fraction
+    val_fraction: Fraction
 
 
 @dataclass
 class MiniData:
-    seed: int
+    seed: Seed
     upstream: UpstreamSizes
     tasks: dict[str, TaskSizes]
     digits: DigitsSplit
@@ -93,42 +111,42 @@ class MiniData:
 
 @dataclass
 class Search:
-    epochs: float
-    lr: list[float]
-    weight_decay: list[float]
-    batch_size: list[int]
+    epochs: Budget
+    lr: list[LR]
+    weight_decay: list[Fraction]
+    batch_size: list[BatchSize]
 
 
 @dataclass
 class Convergence:
-    epochs: list[float]  # budgets (fractions of an epoch allowed)
-    seeds: list[int]
-    all_seeds_up_to: float
-    tolerance: float
+    epochs: list[Budget]  # budgets (fractions of an epoch allowed)
+    seeds: list[Seed]
+    all_seeds_up_to: Budget
+    tolerance: Fraction
     search: Search | None  # null: no recipe search
 
 
 @dataclass
 class Optimizer:
-    lr: float
-    momentum: float
+    lr: LR
+    momentum: Fraction
     nesterov: bool
-    weight_decay: float
-    batch_size: int
+    weight_decay: Fraction
+    batch_size: BatchSize
     schedule: Literal["cosine", "constant", "exponential"]
 
 
 @dataclass
 class Upstream:
-    seeds: list[int]
-    seeds_sparsities: list[float]
-    D: float
+    seeds: list[Seed]
+    seeds_sparsities: list[Fraction]
+    D: Budget
     convergence: Convergence
     optimizer: Optimizer
-    crop_scale: tuple[float, float]
-    grad_clip: float | None
+    crop_scale: tuple[Fraction, Fraction]
+    grad_clip: Annotated[float, Range(0, 1e6)] | None
     methods: dict[str, dict]  # checked against each recipe's `hyperparameters`
-    structured_sparsities: list[float]
+    structured_sparsities: list[Fraction]
 
 
 @dataclass
@@ -140,15 +158,15 @@ class Demo:
 class Profile:
     profile: Literal["mini", "paper"]
     arch: str
-    image_size: int
+    image_size: Annotated[int, Range(8, 4096)]
     data_root: str
     checkpoint_root: str
     feature_cache: str
     beton_cache: str
     results_root: str
-    num_workers: int | Literal["auto"]
+    num_workers: Annotated[int, Range(0, 4096)] | Literal["auto"]
     device: str
-    eval_batch_size: int
+    eval_batch_size: BatchSize
     precision: Literal["fp32", "bf16", "fp16"]
     compile: bool
     backend: Literal["torch", "ffcv"]
@@ -157,11 +175,11 @@ class Profile:
     report: Literal["reported", "best", "final"]
     linear: StepSchedule
     full: Full
-    seeds: list[int]
+    seeds: list[Seed]
     speedup: Speedup
     scratch: Scratch
     # the mini profile's own sections (it makes its data and upstream models; paper reads them)
-    sparsities: list[float] | None = None
+    sparsities: list[Fraction] | None = None
     mini_data: MiniData | None = None
     upstream: Upstream | None = None
     demo: Demo | None = None
@@ -171,6 +189,8 @@ MINI_ONLY = ("sparsities", "mini_data", "upstream", "demo")
 
 
 def _type_name(tp) -> str:
+    if typing.get_origin(tp) is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if typing.get_origin(tp) is Literal:
         return " or ".join(map(repr, typing.get_args(tp)))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -181,6 +201,12 @@ def check(value: Any, tp, where: str) -> list[str]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return []
+    if origin is Annotated:
+        bad = check(value, args[0], where)
+        for r in (a for a in args[1:] if isinstance(a, Range)):
+            if not bad and not r.lo <= value <= r.hi:
+                bad = [f"{where}: {value!r} is outside its sane range [{r.lo:g}, {r.hi:g}]"]
+        return bad
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return []
@@ -196,7 +222,7 @@ def check(value: Any, tp, where: str) -> list[str]:
             return [
                 f"{where}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, got {value!r}"
             ]
-        hints = typing.get_type_hints(tp)
+        hints = typing.get_type_hints(tp, include_extras=True)
         fields = {f.name: f for f in dataclasses.fields(tp)}
         out = []
         unknown = sorted(set(value) - set(fields))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import data, prune, upstream
+from . import checkpoints, data, prune, upstream
 from .config import Config
 from .engine import Engine
 
@@ -32,6 +32,7 @@ def run(
     for method in methods:
         s = float(sparsity) if prune.is_sparse(method) else 0.0
         model, _ = upstream.load(method, s, cfg, 0)
+        checkpoints.check_sparsity(model, cfg, method, s, 0)
         for kind in [sparse_engine] if prune.is_sparse(method) else ["torch", sparse_engine]:
             eng = Engine(model, size, batch_size, kind)
             train_loader = data.loader(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, metrics, prune, results
+from . import config, data, metrics, prune, results
 from . import finetune as finetuning
 from .errors import UserError, check_choice
 
@@ -113,6 +113,9 @@ def load_results(root=None, which: str | None = None) -> pd.DataFrame:
                 continue
             if r.get("cell_hash", results.cell_hash(cfg_run)) != expected[key]:
                 excluded.append({"file": str(path), "reason": "made with another configuration"})
+                continue
+            if r["dataset"] in data.REGISTRY and data.info(r["dataset"]).kind == "upstream":
+                excluded.append({"file": str(path), "reason": "finetuned on the upstream task, not a downstream one"})
                 continue
             rows.append(
                 {

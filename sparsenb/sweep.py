@@ -31,7 +31,7 @@ from pathlib import Path
 from . import config, files, paths, prune, results, slurm
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
-from .runs import RECORDING, defaults, execute_notebook, notebook_path, parameters, setup
+from .runs import FINETUNE_OF, RECORDING, defaults, execute_notebook, notebook_path, parameters, resolve
 
 SKIPPED = -1  # exit status of a run left alone: another process is running it
 
@@ -83,12 +83,12 @@ class Run:
 
 
 def _record_of(notebook: str, params: dict):
-    """(notebook, run config, results root) as the notebook will record it (sparsenb.runs.setup, the
-    function the notebook itself calls), for the notebooks that record."""
+    """(notebook, run config, results root) as the notebook will record it (sparsenb.runs.resolve:
+    what runs.setup, which the notebook itself calls, computes), for the notebooks that record."""
     name = Path(notebook).stem
     if name not in RECORDING:
         return None
-    cfg, run = setup(notebook, **params)
+    cfg, run = resolve(notebook, **params)
     return name, run, cfg["results_root"]
 
 
@@ -124,6 +124,16 @@ def load_sweep(path: str | Path) -> dict:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: {', '.join(valid)}")
     if not spec.get("notebooks"):
         raise ConfigError(f"{path}: 'notebooks' is missing (a list of notebook names)")
+    grid = spec.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path}: 'grid' is a mapping of parameter -> list of values, got {grid!r}")
+    empty = [k for k, v in grid.items() if isinstance(v, list) and not v]
+    if empty:
+        raise ConfigError(
+            f"{path}: grid key{'s' * (len(empty) > 1)} {', '.join(empty)} {'is' if len(empty) == 1 else 'are'} an "
+            f"empty list, which makes 0 runs: give {'it' if len(empty) == 1 else 'them'} at least one value, or "
+            f"remove {'it' if len(empty) == 1 else 'them'} (the notebook's default is then used)"
+        )
     spec.setdefault("name", path.stem)
     slurm.resources(spec.get("slurm"))  # unknown resource names refused before anything runs
     return spec
@@ -133,7 +143,8 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order.
     `check=False` (planning before the data and checkpoints are in place): parameter names are still
     checked, values and records are not."""
-    _profile.cache_clear()  # params may have changed since the last expansion
+    for cached in (_profile, _throughput, _per_epoch, _median_wall):  # params, records may have changed
+        cached.cache_clear()
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
     keys = list(grid)
@@ -161,28 +172,25 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
 
 def plan(spec: dict, out_root=None) -> dict:
     """What a sweep would cost: runs in all and still to do, their estimated device-hours, and the
-    SLURM array that would run them. A run's time comes from this repo's records of the same notebook
-    and profile (median wall time) or, for the paper profile's finetuning, from the measured training
-    throughput (outputs/bench/train.jsonl: Table 2's image counts x epochs / images per second)."""
-    from statistics import median
-
+    SLURM array that would run them. A finetuning run's time comes from `sparsenb.planning` (records,
+    the measured training throughput, or steps timed here), another notebook's from this repo's
+    records of it (median wall time); runs with no estimate are counted, not guessed (`unknown`). On
+    the paper profile a run whose checkpoint is neither under checkpoint_root nor released is not
+    planned: it is listed (`not_runnable`)."""
     try:
         runs, note = expand(spec, out_root), ""
         todo = [r for r in runs if not r.finished()]
     except UserError as e:  # data or checkpoints not in place yet: count the grid, know nothing done
         runs, note = expand(spec, out_root, check=False), f"(which runs are done is unknown: {e})"
         todo = runs
-    bench, medians = _throughput(), {}
-    for nb in {Path(r.notebook).stem for r in todo}:
-        records = results.load(nb)
-        if len(records) and {"profile", "wall_seconds"} <= set(records):
-            for prof, g in records.dropna(subset=["wall_seconds"]).groupby("profile"):
-                medians[(nb, prof)] = (float(median(g.wall_seconds)), len(g))
-    seconds, how = 0.0, set()
+    blocked = [r for r in runs if not _runnable(r)]
+    runs, todo = [r for r in runs if r not in blocked], [r for r in todo if r not in blocked]
+    seconds, how, unknown, why = 0.0, set(), 0, set()
     for r in todo:
-        secs, source = _run_seconds(r, bench, medians)
+        secs, source = _run_seconds(r)
         seconds += secs or 0.0
-        how.add(source)
+        unknown += secs is None
+        (how if secs is not None else why).add(source)
     slurm = dict(spec.get("slurm") or {})
     par = slurm.get("slurm_array_parallelism", len(todo))
     array = (
@@ -194,41 +202,68 @@ def plan(spec: dict, out_root=None) -> dict:
     return {
         "runs": len(runs),
         "todo": len(todo),
-        "hours": seconds / 3600,
+        "hours": seconds / 3600 if unknown < len(todo) or not todo else None,
+        "unknown": unknown,
+        "unknown_why": sorted(why),
         "estimated_from": sorted(how),
+        "not_runnable": sorted({_label(r) for r in blocked}),
         "slurm_array": array,
         "note": note,
     }
 
 
-def _throughput() -> dict | None:
-    """The latest `bench train` result (images/s of ResNet50 full finetuning, fp32 and tuned)."""
-    path = paths.outputs() / "bench" / "train.jsonl"
-    if not path.exists():
-        return None
-    lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-    full = [b for b in lines if not b.get("quick") and not str(b.get("device", "")).startswith("cpu")]
-    return (full or lines or [None])[-1]  # the latest full-size GPU measurement, else the latest
+def _label(run: Run) -> str:
+    return f"{run.params.get('method')} {float(run.params.get('sparsity', 0)):g}"
 
 
-def _run_seconds(run: Run, bench: dict | None, medians: dict) -> tuple[float | None, str]:
-    name, p = Path(run.notebook).stem, run.params
-    if (name, p.get("profile", "mini")) in medians:
-        secs, n = medians[(name, p.get("profile", "mini"))]
-        return secs, f"{name}: median wall time of {n} records"
-    if p.get("profile") == "paper" and name in ("02_linear_ft", "03_full_ft") and bench:
-        from . import data
+def _runnable(run: Run) -> bool:
+    """Paper profile: a (method, sparsity) with a checkpoint under checkpoint_root or a released one;
+    every run of the other profiles and notebooks (`sparsenb.planning.runnable`)."""
+    from . import planning
 
-        cfg = _profile("paper")
-        n_train, n_test = data.info(p["dataset"]).train_test
-        img_s = max(bench["img_per_s"].values())
-        if name == "03_full_ft":
-            epochs = int(p.get("epochs") or cfg["full"]["epochs"])
-            secs = epochs * (n_train / img_s + n_test / (3 * img_s))  # eval: forward only, ~3x faster
-        else:
-            secs = (n_train + n_test) / (3 * img_s)  # features once; the head's epochs are negligible
-        return secs, f"{name}: bench train on {bench['device']} ({img_s:.0f} img/s)"
-    return None, f"{name}: unknown (no records yet, no benchmark)"
+    p = parameters(run.notebook, run.params)
+    if p.get("profile") != "paper" or Path(run.notebook).stem not in RECORDING:
+        return True
+    return planning.runnable(_profile("paper"), p["method"], float(p["sparsity"]))
+
+
+def _run_seconds(run: Run) -> tuple[float | None, str]:
+    from . import planning
+
+    name, p = Path(run.notebook).stem, parameters(run.notebook, run.params)
+    if name in FINETUNE_OF:
+        cfg, ft = _profile(p["profile"]), FINETUNE_OF[name]
+        hp = {**cfg[ft], **({"epochs": int(p["epochs"])} if p.get("epochs") else {})}
+        rc = {"profile": p["profile"], "finetune": ft, "dataset": p["dataset"], "hp": hp}
+        return planning.run_seconds(name, cfg, rc, _throughput(), _per_epoch(name))
+    return _median_wall(name, p.get("profile", "mini"))
+
+
+@functools.lru_cache(maxsize=None)
+def _median_wall(name: str, profile: str) -> tuple[float | None, str]:
+    """Another notebook's run: the median wall time of its records in the profile."""
+    from statistics import median
+
+    records = results.load(name)
+    if len(records) and {"profile", "wall_seconds"} <= set(records):
+        g = records[records.profile == profile].dropna(subset=["wall_seconds"])
+        if len(g):
+            return float(median(g.wall_seconds)), f"{name}: median wall time of {len(g)} records"
+    return None, f"{name}: no records of it yet (run one: its record's time is then used)"
+
+
+@functools.lru_cache(maxsize=None)
+def _throughput():
+    from . import planning
+
+    return planning.throughput()
+
+
+@functools.lru_cache(maxsize=None)
+def _per_epoch(name: str) -> dict:
+    from . import planning
+
+    return planning.per_epoch(name)
 
 
 def _worker_init(counter=None, gpus: int = 0) -> None:
@@ -289,6 +324,7 @@ def run_sweep(
 ) -> int:
     """Run every missing run of the sweep; returns the number of failures."""
     spec = load_sweep(path)
+    paths.writable()  # a read-only outputs folder: one line before anything runs
     runs = expand(spec, out_root)
     todo = [r for r in runs if not r.finished()]
     for r in todo:
@@ -299,6 +335,11 @@ def run_sweep(
         f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})",
         flush=True,
     )
+    planned = [_run_seconds(r) for r in todo]
+    hours = sum(secs or 0.0 for secs, _ in planned) / 3600
+    if hours > 1:  # a long sweep says so first (its estimate as `--plan` makes it)
+        how = "; ".join(sorted({how for secs, how in planned if secs is not None}))
+        print(f"  plan: ~{hours:.1f} device-hours, estimated from {how}", flush=True)
     if dry_run or not todo:
         for r in todo:
             print("  todo", r.name)

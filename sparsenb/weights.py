@@ -8,6 +8,7 @@ stripped), write ours (IST format, sparse tensors stored compactly).
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -41,12 +42,80 @@ _SAFE_GLOBALS = _harmless_globals()
 
 
 def _reason(e: Exception, limit: int = 240) -> str:
-    """The line of a loading error that says what is wrong: no colour codes, cut at a word."""
+    """The line of a loading error that says what is wrong: no colour codes, none of torch's advice
+    to switch the weights-only safety off, cut at a word."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    line = next((ln for ln in lines if "Unsupported global" in ln or "Weights only load failed" not in ln), "")
-    line = line or (lines[0] if lines else type(e).__name__)
+    lines = [ln for ln in lines if not re.search(r"weights_only|Weights only load failed|torch\.load", ln)]
+    line = lines[0] if lines else type(e).__name__
     return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _pickled(path: Path) -> list[bytes]:
+    """The pickle streams of a checkpoint: `data.pkl` of torch's zip format, else every pickle of
+    the file in turn (torch's legacy format is several in a row)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return [z.read(n) for n in z.namelist() if n.endswith("data.pkl")]
+    return [path.read_bytes()]
+
+
+def code_globals(path: str | Path) -> list[str]:
+    """`module.name` of every global a checkpoint's pickle would import (call or construct) that a
+    weights-only load does not allow -- what would run if it were unpickled; [] when there is none
+    or the file cannot be read as a pickle. Read with pickletools: nothing in the file is executed."""
+    import _compat_pickle
+    import io
+    import pickletools
+
+    from torch import _weights_only_unpickler as wou
+
+    allowed = set(wou._get_allowed_globals()) | {f"{g.__module__}.{g.__qualname__}" for g in _SAFE_GLOBALS}
+    found = []
+    for raw in _safely(lambda: _pickled(Path(path)), []):
+        stream, strings = io.BytesIO(raw), []
+        while stream.tell() < len(raw):
+            ops = _safely(lambda: list(pickletools.genops(stream)), None)
+            if not ops:
+                break
+            for op, arg, _ in ops:
+                if op.name in ("GLOBAL", "INST"):
+                    found.append(tuple(arg.split(" ", 1)))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append((strings[-2], strings[-1]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    out = []
+    for mod, name in found:  # torch pickles with protocol 2: Python 2 names (__builtin__, commands)
+        mod, name = _compat_pickle.NAME_MAPPING.get((mod, name), (_compat_pickle.IMPORT_MAPPING.get(mod, mod), name))
+        if f"{mod}.{name}" not in allowed:
+            out.append(f"{mod}.{name}")
+    return sorted(dict.fromkeys(out), key=lambda g: g.startswith("torch."))  # the foreign ones first
+
+
+def _safely(fn, default):
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - a damaged file: the caller says so
+        return default
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    """The one-line error of a checkpoint torch.load refused: one that would run code says so and names
+    what it would call; anything else is called unreadable (truncated or corrupt)."""
+    code = code_globals(path) if isinstance(e, pickle.UnpicklingError) else []
+    if code:
+        return CheckpointError(
+            f"{path} would run code when loaded: its pickle calls {', '.join(code)}, which no checkpoint of "
+            f"weights needs; refused for that reason (sparsenb never runs code from a checkpoint). Get the "
+            f"weights alone from where it was made (torch.save(model.state_dict(), path)) or from its publisher"
+        )
+    return CheckpointError(
+        f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_reason(e)}); if it is "
+        f"truncated or corrupt, copy it again"
+    )
 
 
 def _unwrap(obj, path) -> tuple[dict, dict]:
@@ -192,6 +261,15 @@ def expand_state_dict(sd: dict) -> dict:
     return out
 
 
+def _arch_fix(arch: str = "<arch>") -> str:
+    """How a run gets another architecture (the finetuning notebooks have no `arch` parameter)."""
+    return (
+        f"a run's architecture is the profile's `arch` (params/<profile>.yaml; for one run "
+        f'SPARSENB_OVERRIDES=\'{{"arch": "{arch}"}}\'; 01_upstream also takes -p arch {arch}), '
+        f"in Python load_upstream(path, {arch!r})"
+    )
+
+
 def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -> nn.Module:
     """Load an upstream checkpoint of any supported format into `arch`; the format is detected.
 
@@ -213,10 +291,7 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {_reason(e)}); if it is "
-            f"truncated or corrupt, copy it again"
-        ) from e
+        raise _unreadable(path, e) from e
     raw, model_config = _unwrap(obj, path)
     raw = expand_state_dict(raw)
     ist = (isinstance(obj, dict) and "model_state_dict" in obj) or any(k.endswith("._weight_mask") for k in raw)
@@ -224,7 +299,7 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
     cfg_arch = str(model_config.get("arch", "")).lower()
     if cfg_arch and arch.split("_")[0] not in cfg_arch.replace("_", ""):
         raise CheckpointError(
-            f"{path} says it is a {model_config['arch']!r} (model_config.arch), not {arch!r}: pass the matching arch"
+            f"{path} says it is a {model_config['arch']!r} (model_config.arch), not {arch!r}: {_arch_fix()}"
         )
     if "fc.weight" not in sd:
         raise CheckpointError(
@@ -245,7 +320,7 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
     if missing or extra or shape:
         guess = _guess_arch(sd)
         hint = (
-            f"it looks like a {guess!r} checkpoint: pass arch={guess!r}"
+            f"it looks like a {guess!r} checkpoint: {_arch_fix(guess)}"
             if guess and guess != target_arch
             else "is this checkpoint of another architecture, or a format sparsenb does not know?"
         )

@@ -194,7 +194,7 @@ def test_mobilenet_ist(tmp_path):
 
 def test_wrong_arch_says_which(tmp_path):
     torch.save(_randomise(models.build("resnet18", 10)).state_dict(), tmp_path / "r18.pth")
-    with pytest.raises(CheckpointError, match="looks like a 'resnet18'.*pass arch='resnet18'"):
+    with pytest.raises(CheckpointError, match="looks like a 'resnet18'.*the profile's `arch`.*-p arch resnet18"):
         weights.load_upstream(tmp_path / "r18.pth", "resnet34")
 
 
@@ -279,7 +279,7 @@ def test_checkpoints_of_real_training_scripts_load(tmp_path):
             return (os.system, ("true",))
 
     torch.save({"state_dict": m.state_dict(), "x": RunsCode()}, p)
-    with pytest.raises(CheckpointError, match=r"GLOBAL posix.system .*blocked") as e:
+    with pytest.raises(CheckpointError, match=r"would run code when loaded: its pickle calls posix.system") as e:
         weights.load_upstream(p, "mini_resnet_x", 10)
     assert "\n" not in str(e.value) and "\x1b" not in str(e.value)
 

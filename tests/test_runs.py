@@ -18,7 +18,7 @@ from sparsenb.config import ConfigError
         ({"sparsity": 0.85}, "gmp at sparsity 0.85: the sparsities the mini profile makes are 0.8, 0.9, 0.95"),
         ({"seed": -1}, "seed must be a whole number >= 0"),
         ({"upstream_seed": 1.5}, "upstream_seed must be a whole number >= 0"),
-        ({"dataset": "cifar10"}, "unknown dataset of the mini profile 'cifar10'; valid: upstream, shapes10"),
+        ({"dataset": "cifar10"}, "unknown dataset of the mini profile 'cifar10'; valid: shapes10, objects40"),
         ({"method": "snip"}, "unknown method 'snip'; valid: dense"),
         ({"epochs": -2}, "epochs must be a whole number >= 0"),
     ],
@@ -100,7 +100,7 @@ def test_sweep_plan_counts_runs_hours_and_the_slurm_array(tmp_path, monkeypatch)
         "name": "p",
         "notebooks": ["03_full_ft"],
         "profile": "paper",
-        "grid": {"method": ["gmp"], "sparsity": [0.9], "dataset": ["pets", "dtd"], "seed": [21, 51]},
+        "grid": {"method": ["gmp", "acdc"], "sparsity": [0.9], "dataset": ["pets", "dtd"], "seed": [21, 51]},
         "slurm": {
             "gpus_per_node": 1,
             "cpus_per_task": 8,
@@ -111,6 +111,7 @@ def test_sweep_plan_counts_runs_hours_and_the_slurm_array(tmp_path, monkeypatch)
     }
     pl = sweep.plan(spec)  # no checkpoints or data here: the grid is counted, nothing known done
     assert (pl["runs"], pl["todo"]) == (4, 4) and "unknown" in pl["note"]
+    assert pl["not_runnable"] == ["gmp 0.9"]  # GMP's checkpoints were never released: listed, not planned
     epochs = 150  # params/paper.yaml full.epochs
     expect = sum(2 * epochs * (n / 1000 + m / 3000) for n, m in ((3680, 3669), (3760, 1880))) / 3600
     assert pl["hours"] == pytest.approx(expect) and pl["estimated_from"] == [
