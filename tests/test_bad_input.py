@@ -120,8 +120,9 @@ def test_a_checkpoint_whose_sparsity_is_not_its_label_is_refused_with_both_numbe
 
 def test_a_mini_checkpoint_is_checked_against_the_sparsity_it_was_requested_at(tmp_path):
     cfg = config.load("mini", {"checkpoint_root": str(tmp_path / "ck"), "device": "cpu"})
-    info = {"test_top1": 0.5, "val_top1": 0.5, "sparsity": 0.0, "seconds": 1.0}
-    checkpoints.save(models.build(cfg.arch, 128), cfg, "gmp", 0.9, 0, info, 1.0)  # in the manifest, but dense
+    info = {"test_top1": 0.5, "val_top1": 0.5, "sparsity": 0.9, "seconds": 1.0}
+    # in the manifest at 0.9, but the file is dense: the manifest vouches for it, the load measures it
+    checkpoints.save(models.build(cfg.arch, 128), cfg, "gmp", 0.9, 0, info, 1.0)
     assert checkpoints.verify(cfg, "gmp", 0.9, 0) == "ok"
     with pytest.raises(CheckpointError, match=r"s0.9-seed0.pth has sparsity 0.0% .* filed as gmp at 90.0%.*upstream.D"):
         finetune.linear(cfg, "gmp", 0.9, "shapes10", 21)
