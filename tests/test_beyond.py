@@ -214,3 +214,23 @@ def test_robustness_pairs_and_record_frame(tmp_path):
     with pytest.raises(Exception, match="sparsit"):
         robustness.run_config(cfg, "gmp", 0.5, "shapes10", 21)
     json.dumps(robustness.run_config(cfg, "gmp", 0.9, "shapes10", 21))
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_notebook_run_mode_records_robustness_and_writes_nothing_corrupted(tmp_path, monkeypatch):
+    """08 in run mode on the notebooks' upstream model (gmp 90%, seed 0, built at the test scale by
+    conftest's `build_upstream`): one robustness record, the summary with it, no corrupted file."""
+    from conftest import NOTEBOOK_OVERRIDES, NOTEBOOK_UPSTREAM, build_upstream
+    from sparsenb import paths, runs
+
+    overrides = {**NOTEBOOK_OVERRIDES, "beyond.max_test_images": 200}
+    monkeypatch.setenv("SPARSENB_OVERRIDES", json.dumps(overrides))
+    cfg = build_upstream(NOTEBOOK_UPSTREAM, overrides)
+    data_before = sorted(paths.resolve(cfg["data_root"]).rglob("*"))
+    runs.execute_notebook("08_beyond_accuracy", tmp_path / "08.ipynb", {"mode": "run"})
+    assert sorted(paths.resolve(cfg["data_root"]).rglob("*")) == data_before
+    rob = study.robustness(cfg["results_root"])
+    mine = rob[(rob.method == "gmp") & (rob.dataset == "shapes10") & (rob.seed == 21)]
+    assert len(mine) == 4 * 3 and mine.clean.between(0, 1).all() and mine.relative.notna().all()
+    assert (paths.output("summary", "beyond") / "robustness.csv").exists()

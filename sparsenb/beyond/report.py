@@ -17,9 +17,56 @@ from . import findings, study
 ARRAYS = ["reliability", "reliability_width", "pred", "labels"]
 
 
-def label(profile: str, arch: str, default_arch: str) -> str:
-    """The summary's folder under outputs/summary/: `beyond` for mini and its model, else beyond-profile-arch."""
-    return "beyond" if profile == "mini" and arch == default_arch else f"beyond-{profile}-{arch}"
+CALIBRATION = [
+    "top1",
+    "confidence",
+    "ece_mass",
+    "ece_width",
+    "nll",
+    "brier",
+    "temperature",
+    "ece_mass_ts",
+    "ece_width_ts",
+    "nll_ts",
+    "brier_ts",
+]
+
+
+def label(profile: str, arch: str) -> str:
+    """The summary's folder under outputs/summary/: `beyond` for the mini profile, else beyond-profile-arch."""
+    return "beyond" if profile == "mini" else f"beyond-{profile}-{arch}"
+
+
+def calibration_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean calibration per (finetune, method, sparsity) over tasks and seeds, with the run count."""
+    cols = [c for c in CALIBRATION if c in runs]
+    g = runs.groupby(["finetune", "method", "sparsity"])
+    return g[cols].mean().join(g.size().rename("runs")).reset_index()
+
+
+def describe(t: dict, results_root, out_dir) -> str:
+    """What the summary read and what it left out, in a few lines."""
+    cal, rob = t.get("calibration"), t.get("robustness")
+    lines = []
+    if cal is None and rob is None:
+        lines.append(
+            f"no finetuning records with stored predictions and no robustness records under {results_root}: "
+            "run 02_linear_ft / 03_full_ft (e.g. make study) and this notebook with -p mode run first"
+        )
+    if cal is not None:
+        lines.append(f"{len(cal)} finetuning runs with stored predictions ({', '.join(sorted(set(cal.method)))})")
+    if rob is not None:
+        lines.append(
+            f"{rob.groupby(['method', 'sparsity', 'dataset', 'seed', 'upstream_seed']).ngroups} robustness runs"
+        )
+    skipped = t.get("skipped_records")
+    if skipped is not None:
+        lines.append(
+            f"{len(skipped)} records left out (listed in skipped_records.csv): "
+            + "; ".join(f"{r.file} ({r.reason})" for r in skipped.head(3).itertuples())
+        )
+    lines.append(f"tables and figures under {out_dir}")
+    return "\n".join(lines)
 
 
 def tables(cfg, root=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
@@ -33,6 +80,7 @@ def tables(cfg, root=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     out = {"findings": findings.table(runs, rob, cfg["beyond"]["margin"])}
     if len(runs):
         out["calibration"] = runs.drop(columns=ARRAYS)
+        out["calibration_summary"] = calibration_summary(runs)
         pc = study.per_class(runs)
         out["per_class"] = pc
         out["worst_classes"] = study.class_intervals(pc)

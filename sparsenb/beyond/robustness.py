@@ -3,10 +3,13 @@
 
 No record keeps a finetuned model, so one robustness run finetunes again: the linear head is trained
 exactly as `02_linear_ft` trains it (the same cached clean features, hyperparameters and seed), held in
-memory, and evaluated on the clean test set and on each corrupted copy. Corrupted images are made on
-the fly from the evaluation view of each test image (centre crop and resize to the model's input
-size, then the corruption, then normalisation -- as ImageNet-C corrupts the 224 px crop), seeded per
-image, and never written anywhere: neither next to the data nor into the feature cache.
+memory (its state after the last epoch: the clean accuracy of the record is that head's, not necessarily
+the 02 record's reported epoch), and evaluated on the clean test set and on each corrupted copy.
+Corrupted images are made on the fly from the evaluation view of each test image (centre crop and
+resize to the model's input size, then the corruption, then normalisation -- as ImageNet-C corrupts
+the 224 px crop), seeded per image, and never written anywhere: neither next to the data nor into
+the feature cache. `beyond.max_test_images` caps the test images (a seeded sample, the same for the
+clean and the corrupted accuracy).
 
     res = robustness.run(cfg, "gmp", 0.9, "shapes10", seed=21)     # {"clean", "corrupted": [...], ...}
 """
@@ -14,6 +17,7 @@ image, and never written anywhere: neither next to the data nor into the feature
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -40,7 +44,7 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarra
         out = _corrupt(image, severity=int(severity), corruption_name=name)
     finally:
         np.random.set_state(state)
-    return np.asarray(out, dtype=np.uint8)
+    return np.array(out, dtype=np.uint8)  # a writable copy (JPEG comes back as a read-only PIL view)
 
 
 class Corrupted(Dataset):
@@ -161,6 +165,14 @@ def run(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream
         "head_epoch": int(cfg["linear"]["epochs"]),
         "test_images": int(len(idx)),
     }
+
+
+def table(res: dict) -> pd.DataFrame:
+    """A run's corrupted accuracy as corruption x severity relative to clean accuracy."""
+    df = pd.DataFrame(res["corrupted"])
+    return df.pivot(index="corruption", columns="severity", values="relative").rename_axis(
+        columns="severity: corrupted / clean"
+    )
 
 
 def run_config(cfg, method: str, sparsity: float, dataset: str, seed: int, upstream_seed: int = 0) -> dict:
