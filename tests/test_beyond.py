@@ -222,11 +222,13 @@ def test_notebook_run_mode_records_robustness_and_writes_nothing_corrupted(tmp_p
     """08 in run mode on the notebooks' upstream model (gmp 90%, seed 0, built at the test scale by
     conftest's `build_upstream`): one robustness record, the summary with it, no corrupted file."""
     from conftest import NOTEBOOK_OVERRIDES, NOTEBOOK_UPSTREAM, build_upstream
-    from sparsenb import paths, runs
+    from sparsenb import data, paths, runs
 
     overrides = {**NOTEBOOK_OVERRIDES, "beyond.max_test_images": 200}
     monkeypatch.setenv("SPARSENB_OVERRIDES", json.dumps(overrides))
     cfg = build_upstream(NOTEBOOK_UPSTREAM, overrides)
+    for split in ("train", "val", "test"):  # the generated task's cache, made on first use
+        data.get("shapes10", cfg["data_root"], split, cfg=cfg)
     data_before = sorted(paths.resolve(cfg["data_root"]).rglob("*"))
     runs.execute_notebook("08_beyond_accuracy", tmp_path / "08.ipynb", {"mode": "run"})
     assert sorted(paths.resolve(cfg["data_root"]).rglob("*")) == data_before

@@ -6,10 +6,11 @@ is it less robust to common corruptions, than its budget-matched dense control?
     classes       per-class accuracy, Gini, disagreement, transfer-PIEs
     robustness    accuracy under common corruptions (imagecorruptions), computed on the fly
     study         the tables over a study's records (their stored predictions)
-    findings      the findings as tests with keys, verdicts and intervals (sparsenb.stats)
+    findings      the findings as tests with keys, verdicts and intervals
+    evidence      the one adapter to sparsenb.stats (estimate, interval, verdict)
     report        the tables and figures 08_beyond_accuracy writes
 """
 
-from . import calibration, classes, findings, report, robustness, study
+from . import calibration, classes, evidence, findings, report, robustness, study
 
-__all__ = ["calibration", "classes", "findings", "report", "robustness", "study"]
+__all__ = ["calibration", "classes", "evidence", "findings", "report", "robustness", "study"]

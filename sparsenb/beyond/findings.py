@@ -1,7 +1,7 @@
 """The project's own questions beyond accuracy, each a test with a stable key, a verdict and an
 interval -- the statistics of the paper's findings (`sparsenb.stats`: paired differences, mean over
-tasks, hierarchical bootstrap over tasks and pairs, verdict only with >= 3 tasks), reached through one
-adapter (`_finding`) so that a change there is one edit here.
+tasks, hierarchical bootstrap over tasks and pairs, verdict only with >= 3 tasks), reached through
+`evidence`, the package's one adapter to them.
 
     findings.table(runs, rob, margin=0.01)     # key, finding, test, verdict, estimate, ci_low, ci_high, ...
 """
@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import stats
-from . import study
+from . import evidence, study
 
 COLUMNS = ["key", "finding", "test", "verdict", "estimate", "ci_low", "ci_high", "tasks", "pairs", "evidence"]
 
 
 def _finding(key: str, claim: str, test: str, d: pd.DataFrame, direction: str, shift: float = 0.0) -> dict:
-    """The adapter to sparsenb.stats: `d` has one row per pair (columns dataset, diff, in [0, 1]
-    units); the claim is about diff - `shift` (a non-inferiority margin) in `direction`."""
-    d = d.assign(diff=d["diff"] - shift) if len(d) else pd.DataFrame(columns=["dataset", "diff"])
-    e = stats.estimate(d)
-    v = stats.verdict(e, direction)
+    """One row of the table: `d` has one row per pair (columns dataset, diff, in [0, 1] units); the
+    claim is about diff - `shift` (a non-inferiority margin) in `direction` (`evidence.test`)."""
+    e = evidence.test(d, direction, shift)
     return {
         "key": key,
         "finding": claim,
         "test": test,
-        "verdict": v,
-        "estimate": 100 * (e.mean + shift),
-        "ci_low": 100 * (e.low + shift),
-        "ci_high": 100 * (e.high + shift),
-        "tasks": e.tasks,
-        "pairs": e.pairs,
-        "evidence": stats.Estimate(e.mean + shift, e.low + shift, e.high + shift, e.tasks, e.pairs).text(),
+        "verdict": e["verdict"],
+        "estimate": 100 * e["mean"],
+        "ci_low": 100 * e["low"],
+        "ci_high": 100 * e["high"],
+        "tasks": e["tasks"],
+        "pairs": e["pairs"],
+        "evidence": e["text"],
     }
 
 

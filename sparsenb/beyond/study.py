@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import prune, results, summary
-from . import calibration, classes
+from . import calibration, classes, evidence
 
 NOTEBOOKS = {"02_linear_ft": "linear", "03_full_ft": "full"}
 ROBUSTNESS = "08_beyond_accuracy"
@@ -131,11 +131,9 @@ def per_class(runs: pd.DataFrame) -> pd.DataFrame:
 def class_intervals(pc: pd.DataFrame) -> pd.DataFrame:
     """Per (finetune, dataset, method, sparsity, class): the mean change over seeds with its 95%
     t-interval (seeds and upstream seeds as independent draws), worst first."""
-    from .. import stats
-
     rows = []
     for key, g in pc.groupby(["finetune", "dataset", "method", "sparsity", "cls"]):
-        m, lo, hi = stats.t_interval(g["change"])
+        m, lo, hi = evidence.interval(g["change"])
         rows.append(
             dict(
                 zip(["finetune", "dataset", "method", "sparsity", "cls"], key),
