@@ -123,7 +123,17 @@ def test_paper_profile_runs_every_notebook(world, paper_env):
     data_before = sorted(p for p in (world / "data").rglob("*"))
     cache_before = sorted((world / "outputs" / "cache" / "features").rglob("*"))
     nb = nbformat.read(
-        _run("08_beyond_accuracy", world, mode="run", method="gmp", sparsity=0.9, dataset="pets", **where), 4
+        _run(
+            "08_beyond_accuracy",
+            world,
+            profile="paper",
+            mode="run",
+            method="gmp",
+            sparsity=0.9,
+            dataset="pets",
+            **where,
+        ),
+        4,
     )
     assert sorted(p for p in (world / "data").rglob("*")) == data_before
     assert sorted((world / "outputs" / "cache" / "features").rglob("*")) == cache_before
