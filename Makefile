@@ -15,7 +15,7 @@ export MALLOC_TOP_PAD_ := 1073741824
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: setup test lint format demo study upstream unit notebooks lab bench paper-tables
+.PHONY: setup test lint format demo study upstream unit notebooks lab bench paper-tables beyond
 
 setup: $(STAMP)
 
@@ -60,6 +60,13 @@ upstream: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m sparsenb upstream build & \
 	  OMP_NUM_THREADS=1 $(BIN)/python -m sparsenb upstream build; wait
 	$(BIN)/python -m sparsenb upstream verify
+
+# 08_beyond_accuracy: its robustness runs (a resumable sweep) and its summary over the study's records
+# (calibration, per-class cost, transfer-PIEs, robustness, findings) in outputs/summary/beyond/
+beyond: setup
+	$(BIN)/python -m sparsenb sweep params/sweeps/mini_beyond.yaml --jobs 2
+	mkdir -p outputs/runs/beyond
+	$(BIN)/papermill --cwd notebooks -k python3 notebooks/08_beyond_accuracy.ipynb outputs/runs/beyond/08_beyond_accuracy.ipynb
 
 bench: setup
 	$(BIN)/python -m sparsenb bench loader

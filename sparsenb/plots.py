@@ -295,3 +295,71 @@ def convergence(conv, opt: dict, path=None):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# --- 08_beyond_accuracy ------------------------------------------------------------------------
+
+
+def reliability(runs: pd.DataFrame, path=None, title: str = "Reliability (15 equal-mass bins), pooled over tasks"):
+    """One panel per finetuning mode: accuracy against confidence of the bins of every run
+    (`beyond.study.load`, column `reliability`), a line per method (mean over its runs' bins in
+    order) -- above the diagonal under-confident, below over-confident."""
+    modes = [m for m in ("linear", "full") if (runs.finetune == m).any()]
+    fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(4 * max(1, len(modes)), 3.8), squeeze=False)
+    col = colors(runs.method.unique())
+    for ax, mode in zip(axes[0], modes):
+        sub = runs[runs.finetune == mode]
+        for m in method_order(sub.method):
+            bins = pd.concat(list(sub[sub.method == m]["reliability"]), keys=range((sub.method == m).sum()))
+            mean = bins.groupby(level=1)[["confidence", "accuracy"]].mean()
+            ax.plot(mean.confidence, mean.accuracy, "o-", ms=3, color=col[m], label=m)
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{mode} finetuning", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def per_class_drops(pc: pd.DataFrame, path=None, title: str = "Per-class accuracy change vs the dense control"):
+    """Distribution of per-class accuracy change (sparse - control, points; one value per class,
+    task and seed) per method and sparsity, one panel per finetuning mode."""
+    modes = [m for m in ("linear", "full") if (pc.finetune == m).any()]
+    fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(5 * max(1, len(modes)), 3.6), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        sub = pc[pc.finetune == mode].assign(change=lambda t: 100 * t.change)
+        sub = sub.assign(sparsity=sub.sparsity.map(lambda s: f"{s:.0%}"))
+        order = method_order(sub.method)
+        _sns().boxplot(
+            data=sub, x="sparsity", y="change", hue="method", hue_order=order, palette=colors(order), ax=ax, fliersize=1
+        )
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel("per-class change (points)")
+        ax.set_title(f"{mode} finetuning", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def robustness(rob: pd.DataFrame, path=None, title: str = "Robustness: corrupted / clean accuracy against sparsity"):
+    """Mean relative accuracy under corruption (over corruptions, severities, tasks and seeds)
+    against sparsity, one line per method (the controls at sparsity 0), one panel per severity."""
+    sev = sorted(rob.severity.unique())
+    fig, axes = plt.subplots(1, max(1, len(sev)), figsize=(3.6 * max(1, len(sev)), 3.4), squeeze=False, sharey=True)
+    col = colors(rob.method.unique())
+    for ax, s in zip(axes[0], sev):
+        g = rob[rob.severity == s].groupby(["method", "sparsity"])["relative"].mean().reset_index()
+        for m in method_order(g.method):
+            r = g[g.method == m].sort_values("sparsity")
+            ax.plot(100 * r.sparsity, r.relative, "o-", color=col[m], label=m)
+        ax.set_xlabel("sparsity (%)")
+        ax.set_title(f"severity {s}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("corrupted / clean accuracy")
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

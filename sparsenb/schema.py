@@ -155,6 +155,18 @@ class Demo:
 
 
 @dataclass
+class Beyond:
+    """08_beyond_accuracy: calibration bins, the non-inferiority margin of its calibration finding,
+    and the corruptions of its robustness runs (imagecorruptions names, severities 1-5)."""
+
+    ece_bins: int
+    margin: float
+    corruptions: list[str]
+    severities: list[int]
+    max_test_images: int  # robustness: a seeded sample of the test set (0: all of it)
+
+
+@dataclass
 class Profile:
     profile: Literal["mini", "paper"]
     arch: str
@@ -178,6 +190,7 @@ class Profile:
     seeds: list[Seed]
     speedup: Speedup
     scratch: Scratch
+    beyond: Beyond
     # the mini profile's own sections (it makes its data and upstream models; paper reads them)
     sparsities: list[Fraction] | None = None
     mini_data: MiniData | None = None

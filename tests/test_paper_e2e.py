@@ -116,3 +116,33 @@ def test_paper_profile_runs_every_notebook(world, paper_env):
     assert not (world / "outputs" / "summary" / "results").exists()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "results: profile paper, arch resnet50" in printed
+
+    # 08 on the paper profile: a robustness run of GMP (linear head retrained, corrupted test images on
+    # the fly: nothing new next to the data or in the feature cache), then the summary against dense
+    _run("02_linear_ft", world, profile="paper", method="dense", sparsity=0.0, dataset="pets", **where)
+    data_before = sorted(p for p in (world / "data").rglob("*"))
+    cache_before = sorted((world / "outputs" / "cache" / "features").rglob("*"))
+    nb = nbformat.read(
+        _run(
+            "08_beyond_accuracy",
+            world,
+            profile="paper",
+            mode="run",
+            method="gmp",
+            sparsity=0.9,
+            dataset="pets",
+            **where,
+        ),
+        4,
+    )
+    assert sorted(p for p in (world / "data").rglob("*")) == data_before
+    assert sorted((world / "outputs" / "cache" / "features").rglob("*")) == cache_before
+    out = world / "outputs" / "summary" / "beyond-paper-resnet50"
+    rob = (out / "robustness.csv").read_text()
+    assert all(c in rob for c in ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression"))
+    import pandas as pd
+
+    cal = pd.read_csv(out / "calibration.csv")
+    assert set(cal.method) == {"dense", "gmp"} and cal.temperature.isna().all()  # paper runs have no val split
+    assert (cal.ece_mass.between(0, 1)).all() and "sparse_less_robust" in (out / "findings.md").read_text()
+    assert len(pd.read_csv(out / "disagreement.csv")) == 1  # GMP's linear run against dense, same seed
