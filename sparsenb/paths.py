@@ -35,14 +35,18 @@ def outputs() -> Path:
 def writable() -> Path:
     """The outputs root, made if missing, once a test file could be written in it: a run that could
     not write its record is refused before any work, with one line."""
-    root = outputs()
+    return _made_writable(outputs())
+
+
+def _made_writable(folder: Path) -> Path:
+    """`folder`, made if missing, once a test file could be written in it (else one line)."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise not_writable(root, e) from None
-    return root
+        raise not_writable(folder, e) from None
+    return folder
 
 
 def not_writable(path: str | os.PathLike, e: OSError) -> ConfigError:
@@ -71,11 +75,4 @@ def resolve(value: str | os.PathLike) -> Path:
 
 def output(*parts: str) -> Path:
     """A folder under the outputs root for a notebook's tables and figures (created)."""
-    out = outputs().joinpath(*map(str, parts))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise not_writable(out, e) from None
-    return out
+    return _made_writable(outputs().joinpath(*map(str, parts)))
