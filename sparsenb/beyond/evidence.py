@@ -7,29 +7,40 @@ rename there is one edit here.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .. import stats
 
 
 def test(d: pd.DataFrame, direction: str, shift: float = 0.0) -> dict:
-    """Mean over tasks of the paired differences `d.diff` (columns dataset, diff) with its 95%
-    hierarchical-bootstrap interval, and the verdict on `diff - shift` in `direction` (greater, less;
-    `shift`: a non-inferiority margin); estimate and interval in the units of `diff`, unshifted."""
-    d = d.assign(diff=d["diff"] - shift) if len(d) else pd.DataFrame(columns=["dataset", "diff"])
-    e = stats.estimate(d)
+    """Mean of the paired differences `d.diff` (columns dataset, diff, upstream_seed if the design
+    has several) over tasks x upstream models with its 95% interval (`stats.crossed`: one value per
+    unit, each the mean of its pairs), and the verdict on `diff - shift` in `direction` (greater,
+    less; `shift`: a non-inferiority margin); estimate and interval in the units of `diff`, unshifted."""
+    if len(d):
+        d = d.assign(diff=d["diff"] - shift, upstream_seed=d["upstream_seed"] if "upstream_seed" in d else 0)
+        e = stats.crossed(d.groupby(stats.UNIT)["diff"].mean(), runs=len(d))
+    else:
+        e = stats.Estimate(float("nan"))
     mean, low, high = e.mean + shift, e.low + shift, e.high + shift
+    text = "no paired results" if not e.tasks else f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+    notes = "; ".join(x for x in (e.reason, e.caveat) if x)
     return {
         "verdict": stats.verdict(e, direction),
         "mean": mean,
         "low": low,
         "high": high,
         "tasks": e.tasks,
-        "pairs": e.pairs,
-        "text": stats.Estimate(mean, low, high, e.tasks, e.pairs).text(),
+        "pairs": e.runs,
+        "text": text + (f" ({notes})" if notes and e.tasks else ""),
     }
 
 
 def interval(values) -> tuple[float, float, float]:
     """(mean, low, high): the 95% Student-t interval of independent values (NaN bounds below 2)."""
-    return stats.t_interval(values)
+    v = np.asarray(pd.Series(values).dropna(), float)
+    if not len(v):
+        return float("nan"), float("nan"), float("nan")
+    e = stats.two_way(v[:, None])
+    return e.mean, e.low, e.high

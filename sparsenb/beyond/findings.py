@@ -1,7 +1,7 @@
 """The project's own questions beyond accuracy, each a test with a stable key, a verdict and an
-interval -- the statistics of the paper's findings (`sparsenb.stats`: paired differences, mean over
-tasks, hierarchical bootstrap over tasks and pairs, verdict only with >= 3 tasks), reached through
-`evidence`, the package's one adapter to them.
+interval -- the statistics of the paper's findings (`sparsenb.stats`: paired differences, their mean
+over tasks x upstream models with an interval over both, verdict only with >= 3 tasks), reached
+through `evidence`, the package's one adapter to them.
 
     findings.table(runs, rob, margin=0.01)     # key, finding, test, verdict, estimate, ci_low, ci_high, ...
 """
