@@ -96,7 +96,7 @@ ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-MinJobAge=2
+MinJobAge=60
 KillWait=5
 NodeName={host} CPUs=2 RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
@@ -172,27 +172,59 @@ def _squeue(env) -> list[tuple[str, str]]:
     return [tuple(ln.split()) for ln in out.splitlines() if ln.strip()]
 
 
+def _dead(pid: int) -> bool:
+    """The process is gone or a zombie (its parent, stopped, cannot reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _next_ready(tmp_path, seen: set) -> tuple[int, int, int, str]:
+    """(x, kernel pid, task pid, task id) of the next held run to write its ready file."""
+    new = lambda: [p for p in tmp_path.glob("ready-*") if p.suffix != ".tmp" and p.name not in seen]  # noqa: E731
+    _wait(new, 180, "no held run started")
+    ready = new()[0]
+    seen.add(ready.name)
+    kernel, task, job = ready.read_text().split()
+    return int(ready.name.split("-")[1]), int(kernel), int(task), job
+
+
 def test_failed_and_cancelled_tasks_are_reported_with_their_logs(user, toy_sweep, tmp_path):
-    # one task at a time (2 CPUs each), in grid order: x = 5 (cancelled while it runs), x = 3 (its notebook
-    # fails), x = 1 (ok)
-    f = toy_sweep([5, 3, 1], sleep=15.0, slurm={"cpus_per_task": 2, "mem_gb": 1, "timeout_min": 10})
+    """A cancelled task is reported by SLURM's state whichever of its processes dies first: the task
+    (scancel while all run), or the notebook's kernel (killed while the task is stopped, then scancel:
+    SLURM's SIGCONT wakes the task to a dead kernel and SIGTERM); a kernel that dies on its own is a dead
+    kernel. Each held run says when it is running (a ready file): no sleep decides an order."""
+    # one task at a time (2 CPUs each): x = 5, 6, 7 held (handled in whatever order they start), x = 3
+    # (its notebook fails), x = 1 (ok)
+    f = toy_sweep([5, 6, 7, 3, 1], hold=[5, 6, 7], slurm={"cpus_per_task": 2, "mem_gb": 1, "timeout_min": 10})
     sweep = subprocess.Popen(
         [sys.executable, "-m", "sparsenb", "sweep", str(f), "--executor", "slurm", "--partition", "debug"],
         cwd=ROOT, env=user, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    _wait(lambda: "R" in dict(_squeue(user)).values(), 120, "no task started")
-    job = next(i for i, s in _squeue(user) if s == "R")
-    assert job.endswith("_0")
-    time.sleep(3)  # the notebook's kernel is running
-    subprocess.run(["scancel", job], env=user, check=True)
+    seen, jobs = set(), {}
+    for _ in range(3):
+        x, kernel, task, jobs[x] = _next_ready(tmp_path, seen)
+        if x == 6:  # the kernel dies first, the task (stopped) cannot see it before SLURM ends the job
+            os.kill(task, signal.SIGSTOP)
+            os.kill(kernel, signal.SIGKILL)
+            _wait(lambda: _dead(kernel), 30, "the kernel did not die")  # noqa: B023
+        if x in (5, 6):
+            subprocess.run(["scancel", jobs[x]], env=user, check=True)
+        else:  # x = 7: the kernel dies on its own, SLURM ends nothing
+            os.kill(kernel, signal.SIGKILL)
+        _wait(lambda: jobs[x] not in dict(_squeue(user)), 120, f"task {jobs[x]} did not end")  # noqa: B023
     out, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == 1, out
     fail = {m.group(1): (m.group(2), Path(m.group(3))) for m in re.finditer(r"FAIL (\S+) .*?  (.*); log: (\S+)", out)}
-    assert set(fail) == {"toy-mini-x=3", "toy-mini-x=5"}, out
+    assert set(fail) == {f"toy-mini-x={x}" for x in (3, 5, 6, 7)}, out
     assert "x=3 is the broken run" in fail["toy-mini-x=3"][0]
-    assert "ended without a result" in fail["toy-mini-x=5"][0] and job in fail["toy-mini-x=5"][0]
-    array = job.split("_")[0]
-    assert fail["toy-mini-x=5"][1].name == f"{job}_0_log.err" and fail["toy-mini-x=3"][1].name == f"{array}_1_0_log.err"
+    for x in (5, 6):
+        assert f"SLURM task {jobs[x]} ended without a result (CANCELLED)" in fail[f"toy-mini-x={x}"][0], out
+    assert fail["toy-mini-x=7"][0].startswith("DeadKernelError"), out
+    array = jobs[5].split("_")[0]
+    assert fail["toy-mini-x=5"][1].name == f"{jobs[5]}_0_log.err"
+    assert fail["toy-mini-x=3"][1].name == f"{array}_3_0_log.err"
     assert all(log.exists() for _, log in fail.values()), out
     task_log = fail["toy-mini-x=3"][1]
     assert "x=3 is the broken run" in task_log.read_text()  # the error, and where its traceback is
