@@ -150,7 +150,7 @@ def _array_ids(out: str) -> list[str]:
 def test_readme_sweep_on_slurm_verbatim(user, tmp_path):
     cmds = _readme_commands()
     assert [c.split()[0] for c in cmds] == ["python", "squeue", "python"]
-    first = subprocess.run(cmds[0], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(cmds[0], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stdout + first.stderr
     assert len(_array_ids(first.stdout)) == 1 and "2 ok, 0 failed" in first.stdout, first.stdout
     results = tmp_path / "outputs" / "results" / "02_linear_ft"
@@ -163,7 +163,7 @@ def test_readme_sweep_on_slurm_verbatim(user, tmp_path):
     logs = sorted((runs / "slurm").glob(f"{array}_*_0_log.*"))
     assert [p.name for p in logs] == [f"{array}_{t}_0_log.{x}" for t in (0, 1) for x in ("err", "out")]
     assert subprocess.run(cmds[1], shell=True, env=user, capture_output=True, text=True).returncode == 0
-    again = subprocess.run(cmds[2], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmds[2], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "2 already done, 0 to run" in again.stdout and not _array_ids(again.stdout)
 
 
@@ -183,7 +183,7 @@ def _dead(pid: int) -> bool:
 def _next_ready(tmp_path, seen: set) -> tuple[int, int, int, str]:
     """(x, kernel pid, task pid, task id) of the next held run to write its ready file."""
     new = lambda: [p for p in tmp_path.glob("ready-*") if p.suffix != ".tmp" and p.name not in seen]  # noqa: E731
-    _wait(new, 180, "no held run started")
+    _wait(new, 600, "no held run started")
     ready = new()[0]
     seen.add(ready.name)
     kernel, task, job = ready.read_text().split()
@@ -213,8 +213,8 @@ def test_failed_and_cancelled_tasks_are_reported_with_their_logs(user, toy_sweep
             subprocess.run(["scancel", jobs[x]], env=user, check=True)
         else:  # x = 7: the kernel dies on its own, SLURM ends nothing
             os.kill(kernel, signal.SIGKILL)
-        _wait(lambda: jobs[x] not in dict(_squeue(user)), 120, f"task {jobs[x]} did not end")  # noqa: B023
-    out, _ = sweep.communicate(timeout=300)
+        _wait(lambda: jobs[x] not in dict(_squeue(user)), 600, f"task {jobs[x]} did not end")  # noqa: B023
+    out, _ = sweep.communicate(timeout=900)
     assert sweep.returncode == 1, out
     fail = {m.group(1): (m.group(2), Path(m.group(3))) for m in re.finditer(r"FAIL (\S+) .*?  (.*); log: (\S+)", out)}
     assert set(fail) == {f"toy-mini-x={x}" for x in (3, 5, 6, 7)}, out
@@ -237,7 +237,7 @@ def test_killed_sweep_and_scancel_then_resubmit_runs_only_what_is_missing(user, 
     cmd = [sys.executable, "-m", "sparsenb", "sweep", str(f), "--executor", "slurm"]
     sweep = subprocess.Popen(cmd, cwd=ROOT, env=user, stdout=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "log.txt"
-    _wait(lambda: log.exists() and len(log.read_text().split()) >= 2, 180, "no run finished")
+    _wait(lambda: log.exists() and len(log.read_text().split()) >= 2, 600, "no run finished")
     os.killpg(sweep.pid, signal.SIGKILL)  # the sweep dies; its array goes on ...
     sweep.wait()
     assert _squeue(user), "the array should outlive the sweep"
@@ -247,7 +247,7 @@ def test_killed_sweep_and_scancel_then_resubmit_runs_only_what_is_missing(user, 
     done_before = len(list(runs.glob(".*.done")))
     logged_before = log.read_text().split()
     assert 2 <= done_before < 6
-    again = subprocess.run(cmd, cwd=ROOT, env=user, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, cwd=ROOT, env=user, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{done_before} already done, {6 - done_before} to run" in again.stdout
     logged = log.read_text().split()
