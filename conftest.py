@@ -40,26 +40,37 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture
 def toy_sweep(tmp_path):
-    """A sweep file over a toy notebook (parameters x, log, sleep): each run appends its x to
-    tmp_path/log.txt after sleeping; x = 3 fails. `toy_sweep(xs, sleep=0.0, slurm=None)`."""
+    """A sweep file over a toy notebook (parameters x, log, sleep, hold): each run appends its x to
+    tmp_path/log.txt after sleeping; x = 3 fails; an x in `hold` writes tmp_path/ready-<x> (its
+    kernel's pid, the pid of the process running the notebook, $SLURM_ARRAY_JOB_ID_$SLURM_ARRAY_TASK_ID)
+    and then waits to be killed. `toy_sweep(xs, sleep=0.0, slurm=None, hold=())`."""
     import nbformat
     import yaml
 
-    def make(xs, sleep=0.0, slurm=None, name="toy"):
+    def make(xs, sleep=0.0, slurm=None, name="toy", hold=()):
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nb.metadata["language_info"] = {"name": "python"}
-        p = nbformat.v4.new_code_cell('profile = "mini"\nx = 0\nlog = ""\nsleep = 0.0')
+        p = nbformat.v4.new_code_cell('profile = "mini"\nx = 0\nlog = ""\nsleep = 0.0\nhold = []')
         p.metadata["tags"] = ["parameters"]
         body = nbformat.v4.new_code_cell(
             "import time\nassert x != 3, 'x=3 is the broken run'\ntime.sleep(sleep)\nopen(log, 'a').write(f'{x}\\n')"
         )
-        nb.cells = [p, body]
+        held = nbformat.v4.new_code_cell(
+            "import os, time\nfrom pathlib import Path\n"
+            "if x in hold:\n"
+            "    task = os.environ.get('SLURM_ARRAY_JOB_ID', '') + '_' + os.environ.get('SLURM_ARRAY_TASK_ID', '')\n"
+            "    ready = Path(log).with_name(f'ready-{x}')\n"
+            "    ready.with_suffix('.tmp').write_text(f'{os.getpid()} {os.getppid()} {task}')\n"
+            "    ready.with_suffix('.tmp').rename(ready)\n"
+            "    time.sleep(3600)"
+        )
+        nb.cells = [p, held, body]
         nbformat.write(nb, tmp_path / "toy.ipynb")
         spec = {
             "notebooks": [str(tmp_path / "toy.ipynb")],
             "grid": {"x": xs},
-            "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep},
+            "parameters": {"log": str(tmp_path / "log.txt"), "sleep": sleep, **({"hold": list(hold)} if hold else {})},
             **({"slurm": slurm} if slurm else {}),
         }
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))

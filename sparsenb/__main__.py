@@ -253,8 +253,16 @@ def upstream_cmd(args) -> int:
     )
     for m, s, seed in left:
         claim = files.claim(checkpoints.checkpoint_path(m, 0.0 if m == "lth_t" else s, cfg, seed).with_suffix(".claim"))
-        if claim is None or checkpoints.verify(cfg, m, s, seed) == "ok":
+        if claim is None:
             continue
+        state = checkpoints.verify(cfg, m, s, seed)
+        if state == "ok":  # another worker made it meanwhile
+            claim.close()
+            continue
+        if state == "corrupt":  # damaged: kept aside for a look, made again
+            path = checkpoints.checkpoint_path(m, s, cfg, seed)
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            print(f"  {path} does not match its sha256 in the manifest: moved to {path.name}.corrupt, making it again")
         t = time.time()
         try:
             up.build(m, s, cfg, seed)

@@ -94,6 +94,5 @@ def extract_features(
     finally:
         dataset.transform = old
     if path is not None:
-        with files.atomic(path) as tmp:
-            torch.save({"features": feat, "labels": lab}, tmp)
+        files.torch_save({"features": feat, "labels": lab}, path)
     return feat, lab

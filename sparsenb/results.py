@@ -191,7 +191,7 @@ def load(notebook: str | None = None, root=None) -> pd.DataFrame:
     base = Path(root or default_root())
     pattern = f"{notebook}/*.json" if notebook else "*/*.json"
     rows, skipped = [], []
-    for p in sorted(base.glob(pattern)):
+    for p in sorted(p for p in base.glob(pattern) if not files.unfinished(p)):
         rec, why = _checked(p)
         if why:
             skipped.append({"file": str(p), "reason": why})

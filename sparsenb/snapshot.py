@@ -42,8 +42,7 @@ class Snapshot:
             "order": order.get_state() if order is not None else None,
             "torch_rng": torch.get_rng_state(),
         }
-        with files.atomic(self.path) as tmp:
-            torch.save(state, tmp)
+        files.torch_save(state, self.path)
 
     def restore(self, model, optimizer, sched, method, loader, device) -> tuple[int, list, float]:
         state = torch.load(self.path, map_location=device, weights_only=False)

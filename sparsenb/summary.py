@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, data, metrics, prune, results
+from . import config, data, files, metrics, prune, results
 from . import finetune as finetuning
 from .errors import UserError, check_choice
 
@@ -97,7 +97,7 @@ def load_results(root=None, which: str | None = None) -> pd.DataFrame:
     base = Path(root or config.load("mini")["results_root"])  # params' results_root (both profiles')
     rows, excluded, expected, report = [], [], {}, {}
     for nb, finetune in (("02_linear_ft", "linear"), ("03_full_ft", "full")):
-        for path in sorted((base / nb).glob("*.json")):
+        for path in sorted(p for p in (base / nb).glob("*.json") if not files.unfinished(p)):
             try:
                 r = json.loads(path.read_text())
                 cfg_run, profile = r["config"], r["profile"]

@@ -296,6 +296,9 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     claim = files.claim(run.output, note=f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}")
     if claim is None:  # a run of this sweep still running in another process (a sweep started twice)
         return run.name, SKIPPED, 0.0, f"running elsewhere ({files.holder(run.output)})"
+    if run.finished():  # another runner of this grid finished it since this sweep listed it
+        claim.close()
+        return run.name, SKIPPED, 0.0, "done by another process"
     os.environ.update({"SPARSENB_PROGRESS": "0", **run.env})  # inherited by the kernel
     t = time.time()
     rc, err = 0, ""

@@ -348,6 +348,4 @@ def save_checkpoint(model: nn.Module, path: str | Path, arch: str, compact: bool
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if compact:
         sd = compact_state_dict(sd)
-    with files.atomic(path) as tmp:
-        torch.save({"model_config": {"arch": arch, **config}, "model_state_dict": sd}, tmp)
-    return Path(path)
+    return files.torch_save({"model_config": {"arch": arch, **config}, "model_state_dict": sd}, path)

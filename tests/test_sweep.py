@@ -195,3 +195,73 @@ def test_slurm_resources_are_checked_and_a_missing_slurm_is_named(tmp_path, toy_
     monkeypatch.setattr(slurm.shutil, "which", lambda name: None)
     with pytest.raises(config.ConfigError, match="no sbatch or squeue on PATH.*--executor local"):
         sweep.run_sweep(toy_sweep([1], name="ok"), executor="slurm", out_root=tmp_path / "runs")
+
+
+@pytest.fixture
+def slurm_task(tmp_path, monkeypatch):
+    """An array task's environment (job 43 = task 41_2) with an `scontrol` on PATH that prints the
+    job line written to tmp_path/scontrol.txt (none written: scontrol fails), no accounting, and a cgroup tree under
+    tmp_path whose memory.events holds this process's OOM kills (`ooms(n)` sets them)."""
+    from sparsenb import slurm
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\n[ "$4" = 43 ] && exec cat {tmp_path / "scontrol.txt"}\nexit 1\n')
+    (bin_dir / "sacct").write_text("#!/bin/sh\nexit 1\n")  # a cluster without accounting
+    for tool in ("scontrol", "sacct"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "43")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    rel = next(ln[3:] for ln in open("/proc/self/cgroup").read().splitlines() if ln.startswith("0::"))
+    events = tmp_path / "cgroup" / rel.strip().lstrip("/") / "memory.events"
+    events.parent.mkdir(parents=True)
+    monkeypatch.setattr(slurm, "CGROUPS", tmp_path / "cgroup")
+    ooms = lambda n: events.write_text(f"low 0\nhigh 0\nmax 3\noom {n}\noom_kill {n}\n")  # noqa: E731
+    ooms(1)  # killed before the run: not its cause
+    return lambda state, reason="None": (tmp_path / "scontrol.txt").write_text(
+        f"JobId=43 JobName=toy JobState={state} Reason={reason} Dependency=(null)\n"
+    ), ooms
+
+
+def test_a_task_slurm_ends_is_reported_by_its_state_whatever_died_first(slurm_task):
+    """The kernel dies first (the run's error: a dead kernel) or SIGTERM comes first: the task lives on
+    through SIGTERM and reports what SLURM did; a kernel dead on its own stays a dead kernel."""
+    from sparsenb import slurm
+
+    job, ooms = slurm_task
+    dead = ("toy", 1, 2.0, "DeadKernelError: Kernel died")
+
+    def run(sigterm_first: bool, after=None):
+        def execute(_):
+            if sigterm_first:
+                os.kill(os.getpid(), signal.SIGTERM)  # what scancel sends (SIGKILL KillWait later)
+            (after or (lambda: None))()
+            return dead
+
+        before = signal.getsignal(signal.SIGTERM)
+        out = slurm.Task(execute)(None)
+        assert signal.getsignal(signal.SIGTERM) is before  # handlers given back
+        return out[3]
+
+    job("COMPLETING")  # scancel: slurmctld marks the job before its processes get SIGTERM
+    assert run(True) == run(False) == "SLURM task 41_2 ended without a result (CANCELLED)"
+    job("COMPLETING", "TimeLimit")
+    assert run(True) == "SLURM task 41_2 ended without a result (TIMEOUT)"
+    job("RUNNING")
+    assert run(False) == "DeadKernelError: Kernel died"  # died on its own
+    assert run(True).endswith("(SIGTERM from SLURM: cancelled, preempted or out of time)")  # scancel --signal
+    assert run(False, after=lambda: ooms(2)).startswith("SLURM task 41_2 ended without a result (OUT_OF_MEMORY")
+    assert slurm.Task(lambda _: ("toy", 0, 1.0, ""))(None) == ("toy", 0, 1.0, "")
+
+
+def test_the_sweep_names_slurms_state_of_a_task_that_left_no_result(slurm_task, tmp_path):
+    from sparsenb import slurm
+
+    job, _ = slurm_task
+    job("CANCELLED")  # no accounting (sacct fails): slurmctld's record
+    assert slurm.state("43") == "CANCELLED"
+    job("COMPLETING")
+    assert slurm.state("43") == "ENDED"
+    assert slurm.state("44") == "ENDED"  # slurmctld forgot it (MinJobAge)

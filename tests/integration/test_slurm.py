@@ -96,7 +96,7 @@ ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-MinJobAge=2
+MinJobAge=60
 KillWait=5
 NodeName={host} CPUs=2 RealMemory={mem_mb} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
@@ -150,7 +150,7 @@ def _array_ids(out: str) -> list[str]:
 def test_readme_sweep_on_slurm_verbatim(user, tmp_path):
     cmds = _readme_commands()
     assert [c.split()[0] for c in cmds] == ["python", "squeue", "python"]
-    first = subprocess.run(cmds[0], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(cmds[0], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=1800)
     assert first.returncode == 0, first.stdout + first.stderr
     assert len(_array_ids(first.stdout)) == 1 and "2 ok, 0 failed" in first.stdout, first.stdout
     results = tmp_path / "outputs" / "results" / "02_linear_ft"
@@ -163,7 +163,7 @@ def test_readme_sweep_on_slurm_verbatim(user, tmp_path):
     logs = sorted((runs / "slurm").glob(f"{array}_*_0_log.*"))
     assert [p.name for p in logs] == [f"{array}_{t}_0_log.{x}" for t in (0, 1) for x in ("err", "out")]
     assert subprocess.run(cmds[1], shell=True, env=user, capture_output=True, text=True).returncode == 0
-    again = subprocess.run(cmds[2], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmds[2], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "2 already done, 0 to run" in again.stdout and not _array_ids(again.stdout)
 
 
@@ -172,27 +172,59 @@ def _squeue(env) -> list[tuple[str, str]]:
     return [tuple(ln.split()) for ln in out.splitlines() if ln.strip()]
 
 
+def _dead(pid: int) -> bool:
+    """The process is gone or a zombie (its parent, stopped, cannot reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _next_ready(tmp_path, seen: set) -> tuple[int, int, int, str]:
+    """(x, kernel pid, task pid, task id) of the next held run to write its ready file."""
+    new = lambda: [p for p in tmp_path.glob("ready-*") if p.suffix != ".tmp" and p.name not in seen]  # noqa: E731
+    _wait(new, 600, "no held run started")
+    ready = new()[0]
+    seen.add(ready.name)
+    kernel, task, job = ready.read_text().split()
+    return int(ready.name.split("-")[1]), int(kernel), int(task), job
+
+
 def test_failed_and_cancelled_tasks_are_reported_with_their_logs(user, toy_sweep, tmp_path):
-    # one task at a time (2 CPUs each), in grid order: x = 5 (cancelled while it runs), x = 3 (its notebook
-    # fails), x = 1 (ok)
-    f = toy_sweep([5, 3, 1], sleep=15.0, slurm={"cpus_per_task": 2, "mem_gb": 1, "timeout_min": 10})
+    """A cancelled task is reported by SLURM's state whichever of its processes dies first: the task
+    (scancel while all run), or the notebook's kernel (killed while the task is stopped, then scancel:
+    SLURM's SIGCONT wakes the task to a dead kernel and SIGTERM); a kernel that dies on its own is a dead
+    kernel. Each held run says when it is running (a ready file): no sleep decides an order."""
+    # one task at a time (2 CPUs each): x = 5, 6, 7 held (handled in whatever order they start), x = 3
+    # (its notebook fails), x = 1 (ok)
+    f = toy_sweep([5, 6, 7, 3, 1], hold=[5, 6, 7], slurm={"cpus_per_task": 2, "mem_gb": 1, "timeout_min": 10})
     sweep = subprocess.Popen(
         [sys.executable, "-m", "sparsenb", "sweep", str(f), "--executor", "slurm", "--partition", "debug"],
         cwd=ROOT, env=user, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    _wait(lambda: "R" in dict(_squeue(user)).values(), 120, "no task started")
-    job = next(i for i, s in _squeue(user) if s == "R")
-    assert job.endswith("_0")
-    time.sleep(3)  # the notebook's kernel is running
-    subprocess.run(["scancel", job], env=user, check=True)
-    out, _ = sweep.communicate(timeout=300)
+    seen, jobs = set(), {}
+    for _ in range(3):
+        x, kernel, task, jobs[x] = _next_ready(tmp_path, seen)
+        if x == 6:  # the kernel dies first, the task (stopped) cannot see it before SLURM ends the job
+            os.kill(task, signal.SIGSTOP)
+            os.kill(kernel, signal.SIGKILL)
+            _wait(lambda: _dead(kernel), 30, "the kernel did not die")  # noqa: B023
+        if x in (5, 6):
+            subprocess.run(["scancel", jobs[x]], env=user, check=True)
+        else:  # x = 7: the kernel dies on its own, SLURM ends nothing
+            os.kill(kernel, signal.SIGKILL)
+        _wait(lambda: jobs[x] not in dict(_squeue(user)), 600, f"task {jobs[x]} did not end")  # noqa: B023
+    out, _ = sweep.communicate(timeout=900)
     assert sweep.returncode == 1, out
     fail = {m.group(1): (m.group(2), Path(m.group(3))) for m in re.finditer(r"FAIL (\S+) .*?  (.*); log: (\S+)", out)}
-    assert set(fail) == {"toy-mini-x=3", "toy-mini-x=5"}, out
+    assert set(fail) == {f"toy-mini-x={x}" for x in (3, 5, 6, 7)}, out
     assert "x=3 is the broken run" in fail["toy-mini-x=3"][0]
-    assert "ended without a result" in fail["toy-mini-x=5"][0] and job in fail["toy-mini-x=5"][0]
-    array = job.split("_")[0]
-    assert fail["toy-mini-x=5"][1].name == f"{job}_0_log.err" and fail["toy-mini-x=3"][1].name == f"{array}_1_0_log.err"
+    for x in (5, 6):
+        assert f"SLURM task {jobs[x]} ended without a result (CANCELLED)" in fail[f"toy-mini-x={x}"][0], out
+    assert fail["toy-mini-x=7"][0].startswith("DeadKernelError"), out
+    array = jobs[5].split("_")[0]
+    assert fail["toy-mini-x=5"][1].name == f"{jobs[5]}_0_log.err"
+    assert fail["toy-mini-x=3"][1].name == f"{array}_3_0_log.err"
     assert all(log.exists() for _, log in fail.values()), out
     task_log = fail["toy-mini-x=3"][1]
     assert "x=3 is the broken run" in task_log.read_text()  # the error, and where its traceback is
@@ -205,7 +237,7 @@ def test_killed_sweep_and_scancel_then_resubmit_runs_only_what_is_missing(user, 
     cmd = [sys.executable, "-m", "sparsenb", "sweep", str(f), "--executor", "slurm"]
     sweep = subprocess.Popen(cmd, cwd=ROOT, env=user, stdout=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "log.txt"
-    _wait(lambda: log.exists() and len(log.read_text().split()) >= 2, 180, "no run finished")
+    _wait(lambda: log.exists() and len(log.read_text().split()) >= 2, 600, "no run finished")
     os.killpg(sweep.pid, signal.SIGKILL)  # the sweep dies; its array goes on ...
     sweep.wait()
     assert _squeue(user), "the array should outlive the sweep"
@@ -215,7 +247,7 @@ def test_killed_sweep_and_scancel_then_resubmit_runs_only_what_is_missing(user, 
     done_before = len(list(runs.glob(".*.done")))
     logged_before = log.read_text().split()
     assert 2 <= done_before < 6
-    again = subprocess.run(cmd, cwd=ROOT, env=user, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, cwd=ROOT, env=user, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{done_before} already done, {6 - done_before} to run" in again.stdout
     logged = log.read_text().split()
