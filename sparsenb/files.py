@@ -116,24 +116,6 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-<<<<<<< HEAD
-def claim(path: str | os.PathLike, note: str = ""):
-    """The lock of `locked` without waiting: an open file (close it to release; the lock also goes
-    when its process dies) or None when another process holds it -- how parallel workers share a
-    list of jobs. `note` (who holds it) is written into the lock file for `holder` to read."""
-    f = _open_lock(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    if note:
-        f.seek(0)
-        f.truncate()
-        f.write(note)
-        f.flush()
-    return f
-=======
 LEASE_S = 600.0  # a claim not renewed for this long is taken over: its holder died where its lock outlives it
 
 
@@ -163,7 +145,8 @@ def claim(path: str | os.PathLike, note: str = "") -> Claim | None:
     keeps) is moved aside to `<lock>.stale` and the claim taken over."""
     lock = _lock_file(path)
     for _ in range(3):
-        f = open(lock, "a+")
+        with _writing(lock):
+            f = open(lock, "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -199,7 +182,6 @@ def _expired_moved_aside(lock: Path) -> bool:
             return False
         os.replace(lock, lock.with_name(lock.name + ".stale"))
         return True
->>>>>>> ci
 
 
 def holder(path: str | os.PathLike) -> str:
