@@ -278,7 +278,7 @@ def test_a_checkpoint_damaged_by_hand_is_named_by_verify_and_made_again_by_build
     cfg = config.load("mini")
     made = []
 
-    def get(method, sparsity, cfg, seed=0, device=None):  # what upstream.get does for a missing model
+    def make(method, sparsity, cfg, seed=0, device=None):  # what upstream.build does for a missing model
         assert checkpoints.verify(cfg, method, sparsity, seed) == "missing", "built over a damaged file"
         path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
         weights.save_checkpoint(_model(len(made)), path, "mini_resnet_s")
@@ -286,7 +286,7 @@ def test_a_checkpoint_damaged_by_hand_is_named_by_verify_and_made_again_by_build
         made.append((method, sparsity, seed))
 
     monkeypatch.setattr(upstream, "reference_set", lambda cfg: [("dense", 0.0, 0), ("gmp", 0.9, 0)])
-    monkeypatch.setattr(upstream, "get", get)
+    monkeypatch.setattr(upstream, "_make", make)
     assert cli.main(["upstream", "build"]) == 0 and len(made) == 2
     path = checkpoints.checkpoint_path("gmp", 0.9, cfg, 0)
     damaged = bytearray(path.read_bytes())
