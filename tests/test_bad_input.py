@@ -374,3 +374,12 @@ def test_a_summary_writes_its_folder_whole(tmp_path):
     assert empty.describe().startswith(
         f"wrote under {out}: nothing (no runs to summarise); removed, no longer produced"
     )
+
+
+def test_an_upstream_seed_outside_the_reference_set_is_refused_before_any_work():
+    """Finetuning never adds a model to the reference set: `-p upstream_seed 7` is refused by name."""
+    for nb in ("02_linear_ft", "03_full_ft"):
+        with pytest.raises(
+            ConfigError, match=r"upstream seed 7 is not in the reference set; its upstream seeds are \[0, 1, 2\]"
+        ):
+            runs.setup(nb, upstream_seed=7)
