@@ -108,6 +108,17 @@ def build_upstream(models, overrides=None):
     return cfg
 
 
+def build_upstream_cli(env: dict, models=NOTEBOOK_UPSTREAM) -> None:
+    """The same through the command line a user runs (`python -m sparsenb upstream build`), in the
+    environment `env` of a test's server or cluster (its outputs root and overrides)."""
+    import subprocess
+    import sys
+
+    for m, s, seed in models:
+        cmd = [sys.executable, "-m", "sparsenb", "upstream", "build", "--method", m, "--sparsity", str(s)]
+        subprocess.run([*cmd, "--seed", str(seed)], env=env, check=True, capture_output=True, timeout=1800)
+
+
 def pytest_runtest_setup(item):
     if str(item.fspath).endswith(".ipynb") and not _built:
         build_upstream(NOTEBOOK_UPSTREAM)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import build_upstream_cli
 from sparsenb.config import ROOT
 
 pytestmark = pytest.mark.slow
@@ -51,6 +52,7 @@ def lab(tmp_path):
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
     }
+    build_upstream_cli(env)  # 02 loads its upstream model (dense, gmp 90%), never trains one
     jupyter = Path(sys.executable).parent / "jupyter"
     cmd = [str(jupyter), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={root}", "--ServerApp.port_retries=0"]  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import build_upstream_cli
 from sparsenb.config import ROOT
 
 pytestmark = pytest.mark.slow
@@ -148,6 +149,7 @@ def _array_ids(out: str) -> list[str]:
 
 
 def test_readme_sweep_on_slurm_verbatim(user, tmp_path):
+    build_upstream_cli(user)  # the grid's upstream models (dense, gmp 90%): finetuning only loads them
     cmds = _readme_commands()
     assert [c.split()[0] for c in cmds] == ["python", "squeue", "python"]
     first = subprocess.run(cmds[0], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=1800)
