@@ -98,7 +98,9 @@ def read_manifest(cfg: Config) -> "pd.DataFrame":
     import pandas as pd
 
     p = manifest_path(cfg)
-    return pd.read_csv(p) if p.exists() else pd.DataFrame(columns=MANIFEST_COLUMNS)
+    # keys as text: a recipe hash of digits only (e.g. 9382559432) must not be read as a number
+    text = {"path": str, "sha256": str, "recipe": str, "method": str}
+    return pd.read_csv(p, dtype=text) if p.exists() else pd.DataFrame(columns=MANIFEST_COLUMNS)
 
 
 def register(cfg: Config, path: Path, method: str, sparsity: float, seed: int, info: dict, epochs: float) -> None:

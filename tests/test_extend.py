@@ -50,7 +50,7 @@ def test_a_new_method_runs_through_upstream_linear_and_summary(toy, tmp_path):
     )
     cfg = config.load("mini")
     assert ("toy_random", 0.8, 0) in upstream.reference_set(cfg)
-    assert prune.names("progressive") == ["gmp", "woodfisher", "toy_random"]
+    assert prune.names("progressive") == ["gmp", "woodfisher", "gmp_scratch", "toy_random"]
 
     model, info = upstream.get("toy_random", 0.8, cfg, 0, device="cpu")
     assert checkpoints.verify(cfg, "toy_random", 0.8, 0) == "ok"

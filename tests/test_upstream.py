@@ -296,3 +296,15 @@ def test_reference_table_pairs_each_model_with_its_control(tmp_path):
     assert t.loc["gmp", "gap_to_control"] == pytest.approx(-3.0)  # (-2 and -4 points) paired by seed
     assert t.loc["gmp", "gap_se"] == pytest.approx(1.0)
     assert list(t.index) == ["dense_2x", "gmp"]
+
+
+def test_a_recipe_key_of_digits_only_stays_text_in_the_manifest(tmp_path, monkeypatch):
+    """A recipe hash like 9382559432 (about 1 in 100) was read back from manifest.csv as a number and
+    the checkpoint called stale."""
+    cfg = _tiny(tmp_path)
+    monkeypatch.setattr(checkpoints, "recipe_key", lambda cfg, method: "0123456789")
+    path = checkpoints.checkpoint_path("dense", 0.0, cfg, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"weights")
+    checkpoints.register(cfg, path, "dense", 0.0, 0, {"test_top1": 0.5, "sparsity": 0.0}, 1.0)
+    assert checkpoints.verify(cfg, "dense", 0.0, 0) == "ok"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import check_choice
 from .acdc import ACDC
-from .base import FAMILIES, ContinuedControl, Control, Method, Sparse, cubic_schedule
+from .base import FAMILIES, ContinuedControl, Control, Dense, Method, cubic_schedule
 from .gmp import GMP, GMPScratch
 from .lth import LTH
 from .magnitude import SCOPES, STEMS, magnitude, magnitude_masks, masks_from_scores, target_sparsity, targets, topk_mask
@@ -33,7 +33,7 @@ __all__ = [
     "Control",
     "GMPScratch",
     "RigL5x",
-    "Sparse",
+    "Dense",
     "control_of",
     "is_sparse",
     "Method",
@@ -61,7 +61,7 @@ __all__ = [
 # The one list of upstream methods (name -> recipe class); upstream, summary and sweeps read it.
 # Controls (family "control") are the budget-matched dense runs of the sparse methods (Method.control).
 METHODS: dict[str, type[Method]] = {
-    "dense": Method,
+    "dense": Dense,
     "dense_2x": ContinuedControl,
     "dense_2x_scratch": Control,
     "dense_5x": Control,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import Sparse
+from .base import Method
 from .magnitude import magnitude_masks
 
 
-class ACDC(Sparse):
+class ACDC(Method):
     name, family = "acdc", "regularization"
     hyperparameters = {"budget": float, "warmup": float, "phase": float, "final": float}
 

@@ -45,14 +45,16 @@ class Schedule:
 
 
 class Method:
-    """Dense training; a fixed mask (if given) is enforced on gradients, momentum and weights."""
+    """Training under a method's hooks; a fixed mask (if given) is enforced on gradients, momentum
+    and weights. A new pruning method subclasses it: sparse, with dense at D as its control unless
+    it names another."""
 
     name = "dense"
     family = "dense"
     from_dense = False  # starts from the trained dense model (else from random initialisation)
     exact_target = True  # ends at exactly `target` sparsity (STR lands where its thresholds put it)
-    sparse = False  # dense and the controls: sparsity 0
-    control: str | None = None  # the budget-matched control (the same run at target sparsity 0)
+    sparse = True  # False for dense and the controls: sparsity 0
+    control: str | None = "dense"  # the budget-matched control (the same run at target sparsity 0)
     follows: str | None = None  # a control: the method whose params entry (schedule) it runs
     dense_state = False  # keeps the dense weights, only finds a mask (LTH-T): no run of its own
     needs_gradients = False  # needs `grad_fn` (fresh mini-batch gradients) to prune (WoodFisher)
@@ -157,15 +159,13 @@ class Method:
             self.enforce()
 
 
-class Sparse(Method):
-    """Base of the sparse methods: sparse, with `dense` (D from random weights) as control unless a
-    method names another."""
+class Dense(Method):
+    """Dense training from random weights (the budget D): the model every from-dense method starts from."""
 
-    sparse = True
-    control = "dense"
+    name, family, sparse, control = "dense", "dense", False, None
 
 
-class Control(Method):
+class Control(Dense):
     """A budget-matched control: dense training (target 0) over a sparse method's budget, start and
     schedule, so that a longer or restarted run is not mistaken for a property of sparsity.
     dense_5x: 5D from random weights (RigL 5x's control); dense_2x_scratch: 2D from random weights

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import Schedule, Sparse, cubic_schedule
+from .base import Method, Schedule, cubic_schedule
 from .magnitude import magnitude_masks
 
 
-class GMP(Sparse):
+class GMP(Method):
     name, family, from_dense, control = "gmp", "progressive", True, "dense_2x"
     hyperparameters = {
         "budget": float,

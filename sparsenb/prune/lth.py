@@ -12,11 +12,11 @@ from typing import Callable
 
 import torch.nn as nn
 
-from .base import Method, Schedule, Sparse
+from .base import Method, Schedule
 from .magnitude import magnitude_masks
 
 
-class LTH(Sparse):
+class LTH(Method):
     name, family, from_dense, dense_state = "lth_t", "lottery_ticket", True, True
     hyperparameters = {"rate": float, "round_budget": float, "optimizer": Schedule}  # no run of its own: the IMP rounds
 

@@ -12,11 +12,11 @@ import math
 
 import torch
 
-from .base import Sparse
+from .base import Method
 from .magnitude import topk_mask
 
 
-class RigL(Sparse):
+class RigL(Method):
     name, family = "rigl", "regularization"
     hyperparameters = {"budget": float, "alpha": float, "every_epochs": float, "end": float}
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.utils.parametrize as P
 
 from .. import masks as masklib
-from .base import Sparse
+from .base import Method
 
 
 class SoftThreshold(nn.Module):
@@ -27,7 +27,7 @@ class SoftThreshold(nn.Module):
         return torch.sign(w) * torch.relu(w.abs() - torch.sigmoid(self.s))
 
 
-class STR(Sparse):
+class STR(Method):
     name, family, exact_target = "str", "regularization", False
     hyperparameters = {"budget": float, "s_init": dict[float, float], "calibration": list[float]}
 
