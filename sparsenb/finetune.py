@@ -31,20 +31,15 @@ def _splits(cfg: Config) -> tuple[str, ...]:
     return ("train", "val", "test") if cfg["profile"] == "mini" else ("train", "test")
 
 
-def linear(
-    cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
-) -> dict:
-    """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
-    mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
-    device = device or devices.device_of(cfg)
-    meta = data.info(dataset)
+def linear_inputs(cfg: Config, method: str, sparsity: float, dataset: str, upstream_seed: int = 0, device=None):
+    """What linear finetuning trains on: (backbone, upstream info, evaluation transform, {split:
+    (features, labels)}, seconds) -- the frozen backbone (loaded, its sparsity checked against its label) in eval
+    mode over every split, features cached; 02_linear_ft and 08's robustness runs share it."""
     model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
     checkpoints.check_sparsity(model, cfg, method, sparsity, upstream_seed)
-    mean, std = upstream.norm_stats(cfg)
     tf = data.transforms.evaluation(
         cfg["image_size"],
-        mean,
-        std,
+        *upstream.norm_stats(cfg),
         bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
         order=cfg["eval_transform"],
     )
@@ -63,7 +58,17 @@ def linear(
         )
         for s in _splits(cfg)
     }
-    feature_seconds = time.time() - t0
+    return model, up, tf, feats, time.time() - t0
+
+
+def linear(
+    cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
+) -> dict:
+    """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
+    mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
+    device = device or devices.device_of(cfg)
+    meta = data.info(dataset)
+    _, up, _, feats, feature_seconds = linear_inputs(cfg, method, sparsity, dataset, upstream_seed, device)
     (xtr, ytr), (xte, yte) = feats["train"], feats["test"]
     res = train.linear_finetune(
         xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device, val=feats.get("val")

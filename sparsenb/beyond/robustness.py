@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import data, devices, features, metrics, models, train, upstream
+from .. import data, devices, finetune, metrics, models, train
 from ..data import transforms as tr
 from ..errors import check_choice
 
@@ -56,13 +56,7 @@ class Corrupted(Dataset):
 
         self.base, self.name, self.severity, self.seed = base, name, int(severity), int(seed)
         self.indices = np.arange(len(base)) if indices is None else np.asarray(indices)
-        self.geometry = T.Compose(
-            [
-                T.ToImage(),
-                tr.CenterCropFraction(tr.CROP_RATIO),
-                T.Resize([evaluation.size] * 2, interpolation=tr._interp(evaluation.bicubic), antialias=True),
-            ]
-        )
+        self.geometry = T.Compose(evaluation.geometry())  # the run's own evaluation order
         self.normalise = T.Compose([T.ToDtype(torch.float32, scale=True), T.Normalize(evaluation.mean, evaluation.std)])
 
     def __len__(self) -> int:
@@ -102,26 +96,8 @@ def run(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream
         check_choice("corruption (params beyond.corruptions)", name, names())
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
-    model, _ = upstream.load(method, sparsity, cfg, upstream_seed, device)
-    ev = tr.evaluation(
-        cfg["image_size"], *upstream.norm_stats(cfg), bicubic=cfg["profile"] == "paper" and method.startswith("rigl")
-    )
+    model, _, ev, feats, _ = finetune.linear_inputs(cfg, method, sparsity, dataset, upstream_seed, device)
     split = lambda s: data.get(dataset, cfg["data_root"], s, cfg=cfg)  # noqa: E731
-    splits = ("train", "val", "test") if cfg["profile"] == "mini" else ("train", "test")
-    feats = {
-        s: features.extract_features(
-            model,
-            split(s),
-            ev,
-            cfg["feature_cache"],
-            cfg["eval_batch_size"],
-            cfg["num_workers"],
-            device,
-            f"features {s}",
-            cfg["precision"],
-        )
-        for s in splits
-    }
     res = train.linear_finetune(
         *feats["train"],
         *feats["test"],

@@ -81,18 +81,20 @@ class Evaluation:
         self.order = order
         self._compose = None
 
+    def geometry(self) -> list:
+        """The steps before normalisation: a PIL image in, a uint8 image tensor (C, H, W) out."""
+        T = _v2()
+        if self.order == "resize_crop":
+            return [eval_geometry(self.size, self.bicubic), T.ToImage()]
+        return [
+            T.ToImage(),
+            CenterCropFraction(CROP_RATIO),
+            T.Resize([self.size, self.size], interpolation=_interp(self.bicubic), antialias=True),
+        ]
+
     def compose(self):
         if self._compose is None:
-            T = _v2()
-            if self.order == "resize_crop":
-                geometry = [eval_geometry(self.size, self.bicubic), T.ToImage()]
-            else:
-                geometry = [
-                    T.ToImage(),
-                    CenterCropFraction(CROP_RATIO),
-                    T.Resize([self.size, self.size], interpolation=_interp(self.bicubic), antialias=True),
-                ]
-            self._compose = T.Compose([*geometry, *_to_float(self.mean, self.std)])
+            self._compose = _v2().Compose([*self.geometry(), *_to_float(self.mean, self.std)])
         return self._compose
 
     def __call__(self, img):
