@@ -148,11 +148,8 @@ def _missing_message(cfg: Config, method: str, sparsity: float, seed: int, state
         "off-target": "is more than 1.5 points from its nominal sparsity (see its manifest row)",
     }[state]
     cmd = f"python -m sparsenb upstream build --method {method} --sparsity {sparsity:g} --seed {seed}"
-    try:
-        own = sum(v for k, v in planned_seconds(cfg, 1.0).items() if k == (method, sparsity, seed))
-        hint = f" (planned {own:g} epochs of training)"
-    except Exception:  # noqa: BLE001 -- a hint only
-        hint = ""
+    own = planned_seconds(cfg, 1.0).get((method, sparsity, seed))  # at 1 s an epoch: its epochs
+    hint = f" (planned {own:g} epochs of training)" if own is not None else ""
     return f"upstream model {method} {sparsity:g} seed {seed}: {path} {why}; finetuning never trains one: {cmd}{hint}"
 
 
