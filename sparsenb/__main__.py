@@ -281,6 +281,20 @@ def upstream_cmd(args) -> int:
     return 0
 
 
+def finetune_recipe(args) -> int:
+    """The full-finetuning recipe search on validation with the dense model (resumable)."""
+    from . import calibration, config
+
+    cfg = config.load("mini")
+    table = calibration.full_recipe(cfg, paths.outputs() / "finetune")
+    mean = table.groupby(["epochs", "lr"]).agg(val_accuracy=("val_accuracy", "mean"), tasks=("dataset", "nunique"))
+    print(mean.round(4).to_string())
+    lr, epochs = calibration.choose_full_recipe(table, cfg["datasets"])
+    have = f"lr {cfg['full']['lr']:g}, {cfg['full']['epochs']} epochs"
+    print(f"chosen on validation: lr {lr:g}, {epochs} epochs; params/mini.yaml full has {have}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="sparsenb", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
@@ -301,6 +315,9 @@ def main(argv=None) -> int:
     ps.add_argument("--account", help="SLURM account (overrides the file's slurm: slurm_account)")
     ps.add_argument("--plan", action="store_true", help="runs to do, device-hours, the SLURM array")
     ps.set_defaults(fn=sweep)
+    sub.add_parser(
+        "finetune-recipe", help="choose full finetuning's lr and epochs on validation with the dense model"
+    ).set_defaults(fn=finetune_recipe)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
     pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table"])
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")

@@ -1,6 +1,8 @@
 """Measurements that set the mini recipe, never chosen on a test set: the dense budget D (dense
 convergence over budgets, `choose_D`) and STR's s_init per target (`choose_s_init`, by achieved
-sparsity only). Both are resumable tables that parallel workers share.
+sparsity only), and the full-finetuning recipe (`full_recipe`, `choose_full_recipe`: lr and epochs
+run with the dense model, chosen on validation accuracy). All are resumable tables that parallel
+workers share.
 
     conv = calibration.convergence(cfg, out_dir)       # out_dir/convergence.csv
     calibration.choose_D(conv, tolerance=0.01)
@@ -157,6 +159,62 @@ def str_calibration(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
         train_run,
         sort=["s_init"],
     )
+
+
+def full_recipe_runs(cfg: Config) -> list[tuple[float, int, str]]:
+    """(lr, epochs, dataset) of the full-finetuning recipe search: every candidate of `full_search`
+    on every downstream task."""
+    fs = cfg["full_search"]
+    return [(lr, e, ds) for e in fs["epochs"] for lr in fs["lr"] for ds in cfg["datasets"]]
+
+
+def full_recipe(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
+    """Full finetuning of the dense model (upstream seed and finetuning seed: the first of each) at
+    every (lr, epochs) of `full_search` on every task, the milestones scaled with the epochs as in
+    `full`. Only validation accuracy is recorded (at the epoch chosen on validation): the recipe is
+    chosen on it, and the test set is never read for it. out_dir/full_recipe_D<D>.csv."""
+    from . import finetune  # finetuning sits above upstream; only this measurement needs it
+
+    full = cfg["full"]
+
+    def train_run(item):
+        lr, epochs, ds = item
+        rcfg = copy.deepcopy(cfg)
+        scale = epochs / full["epochs"]
+        rcfg["full"].update(lr=lr, epochs=epochs, milestones=[round(m * scale) for m in full["milestones"]])
+        rcfg["full"]["lr_overrides"] = {}
+        res = finetune.full(rcfg, "dense", 0.0, ds, cfg["seeds"][0], cfg["upstream"]["seeds"][0], device)
+        return {
+            "lr": lr,
+            "epochs": epochs,
+            "dataset": ds,
+            "val_accuracy": res["val_accuracy"],
+            "val_epoch": res["reported_epoch"],
+            "seconds": round(res["train_seconds"], 1),
+        }
+
+    return resumable_rows(
+        out_dir / f"full_recipe_D{float(cfg['upstream']['D']):g}.csv",  # the dense model of this D
+        full_recipe_runs(cfg),
+        lambda it: f"full-recipe-{it[0]:g}-{it[1]}-{it[2]}",
+        lambda done, it: (
+            bool(len(done)) and bool(((done.lr == it[0]) & (done.epochs == it[1]) & (done.dataset == it[2])).any())
+        ),
+        train_run,
+        sort=["epochs", "lr", "dataset"],
+    )
+
+
+def choose_full_recipe(table: "pd.DataFrame", tasks: list[str]) -> tuple[float, int]:
+    """(lr, epochs) with the highest validation accuracy averaged over `tasks`, among the candidates
+    that ran on every one of them (the shorter run on a tie). A pure function of the table."""
+    done = table[table.dataset.isin(tasks)]
+    n = done.groupby(["lr", "epochs"]).dataset.nunique()
+    mean = done.groupby(["lr", "epochs"]).val_accuracy.mean()[n == len(tasks)]
+    if not len(mean):
+        raise ValueError("no candidate of the full-finetuning recipe search has run on every task yet")
+    best = max(mean.items(), key=lambda kv: (round(kv[1], 6), -kv[0][1]))
+    return float(best[0][0]), int(best[0][1])
 
 
 def resumable_rows(csv: Path, items, name_of, done_in, train_run, sort) -> "pd.DataFrame":

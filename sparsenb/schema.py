@@ -167,6 +167,14 @@ class Beyond:
 
 
 @dataclass
+class FullSearch:
+    """The full-finetuning recipe search (mini): candidates run with the dense model, chosen on val."""
+
+    lr: list[LR]
+    epochs: list[Epochs]  # milestones scale with them (full.milestones / full.epochs)
+
+
+@dataclass
 class Profile:
     profile: Literal["mini", "paper"]
     arch: str
@@ -196,9 +204,10 @@ class Profile:
     mini_data: MiniData | None = None
     upstream: Upstream | None = None
     demo: Demo | None = None
+    full_search: FullSearch | None = None
 
 
-MINI_ONLY = ("sparsities", "mini_data", "upstream", "demo")
+MINI_ONLY = ("sparsities", "mini_data", "upstream", "demo", "full_search")
 
 
 def _type_name(tp) -> str:

@@ -308,3 +308,30 @@ def test_a_recipe_key_of_digits_only_stays_text_in_the_manifest(tmp_path, monkey
     path.write_bytes(b"weights")
     checkpoints.register(cfg, path, "dense", 0.0, 0, {"test_top1": 0.5, "sparsity": 0.0}, 1.0)
     assert checkpoints.verify(cfg, "dense", 0.0, 0) == "ok"
+
+
+def test_full_recipe_chosen_on_validation_over_complete_candidates():
+    """The best mean validation accuracy over the tasks wins; a candidate missing a task cannot win
+    (however good its partial mean); on a tie the shorter run wins."""
+    rows = [
+        (0.01, 8, "a", 0.50),
+        (0.01, 8, "b", 0.70),
+        (0.03, 8, "a", 0.62),
+        (0.03, 8, "b", 0.62),
+        (0.03, 16, "a", 0.66),
+        (0.03, 16, "b", 0.58),
+        (0.1, 16, "a", 0.99),  # b has not run yet
+    ]
+    t = pd.DataFrame(rows, columns=["lr", "epochs", "dataset", "val_accuracy"])
+    assert calibration.choose_full_recipe(t, ["a", "b"]) == (0.03, 8)
+    assert calibration.choose_full_recipe(t, ["a"]) == (0.1, 16)
+    with pytest.raises(ValueError, match="every task"):
+        calibration.choose_full_recipe(t, ["a", "b", "c"])
+
+
+def test_full_recipe_search_covers_every_candidate_on_every_task():
+    cfg = config.load("mini")
+    runs = calibration.full_recipe_runs(cfg)
+    fs = cfg["full_search"]
+    assert len(runs) == len(set(runs)) == len(fs["lr"]) * len(fs["epochs"]) * len(cfg["datasets"])
+    assert (cfg["full"]["lr"], cfg["full"]["epochs"]) in {(lr, e) for lr, e, _ in runs}
