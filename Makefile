@@ -1,4 +1,5 @@
-# sparsenb: `make demo` runs the mini study, `make test` runs the tests. Both set up .venv first.
+# sparsenb: `make paper-tables` (the paper's released results), `make demo` (the mini pipeline at
+# demonstration scale), `make test` (the tests). Each sets up .venv first.
 SHELL := /bin/bash
 VENV  := .venv
 BIN   := $(VENV)/bin
@@ -49,7 +50,8 @@ paper-tables: setup
 demo: setup
 	$(BIN)/python -m sparsenb demo
 
-# The whole mini grid on the shipped upstream models (resumable).
+# The whole mini grid (linear and full finetuning, then 07_summary) on the upstream reference set
+# (outputs/upstream/mini, built by `make upstream`; refused until it verifies). Resumable.
 study: setup
 	$(BIN)/python -m sparsenb study
 

@@ -20,3 +20,37 @@ def test_readme_python_block_runs(capsys):
     linear, full, sparsity = map(float, m.groups())
     assert 0.0 <= linear <= 1.0 and 0.0 <= full <= 1.0  # an untrained backbone: no accuracy promised
     assert abs(sparsity - 0.9) < 0.01
+
+
+ROOT = README.parent
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def _links(text: str) -> set[str]:
+    """Relative targets of markdown links and of `docs/<page>.md` mentions (anchors dropped)."""
+    prose = re.sub(r"```.*?```|`[^`\n]*`", "", text, flags=re.S)  # code is not a link
+    md = {t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", prose) if "://" not in t}
+    return {t for t in md | set(re.findall(r"\bdocs/[\w.-]+\.md\b", text)) if t}
+
+
+def test_readme_is_a_short_guide():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 260, f"README.md has {len(lines)} lines: move detail to docs/"
+    first_screen = "\n".join(lines[:30])
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("paper-tables", "demo", "test"):
+        assert f"make {target}" in first_screen, target
+        assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_every_link_exists(page):
+    targets = _links(page.read_text())
+    base = ROOT if page == README else page.parent
+    missing = [t for t in targets if not ((base / t).exists() or (ROOT / t).exists())]
+    assert not missing, f"{page.name} links to missing files: {missing}"
+
+
+def test_readme_links_every_docs_page():
+    linked = {Path(t).name for t in _links(README.read_text()) if t.startswith("docs/")}
+    assert DOCS and linked >= {p.name for p in DOCS}, sorted({p.name for p in DOCS} - linked)
