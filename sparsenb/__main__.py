@@ -183,101 +183,29 @@ def bench(args) -> int:
 def upstream_cmd(args) -> int:
     """`upstream convergence` measures D; `upstream build` makes the reference set (resumable, seed
     by seed, every model registered in manifest.csv as it finishes); `upstream verify` checks it."""
-    from . import calibration, checkpoints, config, files
+    from . import config
     from . import upstream as up
 
     cfg = config.load("mini")
-    if args.what == "convergence":
-        out = paths.outputs() / "upstream"
-        from . import plots
+    if args.what in ("convergence", "calibrate-str"):
+        from . import calibration
 
-        conv = calibration.convergence(cfg, out)
-        plots.convergence(conv, cfg["upstream"]["optimizer"], path=out / "convergence.png")
-        print(conv.to_string(index=False))
-        D = calibration.choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
-        print(
-            f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
-            f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}"
-        )
-        return 0
-    if args.what == "calibrate-str":
-        calib = calibration.str_calibration(cfg, paths.outputs() / "upstream")
-        print(calib.to_string(index=False))
-        chosen = {s: calibration.choose_s_init(calib, s) for s in cfg["sparsities"]}
-        print(
-            f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}"
-        )
+        report = calibration.report_D if args.what == "convergence" else calibration.report_s_init
+        report(cfg, paths.outputs() / "upstream")
         return 0
     if args.what == "table":
-        from . import analysis
+        from . import analysis, checkpoints
 
         t = analysis.reference_table(cfg)
         print(t.to_string(index=False) if len(t) else f"no models in {checkpoints.manifest_path(cfg)} yet")
         return 0
-    todo = [
-        (m, s, seed)
-        for m, s, seed in up.reference_set(cfg)
-        if args.seed in (None, seed)
-        and args.method in (None, m)
-        and (args.sparsity is None or abs(s - args.sparsity) < 1e-9)
-    ]
-    if not todo:
-        raise UserError(
-            "no model of the reference set matches --method/--sparsity/--seed; its methods: "
-            + ", ".join(dict.fromkeys(m for m, _, _ in up.reference_set(cfg)))
-        )
+    todo = up.select(cfg, args.method, args.sparsity, args.seed)
     if args.what == "plan":
-        per_epoch = up.epoch_seconds(cfg)
-        plan = up.planned_seconds(cfg, per_epoch)
-        left = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
-        core = sum(plan[t] for t in left)
-        print(
-            f"== upstream reference set: {len(todo)} models, {len(todo) - len(left)} present; to make: {len(left)}, "
-            f"planned {core / 3600:.1f} core-hours at {per_epoch:.1f} s/epoch (timed here, one worker) = "
-            f"~{core / 7200:.1f} h with two workers",
-            flush=True,
-        )
+        up.print_plan(cfg, todo)
         return 0
     if args.what == "verify":
-        bad = [(m, s, seed, st) for m, s, seed in todo if (st := checkpoints.verify(cfg, m, s, seed)) != "ok"]
-        for m, s, seed, st in bad:
-            print(f"  {st:8} {checkpoints.checkpoint_path(m, s, cfg, seed)}")
-        print(f"{len(todo) - len(bad)} of {len(todo)} reference checkpoints verified (sha256 + recipe)")
-        return 1 if bad else 0
-    t0 = time.time()
-    left = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
-    print(
-        f"== upstream reference set: {len(todo) - len(left)} of {len(todo)} present; making {len(left)} "
-        f"(run this command in two shells to use two cores: each takes the next model nobody holds)",
-        flush=True,
-    )
-    for m, s, seed in left:
-        claim = files.claim(checkpoints.checkpoint_path(m, 0.0 if m == "lth_t" else s, cfg, seed).with_suffix(".claim"))
-        if claim is None:
-            continue
-        state = checkpoints.verify(cfg, m, s, seed)
-        if state == "ok":  # another worker made it meanwhile
-            claim.close()
-            continue
-        if state == "corrupt":  # damaged: kept aside for a look, made again
-            path = checkpoints.checkpoint_path(m, s, cfg, seed)
-            os.replace(path, path.with_name(path.name + ".corrupt"))
-            print(f"  {path} does not match its sha256 in the manifest: moved to {path.name}.corrupt, making it again")
-        t = time.time()
-        try:
-            up.build(m, s, cfg, seed)
-        except up.OffTarget as e:  # reported, the others go on
-            print(f"  OFF-TARGET {e}", flush=True)
-            continue
-        finally:
-            claim.close()
-        e = checkpoints.entry(cfg, m, s, seed)
-        print(
-            f"  {m:<12} {s:<5g} seed {seed}: {time.time() - t:7.1f} s  top1 {e['top1']:.3f}  "
-            f"sparsity {e['achieved_sparsity']:.3f}",
-            flush=True,
-        )
-    print(f"== upstream reference set: {(time.time() - t0) / 60:.1f} min")
+        return 1 if up.verify_all(cfg, todo) else 0
+    up.build_all(cfg, todo)
     return 0
 
 
@@ -285,13 +213,7 @@ def finetune_recipe(args) -> int:
     """The full-finetuning recipe search on validation with the dense model (resumable)."""
     from . import calibration, config
 
-    cfg = config.load("mini")
-    table = calibration.full_recipe(cfg, paths.outputs() / "finetune")
-    mean = table.groupby(["epochs", "lr"]).agg(val_accuracy=("val_accuracy", "mean"), tasks=("dataset", "nunique"))
-    print(mean.round(4).to_string())
-    lr, epochs = calibration.choose_full_recipe(table, cfg["datasets"])
-    have = f"lr {cfg['full']['lr']:g}, {cfg['full']['epochs']} epochs"
-    print(f"chosen on validation: lr {lr:g}, {epochs} epochs; params/mini.yaml full has {have}")
+    calibration.report_full_recipe(config.load("mini"), paths.outputs() / "finetune")
     return 0
 
 

@@ -254,3 +254,41 @@ def choose_s_init(calib: "pd.DataFrame", target: float) -> float:
     t = np.log(target / (1 - target))
     order = np.argsort(y)
     return float(round(np.interp(t, y[order], x[order]), 2))
+
+
+def report_D(cfg: Config, out_dir: Path) -> int:
+    """`python -m sparsenb upstream convergence`: the convergence table measured (resumable), its
+    figure, the table and the D it gives printed beside params' D. Returns that D."""
+    from . import plots
+
+    conv = convergence(cfg, out_dir)
+    plots.convergence(conv, cfg["upstream"]["optimizer"], path=out_dir / "convergence.png")
+    print(conv.to_string(index=False))
+    D = choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
+    print(
+        f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
+        f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}"
+    )
+    return D
+
+
+def report_s_init(cfg: Config, out_dir: Path) -> dict[float, float]:
+    """`python -m sparsenb upstream calibrate-str`: STR's calibration table measured (resumable)
+    and printed, with the s_init it gives per target sparsity beside params' s_init."""
+    calib = str_calibration(cfg, out_dir)
+    print(calib.to_string(index=False))
+    chosen = {s: choose_s_init(calib, s) for s in cfg["sparsities"]}
+    print(f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}")
+    return chosen
+
+
+def report_full_recipe(cfg: Config, out_dir: Path) -> tuple[float, int]:
+    """`python -m sparsenb finetune-recipe`: the full-finetuning recipe search measured (resumable),
+    its mean validation accuracy per candidate printed, and the (lr, epochs) it chooses beside params'."""
+    table = full_recipe(cfg, out_dir)
+    mean = table.groupby(["epochs", "lr"]).agg(val_accuracy=("val_accuracy", "mean"), tasks=("dataset", "nunique"))
+    print(mean.round(4).to_string())
+    lr, epochs = choose_full_recipe(table, cfg["datasets"])
+    have = f"lr {cfg['full']['lr']:g}, {cfg['full']['epochs']} epochs"
+    print(f"chosen on validation: lr {lr:g}, {epochs} epochs; params/mini.yaml full has {have}")
+    return lr, epochs

@@ -49,17 +49,13 @@ def extract_features(
     with the backbone in eval mode (upstream BN statistics). Cached under `cache_dir` by a key of
     model weights + dataset + transform, so a second call with the same three is a file read."""
     device = device or default_device()
-    path = None
-    if cache_dir is not None:
-        how = f"{transform!r}" + ("" if precision == "fp32" else f"|{precision}")
-        key = hashlib.sha1(f"{model_digest(model)}|{split_key(dataset)}|{how}".encode()).hexdigest()
-        path = Path(cache_dir) / f"{key[:20]}.pt"
-        if path.exists():
-            try:
-                d = torch.load(path, weights_only=True)
-                return d["features"], d["labels"]
-            except Exception:
-                path.unlink()  # damaged cache entry: recompute
+    path = None if cache_dir is None else _cache_path(model, dataset, transform, precision, cache_dir)
+    if path is not None and path.exists():
+        try:
+            d = torch.load(path, weights_only=True)
+            return d["features"], d["labels"]
+        except Exception:
+            path.unlink()  # damaged cache entry: recompute
     net = backbone(model).to(device).eval()
     on_gpu = torch.device(device).type == "cuda"  # channels_last and pinned batches (CPU: NCHW, as recorded)
     if on_gpu:
@@ -96,3 +92,10 @@ def extract_features(
     if path is not None:
         files.torch_save({"features": feat, "labels": lab}, path)
     return feat, lab
+
+
+def _cache_path(model: nn.Module, dataset, transform, precision: str, cache_dir: str | Path) -> Path:
+    """Where the features of (model weights, dataset, transform, precision) are cached."""
+    how = f"{transform!r}" + ("" if precision == "fp32" else f"|{precision}")
+    key = hashlib.sha1(f"{model_digest(model)}|{split_key(dataset)}|{how}".encode()).hexdigest()
+    return Path(cache_dir) / f"{key[:20]}.pt"

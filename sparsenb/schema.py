@@ -240,27 +240,7 @@ def check(value: Any, tp, where: str) -> list[str]:
     if origin is Literal:
         return [] if value in args else [f"{where}: {value!r} is not one of {', '.join(map(repr, args))}"]
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            return [
-                f"{where}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, got {value!r}"
-            ]
-        hints = typing.get_type_hints(tp, include_extras=True)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        out = []
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            out.append(
-                f"{where or '<top level>'}: unknown key{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
-                f"valid: {', '.join(fields)}"
-            )
-        for name, f in fields.items():
-            optional = f.default is None
-            if name not in value:
-                if not optional:
-                    out.append(f"{where + '.' if where else ''}{name}: missing (a {_type_name(hints[name])})")
-                continue
-            out += check(value[name], hints[name], f"{where + '.' if where else ''}{name}")
-        return out
+        return _check_fields(value, tp, where)
     if origin is dict:
         if not isinstance(value, dict):
             return [f"{where}: expected a mapping, got {value!r}"]
@@ -299,4 +279,28 @@ def problems(cfg: dict, method_hyperparameters: dict[str, dict[str, type]]) -> l
                 continue
             spec = dataclasses.make_dataclass(f"{name}_hyperparameters", list(method_hyperparameters[name].items()))
             out += check(hp, spec, f"upstream.methods.{name}")
+    return out
+
+
+def _check_fields(value: Any, tp, where: str) -> list[str]:
+    """Problems of the mapping `value` against the dataclass `tp`: unknown keys, missing required
+    ones (a field defaulting to None is optional), and each field's value checked."""
+    if not isinstance(value, dict):
+        return [f"{where}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}, got {value!r}"]
+    hints = typing.get_type_hints(tp, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(tp)}
+    out = []
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        out.append(
+            f"{where or '<top level>'}: unknown key{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+            f"valid: {', '.join(fields)}"
+        )
+    for name, f in fields.items():
+        optional = f.default is None
+        if name not in value:
+            if not optional:
+                out.append(f"{where + '.' if where else ''}{name}: missing (a {_type_name(hints[name])})")
+            continue
+        out += check(value[name], hints[name], f"{where + '.' if where else ''}{name}")
     return out

@@ -196,11 +196,7 @@ def linear_finetune(
         chosen.offer(row, preds)
         curve.append(row)
         if epoch == 1 or epoch % max(1, int(hp["epochs"]) // 10) == 0 or epoch == int(hp["epochs"]):
-            log(
-                f"linear epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
-                + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
-                + f"  ({time.time() - t0:.1f} s)"
-            )
+            _log_epoch("linear", epoch, hp, row, metric, t0)
     return summary(curve, time.time() - t0, head=head.state_dict(), predictions=chosen.predictions)
 
 
@@ -230,6 +226,50 @@ def summary(curve: list[dict], seconds: float, **extra) -> RunResult:
 # --- full finetuning ---------------------------------------------------------------------------
 
 
+class FullTrainer:
+    """The training step of full finetuning, set up once: the model on its device (channels-last when
+    asked), SGD and its step schedule (`_sgd`), the fixed zero set (`masks.FixedMask`), the precision
+    and `torch.compile`. `epoch(batches)` is what `full_finetune` runs every epoch and what
+    `bench train` times."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        hp: dict,
+        device=None,
+        fixed_masks: dict | None = None,
+        channels_last: bool = True,
+        precision: str = "fp32",
+        compile: bool = False,
+    ):
+        self.device = torch.device(device or devices.default_device())
+        self.prec = devices.Precision(precision, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+        fm_masks = fixed_masks if fixed_masks is not None else masklib.from_weights(model, include_head=False)
+        self.model = model.to(self.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
+        self.fixed = masklib.FixedMask(self.model, fm_masks)
+        self.opt, self.sched = _sgd(self.model.parameters(), hp)
+        self.net = torch.compile(self.model) if compile else self.model  # shares model's parameters (and masks)
+
+    def epoch(self, batches, desc: str = "") -> float:
+        """One epoch of SGD over `batches` (a loader, or any iterable of (x, y)) with the zero set
+        fixed on every step, then the schedule's step; returns the mean loss."""
+        self.model.train()
+        loss, _ = sgd_epoch(
+            self.net,
+            _on(self.device, bar(batches, desc=desc), self.channels_last),
+            self.opt,
+            step=lambda: self.fixed.step(self.opt, self.prec.scaler),
+            precision=self.prec,
+        )
+        self.sched.step()
+        return loss
+
+
 def full_finetune(
     model: nn.Module,
     train_loader,
@@ -255,48 +295,41 @@ def full_finetune(
 
     Returns `summary` of the curve (validation evaluated too when `val_loader` is given) and
     'sparsity' (of the prunable backbone layers: every conv but the stem)."""
-    device = torch.device(device or devices.default_device())
-    prec = devices.Precision(precision, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     devices.seed_everything(seed)
-    fm_masks = fixed_masks if fixed_masks is not None else masklib.from_weights(model, include_head=False)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    fixed = masklib.FixedMask(model, fm_masks)
-    opt, sched = _sgd(model.parameters(), hp)
-    net = torch.compile(model) if compile else model  # shares model's parameters (and their masks)
+    ft = FullTrainer(model, hp, device, fixed_masks, channels_last, precision, compile)
     curve, chosen = [], Chosen()
     t0 = time.time()
     for epoch in range(1, int(hp["epochs"]) + 1):
-        model.train()
-        loss, _ = sgd_epoch(
-            net,
-            _on(device, bar(train_loader, desc=f"epoch {epoch}"), channels_last),
-            opt,
-            step=lambda: fixed.step(opt, prec.scaler),
-            precision=prec,
-        )
-        sched.step()
-        row, preds = {"epoch": epoch, "loss": loss}, {}
-        for name, loader in (("test", test_loader), ("val", val_loader)):
-            if loader is not None:
-                y, p, prob = outputs(net, loader, device)
-                row["accuracy" if name == "test" else "val_accuracy"] = metrics.score(y, p, metric)
-                preds[name] = (y, prob)
+        row = {"epoch": epoch, "loss": ft.epoch(train_loader, desc=f"epoch {epoch}")}
+        preds = _score_epoch(ft.net, {"test": test_loader, "val": val_loader}, row, metric, ft.device)
         chosen.offer(row, preds)
         curve.append(row)
-        log(
-            f"full epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
-            + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
-            + f"  ({time.time() - t0:.1f} s)"
-        )
+        _log_epoch("full", epoch, hp, row, metric, t0)
     return summary(
         curve,
         time.time() - t0,
-        sparsity=prune.target_sparsity(model, include_head=False),
+        sparsity=prune.target_sparsity(ft.model, include_head=False),
         predictions=chosen.predictions,
+    )
+
+
+def _score_epoch(net: nn.Module, loaders: dict, row: dict, metric: str, device) -> dict:
+    """Adds the test (and val) accuracy of `net` to the epoch's `row`; returns split -> (labels,
+    probabilities) for `Chosen.offer`. A split whose loader is None is skipped."""
+    preds = {}
+    for name, loader in loaders.items():
+        if loader is not None:
+            y, p, prob = outputs(net, loader, device)
+            row["accuracy" if name == "test" else "val_accuracy"] = metrics.score(y, p, metric)
+            preds[name] = (y, prob)
+    return preds
+
+
+def _log_epoch(kind: str, epoch: int, hp: dict, row: dict, metric: str, t0: float) -> None:
+    log(
+        f"{kind} epoch {epoch:>3}/{hp['epochs']}  loss {row['loss']:.4f}  {metric} {row['accuracy']:.4f}"
+        + (f"  val {row['val_accuracy']:.4f}" if "val_accuracy" in row else "")
+        + f"  ({time.time() - t0:.1f} s)"
     )
 
 
@@ -402,62 +435,83 @@ def fit(
     total = max(1, int(round(epochs * steps_per_epoch)))
     method.total_steps, method.steps_per_epoch = total, steps_per_epoch
     method.prepare(model)
-    optimizer = torch.optim.SGD(
+    optimizer = _fit_sgd(model, opt)
+    method.start(model, optimizer)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt, total))
+    hooks, t0, curve, before = _FitHooks(model, method, sched, grad_clip), time.time(), [], 0.0
+    snapshot = Snapshot(resume, desc, total)
+    if snapshot.exists():
+        hooks.step, curve, before = snapshot.restore(model, optimizer, sched, method, train_loader, device)
+        log(f"{desc}: resumed at step {hooks.step}/{total} from {resume}")
+    model.train()
+    while hooks.step < total:
+        loss, _ = sgd_epoch(
+            model,
+            _on(device, bar(train_loader, desc=desc), channels_last=True),
+            optimizer,
+            after_backward=hooks.after_backward,
+            after_step=hooks.after_step,
+            max_steps=total - hooks.step,
+        )
+        curve.append(_fit_row(model, method, round(hooks.step / steps_per_epoch, 2), loss))
+        _log_fit(desc, curve[-1], epochs, before + time.time() - t0)
+        if hooks.step < total:
+            snapshot.save(hooks.step, curve, before + time.time() - t0, model, optimizer, sched, method, train_loader)
+    method.finish()
+    snapshot.remove()
+    out = {"steps": total, "epochs": epochs, "seconds": before + time.time() - t0, "curve": curve}
+    return _fit_result(model, out, evals, device)
+
+
+def _fit_sgd(model: nn.Module, opt: dict) -> torch.optim.SGD:
+    """The upstream optimizer over every parameter (`opt`: lr, momentum, weight_decay, nesterov)."""
+    return torch.optim.SGD(
         model.parameters(),
         lr=opt["lr"],
         momentum=opt["momentum"],
         weight_decay=opt["weight_decay"],
         nesterov=opt["nesterov"],
     )
-    method.start(model, optimizer)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(opt, total))
-    step, t0, curve, before = 0, time.time(), [], 0.0
-    snapshot = Snapshot(resume, desc, total)
-    if snapshot.exists():
-        step, curve, before = snapshot.restore(model, optimizer, sched, method, train_loader, device)
-        log(f"{desc}: resumed at step {step}/{total} from {resume}")
-    model.train()
 
-    def after_backward():
-        method.after_backward(step)
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
 
-    def after_step():
-        nonlocal step
-        method.after_step(step)
-        sched.step()
-        step += 1
+class _FitHooks:
+    """The step counter of `fit` and what runs around each of its SGD steps: the method's hooks,
+    gradient clipping after the method masked the gradients, the schedule's step."""
 
-    while step < total:
-        loss, _ = sgd_epoch(
-            model,
-            _on(device, bar(train_loader, desc=desc), channels_last=True),
-            optimizer,
-            after_backward=after_backward,
-            after_step=after_step,
-            max_steps=total - step,
-        )
-        row = {"epoch": round(step / steps_per_epoch, 2), "loss": loss}
-        if method.name != "dense" and method.family != "control":
-            row["sparsity"] = prune.target_sparsity(model)
-        curve.append(row)
-        log(
-            f"{desc} epoch {row['epoch']:.2f}/{epochs:g}  loss {row['loss']:.3f}"
-            + (f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "")
-            + f"  ({before + time.time() - t0:.0f} s)"
-        )
-        if step < total:
-            snapshot.save(step, curve, before + time.time() - t0, model, optimizer, sched, method, train_loader)
-    method.finish()
-    snapshot.remove()
-    out = {
-        "steps": total,
-        "epochs": epochs,
-        "seconds": before + time.time() - t0,
-        "curve": curve,
-        "sparsity": prune.target_sparsity(model),
-    }
+    def __init__(self, model: nn.Module, method: prune.Method, sched, grad_clip: float | None):
+        self.model, self.method, self.sched, self.grad_clip = model, method, sched, grad_clip
+        self.step = 0
+
+    def after_backward(self) -> None:
+        self.method.after_backward(self.step)
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+
+    def after_step(self) -> None:
+        self.method.after_step(self.step)
+        self.sched.step()
+        self.step += 1
+
+
+def _fit_row(model: nn.Module, method: prune.Method, epoch: float, loss: float) -> dict:
+    """The curve's row of one `fit` epoch: epoch, loss, and sparsity for a sparse method."""
+    row = {"epoch": epoch, "loss": loss}
+    if method.name != "dense" and method.family != "control":
+        row["sparsity"] = prune.target_sparsity(model)
+    return row
+
+
+def _log_fit(desc: str, row: dict, epochs: float, seconds: float) -> None:
+    log(
+        f"{desc} epoch {row['epoch']:.2f}/{epochs:g}  loss {row['loss']:.3f}"
+        + (f"  sparsity {row['sparsity']:.3f}" if "sparsity" in row else "")
+        + f"  ({seconds:.0f} s)"
+    )
+
+
+def _fit_result(model: nn.Module, out: dict, evals: dict | None, device) -> FitResult:
+    """`out` (steps, epochs, seconds, curve) with the final sparsity and top-1 on each of `evals`."""
+    out["sparsity"] = prune.target_sparsity(model)
     for name, loader in (evals or {}).items():
         out[f"{name}_top1"] = evaluate(model, loader, "top1", device)
     if "test_top1" in out:

@@ -403,3 +403,99 @@ def run_config(cfg: Config, method: str, sparsity: float, seed: int = 0) -> dict
     if cfg["profile"] == "mini":
         out["recipe"] = checkpoints.recipe_key(cfg, method)
     return out
+
+
+# --- the reference set as a whole: `python -m sparsenb upstream plan|verify|build` -----------------
+
+
+def select(
+    cfg: Config, method: str | None = None, sparsity: float | None = None, seed: int | None = None
+) -> list[tuple[str, float, int]]:
+    """The models of the reference set with this method, sparsity and seed (None: any); one error
+    listing its methods when none matches."""
+    todo = [
+        (m, s, sd)
+        for m, s, sd in reference_set(cfg)
+        if seed in (None, sd) and method in (None, m) and (sparsity is None or abs(s - sparsity) < 1e-9)
+    ]
+    if not todo:
+        raise UserError(
+            "no model of the reference set matches --method/--sparsity/--seed; its methods: "
+            + ", ".join(dict.fromkeys(m for m, _, _ in reference_set(cfg)))
+        )
+    return todo
+
+
+def print_plan(cfg: Config, todo: list[tuple[str, float, int]]) -> float:
+    """How many of `todo` are present, and the training the others need at this machine's speed
+    (`epoch_seconds`), printed. Returns those core-seconds."""
+    per_epoch = epoch_seconds(cfg)
+    plan = planned_seconds(cfg, per_epoch)
+    left = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
+    core = sum(plan[t] for t in left)
+    print(
+        f"== upstream reference set: {len(todo)} models, {len(todo) - len(left)} present; to make: {len(left)}, "
+        f"planned {core / 3600:.1f} core-hours at {per_epoch:.1f} s/epoch (timed here, one worker) = "
+        f"~{core / 7200:.1f} h with two workers",
+        flush=True,
+    )
+    return core
+
+
+def verify_all(cfg: Config, todo: list[tuple[str, float, int]]) -> list[tuple[str, float, int, str]]:
+    """Every model of `todo` checked against the manifest (sha256 + recipe); each one that is not
+    "ok" printed with its state, then the count. Returns those (method, sparsity, seed, state)."""
+    bad = [(m, s, seed, st) for m, s, seed in todo if (st := checkpoints.verify(cfg, m, s, seed)) != "ok"]
+    for m, s, seed, st in bad:
+        print(f"  {st:8} {checkpoints.checkpoint_path(m, s, cfg, seed)}")
+    print(f"{len(todo) - len(bad)} of {len(todo)} reference checkpoints verified (sha256 + recipe)")
+    return bad
+
+
+def build_all(cfg: Config, todo: list[tuple[str, float, int]]) -> None:
+    """Make every model of `todo` the manifest does not vouch for, one at a time, each claimed first
+    (`files.claim`) so that workers in other shells take the others; a corrupt file is moved aside
+    and made again, an off-target model reported while the others go on."""
+    t0 = time.time()
+    left = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
+    print(
+        f"== upstream reference set: {len(todo) - len(left)} of {len(todo)} present; making {len(left)} "
+        f"(run this command in two shells to use two cores: each takes the next model nobody holds)",
+        flush=True,
+    )
+    for m, s, seed in left:
+        _build_claimed(cfg, m, s, seed)
+    print(f"== upstream reference set: {(time.time() - t0) / 60:.1f} min")
+
+
+def _build_claimed(cfg: Config, method: str, sparsity: float, seed: int) -> None:
+    """`build` one model of the reference set unless another worker holds it or made it meanwhile;
+    one line with its time, top-1 and sparsity."""
+    # one LTH-T trajectory makes every sparsity: one claim for all of them
+    shared = prune.METHODS[method].dense_state
+    path = checkpoints.checkpoint_path(method, 0.0 if shared else sparsity, cfg, seed)
+    claim = files.claim(path.with_suffix(".claim"))
+    if claim is None:
+        return
+    state = checkpoints.verify(cfg, method, sparsity, seed)
+    if state == "ok":  # another worker made it meanwhile
+        claim.close()
+        return
+    if state == "corrupt":  # damaged: kept aside for a look, made again
+        path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
+        path.replace(path.with_name(path.name + ".corrupt"))
+        print(f"  {path} does not match its sha256 in the manifest: moved to {path.name}.corrupt, making it again")
+    t = time.time()
+    try:
+        build(method, sparsity, cfg, seed)
+    except OffTarget as e:  # reported, the others go on
+        print(f"  OFF-TARGET {e}", flush=True)
+        return
+    finally:
+        claim.close()
+    e = checkpoints.entry(cfg, method, sparsity, seed)
+    print(
+        f"  {method:<12} {sparsity:<5g} seed {seed}: {time.time() - t:7.1f} s  top1 {e['top1']:.3f}  "
+        f"sparsity {e['achieved_sparsity']:.3f}",
+        flush=True,
+    )

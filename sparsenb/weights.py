@@ -280,18 +280,7 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
     raises CheckpointError naming the keys."""
     check_choice("arch", arch, models.ARCHS)
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {path}: check checkpoint_root in params/<profile>.yaml "
-            f"(expected <checkpoint_root>/<method>/<sparsity>.pth)"
-        )
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): the copy or download did not finish; copy it again")
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise _unreadable(path, e) from e
+    obj = _read(path)
     raw, model_config = _unwrap(obj, path)
     raw = expand_state_dict(raw)
     ist = (isinstance(obj, dict) and "model_state_dict" in obj) or any(k.endswith("._weight_mask") for k in raw)
@@ -306,10 +295,37 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
             f"{path}: no classifier weights (fc.weight) after conversion from format {fmt!r}; "
             f"keys start with {sorted(sd)[:5]}"
         )
-    n = num_classes or sd["fc.weight"].shape[0]
     target_arch = "resnet50_rigl" if (fmt == "rigl_tf" and arch == "resnet50") else arch
-    model = models.build(target_arch, n)
+    model = models.build(target_arch, num_classes or sd["fc.weight"].shape[0])
     ref = model.state_dict()
+    _check_fit(path, fmt, target_arch, sd, ref)
+    model.load_state_dict(OrderedDict((k, sd.get(k, ref[k])) for k in ref))
+    # what the file was: IST's format (model_state_dict, maybe wrapped layers; torchvision names inside)
+    # or the names it came with (torchvision, str, rigl_tf, sparseml)
+    model.checkpoint_format = "ist" if ist and fmt == "torchvision" else fmt
+    return model.eval()
+
+
+def _read(path: Path):
+    """The object saved at `path` (weights_only); a missing, empty or unreadable file is one
+    CheckpointError naming the fix."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}: check checkpoint_root in params/<profile>.yaml "
+            f"(expected <checkpoint_root>/<method>/<sparsity>.pth)"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the copy or download did not finish; copy it again")
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise _unreadable(path, e) from e
+
+
+def _check_fit(path: Path, fmt: str, target_arch: str, sd: dict, ref: dict) -> None:
+    """One CheckpointError naming the missing, unexpected and mis-shaped tensors of the converted
+    state dict `sd` against the model's `ref` (and the architecture it looks like), if any."""
     missing = [k for k in ref if k not in sd and not k.endswith("num_batches_tracked")]
     extra = [k for k in sd if k not in ref]
     shape = [
@@ -317,27 +333,22 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
         for k in ref
         if k in sd and sd[k].shape != ref[k].shape
     ]
-    if missing or extra or shape:
-        guess = _guess_arch(sd)
-        hint = (
-            f"it looks like a {guess!r} checkpoint: {_arch_fix(guess)}"
-            if guess and guess != target_arch
-            else "is this checkpoint of another architecture, or a format sparsenb does not know?"
-        )
-        parts = [f"{path} (format {fmt!r}) does not fit {target_arch!r}; {hint}."]
-        if missing:
-            parts.append(f"missing {len(missing)} tensors, e.g. {missing[:5]}")
-        if extra:
-            parts.append(f"{len(extra)} unexpected tensors, e.g. {extra[:5]}")
-        if shape:
-            parts.append(f"{len(shape)} shape mismatches, e.g. {shape[:3]}")
-        raise CheckpointError("\n  ".join(parts))
-    full = OrderedDict((k, sd.get(k, ref[k])) for k in ref)
-    model.load_state_dict(full)
-    # what the file was: IST's format (model_state_dict, maybe wrapped layers; torchvision names inside)
-    # or the names it came with (torchvision, str, rigl_tf, sparseml)
-    model.checkpoint_format = "ist" if ist and fmt == "torchvision" else fmt
-    return model.eval()
+    if not (missing or extra or shape):
+        return
+    guess = _guess_arch(sd)
+    hint = (
+        f"it looks like a {guess!r} checkpoint: {_arch_fix(guess)}"
+        if guess and guess != target_arch
+        else "is this checkpoint of another architecture, or a format sparsenb does not know?"
+    )
+    parts = [f"{path} (format {fmt!r}) does not fit {target_arch!r}; {hint}."]
+    if missing:
+        parts.append(f"missing {len(missing)} tensors, e.g. {missing[:5]}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected tensors, e.g. {extra[:5]}")
+    if shape:
+        parts.append(f"{len(shape)} shape mismatches, e.g. {shape[:3]}")
+    raise CheckpointError("\n  ".join(parts))
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, arch: str, compact: bool = False, **config) -> Path:

@@ -241,6 +241,38 @@ def test_bench_train_measures_every_path_and_records_it(capsys):
     assert paths.outputs() != paths.ROOT / "outputs"
 
 
+def test_bench_train_times_the_step_full_finetuning_runs(tmp_path, monkeypatch, capsys):
+    """`bench train` times `train.FullTrainer.epoch`, the step `full_finetune` takes every epoch (not
+    a copy of it): every full finetuning variant and both loader-fed runs go through it, warm-up and
+    timed steps, with the paper profile's recipe; the record lands in the outputs root it is given."""
+    import json
+
+    from sparsenb import bench, config, data
+
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
+    calls, real = [], train.FullTrainer.epoch
+
+    def epoch(self, batches, desc=""):
+        batches = list(batches)
+        calls.append((self.channels_last, self.prec.name, len(batches), self.opt.defaults["lr"]))
+        return real(self, batches, desc)
+
+    monkeypatch.setattr(train.FullTrainer, "epoch", epoch)
+    real_loader = data.loader  # both loader-fed runs through the torch loader (ffcv's JIT takes ~20 s)
+    monkeypatch.setattr(data, "write_beton", lambda folder, path, **kw: path)
+    monkeypatch.setattr(data, "loader", lambda *a, backend, beton, **kw: real_loader(*a, backend="torch", **kw))
+    out = bench.train_bench(quick=True, arch="mini_resnet_s", image_size=32, batch_size=4, steps=2, compile=False)
+    tuned = bench.TRAIN_VARIANTS[out["tuned"]][:2]
+    variants = [(False, "fp32"), (True, "fp32"), (True, "bf16")]
+    fed = [tuned] * 4  # torch then ffcv, warm-up then timed
+    assert [c[:2] for c in calls] == [v for v in variants for _ in (0, 1)] + fed
+    assert [c[2] for c in calls] == [1, 2] * 5  # one warm-up step, then the two timed ones
+    assert {c[3] for c in calls} == {config.load("paper")["full"]["lr"]}
+    assert set(out["img_per_s"]) == {"fp32", "fp32_channels_last", "bf16_channels_last"}
+    assert '"tuned_vs_fp32"' in capsys.readouterr().out
+    assert json.loads((tmp_path / "bench" / "train.jsonl").read_text())["img_per_s"] == out["img_per_s"]
+
+
 @pytest.mark.slow
 def test_full_finetuning_is_a_function_of_its_seed():
     """Two runs of one (method, sparsity, dataset, seed) give the same curve whatever the process did

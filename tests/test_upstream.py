@@ -335,3 +335,21 @@ def test_full_recipe_search_covers_every_candidate_on_every_task():
     fs = cfg["full_search"]
     assert len(runs) == len(set(runs)) == len(fs["lr"]) * len(fs["epochs"]) * len(cfg["datasets"])
     assert (cfg["full"]["lr"], cfg["full"]["epochs"]) in {(lr, e) for lr, e, _ in runs}
+
+
+def test_the_upstream_command_selects_from_the_reference_set_and_names_its_methods(tmp_path, monkeypatch, capsys):
+    """`upstream verify|plan|build --method/--sparsity/--seed` act on the matching models of the
+    reference set (upstream.select); a filter nothing matches is one error listing its methods."""
+    from sparsenb import __main__ as cli
+
+    monkeypatch.setenv("SPARSENB_CHECKPOINT_ROOT", str(tmp_path / "ckpt"))
+    cfg = config.load("mini")
+    methods = list(dict.fromkeys(m for m, _, _ in upstream.reference_set(cfg)))
+    assert {m for m, _, _ in upstream.select(cfg, method="gmp")} == {"gmp"}
+    assert all(s == 0.9 and sd == 0 for _, s, sd in upstream.select(cfg, sparsity=0.9, seed=0))
+    assert cli.main(["upstream", "verify", "--method", "gmp", "--sparsity", "0.9", "--seed", "0"]) == 1
+    assert capsys.readouterr().out.endswith("0 of 1 reference checkpoints verified (sha256 + recipe)\n")
+    assert cli.main(["upstream", "verify", "--method", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sparsenb upstream: error: no model of the reference set matches --method/--sparsity/--seed")
+    assert err.strip().endswith("its methods: " + ", ".join(methods))

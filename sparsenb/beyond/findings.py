@@ -45,10 +45,20 @@ def _gap_by_mode(runs: pd.DataFrame, value: str) -> pd.DataFrame:
 
 def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0.01) -> pd.DataFrame:
     """Every finding on the runs of `study.load` (and robustness records of `study.robustness`)."""
+    rows = _calibration(runs, margin) + _agreement(runs) + [_robustness(rob)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=["dataset", "diff"])
+
+
+def _calibration(runs: pd.DataFrame, margin: float) -> list[dict]:
+    """Sparse vs control calibration: worse in each finetuning mode, no worse after temperature
+    scaling (non-inferiority within `margin`), repaired by full finetuning."""
     rows = []
-    empty = pd.DataFrame(columns=["dataset", "diff"])
     for ft in ("linear", "full"):
-        d = study.calibration_pairs(runs, "ece_mass") if len(runs) else empty
+        d = study.calibration_pairs(runs, "ece_mass") if len(runs) else _empty()
         d = d[d.finetune == ft] if len(d) else d
         rows.append(
             _finding(
@@ -59,7 +69,7 @@ def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0
                 "greater",
             )
         )
-    d = study.calibration_pairs(runs, "ece_mass_ts") if "ece_mass_ts" in runs else empty
+    d = study.calibration_pairs(runs, "ece_mass_ts") if "ece_mass_ts" in runs else _empty()
     rows.append(
         _finding(
             "calibration_no_worse_after_ts",
@@ -71,7 +81,7 @@ def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0
             shift=margin,
         )
     )
-    d = _gap_by_mode(runs, "ece_mass") if len(runs) else empty
+    d = _gap_by_mode(runs, "ece_mass") if len(runs) else _empty()
     rows.append(
         _finding(
             "full_ft_repairs_calibration",
@@ -81,13 +91,19 @@ def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0
             "greater",
         )
     )
+    return rows
+
+
+def _agreement(runs: pd.DataFrame) -> list[dict]:
+    """Where sparse and control predictions differ beyond seed noise: concentration of the
+    per-class cost, disagreement, transfer-PIEs."""
     dis = (
         study.disagreement(runs)
         if len(runs)
         else pd.DataFrame(columns=["dataset", "gini", "gini_dense", "disagreement", "disagreement_dense"])
     )
     d = dis.assign(diff=dis["gini"] - dis["gini_dense"]).dropna(subset=["diff"])
-    rows.append(
+    rows = [
         _finding(
             "per_class_cost_concentrated",
             "the per-class cost of sparsity is concentrated on few classes",
@@ -95,7 +111,7 @@ def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0
             d,
             "greater",
         )
-    )
+    ]
     d = dis.assign(diff=dis["disagreement"] - dis["disagreement_dense"]).dropna(subset=["diff"])
     rows.append(
         _finding(
@@ -118,14 +134,16 @@ def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0
             "greater",
         )
     )
-    d = study.robustness_pairs(rob) if rob is not None and len(rob) else empty
-    rows.append(
-        _finding(
-            "sparse_less_robust",
-            "sparse transfer is less robust to common corruptions than its dense control",
-            "corrupted / clean accuracy (mean over corruptions and severities) sparse minus control, linear; < 0",
-            d,
-            "less",
-        )
+    return rows
+
+
+def _robustness(rob: pd.DataFrame | None) -> dict:
+    """Sparse vs control robustness to common corruptions (linear finetuning)."""
+    d = study.robustness_pairs(rob) if rob is not None and len(rob) else _empty()
+    return _finding(
+        "sparse_less_robust",
+        "sparse transfer is less robust to common corruptions than its dense control",
+        "corrupted / clean accuracy (mean over corruptions and severities) sparse minus control, linear; < 0",
+        d,
+        "less",
     )
-    return pd.DataFrame(rows, columns=COLUMNS)

@@ -94,49 +94,73 @@ def _select(index, options):
     return out
 
 
+def _col(a) -> np.ndarray:
+    """A (B,) array as float32 (B, 1, 1), to broadcast over an image."""
+    return np.asarray(a, np.float32)[:, None, None]
+
+
 def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """Draw one image per row of the factor arrays `f` (each shape (B,)); returns uint8 (B, H, W, 3)."""
+    """Draw one image per row of the factor arrays `f` (each shape (B,)); returns uint8 (B, H, W, 3).
+    The steps draw from `rng` in this order (the generated data sets' digests depend on it)."""
     lin = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
     yy, xx = np.meshgrid(lin, lin, indexing="ij")
-    col = lambda a: np.asarray(a, np.float32)[:, None, None]  # noqa: E731
+    u, v, r, th = _pose(f, xx, yy)
+    alpha = _silhouette(f, u, v, r, th)
+    obj = _object_colours(f, _texture(f, u, v, r, th), rng)
+    bg = _clutter(_background(f, rng, xx, yy), rng, xx, yy)
+    img = bg * (1 - alpha[..., None]) + obj * alpha[..., None]
     B = len(f["k"])
+    img = img * _col(rng.uniform(0.8, 1.2, B))[..., None] + _col(rng.uniform(-0.08, 0.08, B))[..., None]
+    img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-    # pose: object coordinates (u, v), the object's radius is 1
-    x, y = xx[None] - col(f["cx"]), yy[None] - col(f["cy"])
-    c, s = col(np.cos(f["rot"])), col(np.sin(f["rot"]))
-    u = (x * c + y * s) / col(f["scale"])
-    v = (-x * s + y * c) / col(f["scale"] * f["aspect"])
-    r = np.hypot(u, v)
-    th = np.arctan2(v, u)
 
-    # object silhouette: a lobed shape r < R(theta) with a soft edge, maybe hollow ...
-    amp, k = col(f["amp"]), col(f["k"])
+def _pose(f, xx, yy):
+    """Object coordinates (u, v) of every pixel, their radius r and angle th; the object's radius is 1."""
+    x, y = xx[None] - _col(f["cx"]), yy[None] - _col(f["cy"])
+    c, s = _col(np.cos(f["rot"])), _col(np.sin(f["rot"]))
+    u = (x * c + y * s) / _col(f["scale"])
+    v = (-x * s + y * c) / _col(f["scale"] * f["aspect"])
+    return u, v, np.hypot(u, v), np.arctan2(v, u)
+
+
+def _silhouette(f, u, v, r, th) -> np.ndarray:
+    """The object's coverage in [0, 1]: a lobed shape r < R(theta) with a soft edge, maybe hollow,
+    or a glyph (`obj` > 0.5)."""
+    amp, k = _col(f["amp"]), _col(f["k"])
     R = (1 + amp * np.cos(k * th)) / (1 + amp)
     alpha = np.clip((R - r) / 0.12 + 0.5, 0, 1)
     hole = np.clip((r - 0.5 * R) / 0.12 + 0.5, 0, 1)
-    alpha = np.where(col(f["hollow"]) > 0.5, alpha * hole, alpha)
-    # ... or a glyph: three strokes (distance to the nearest segment below the stroke width)
+    alpha = np.where(_col(f["hollow"]) > 0.5, alpha * hole, alpha)
+    return np.where(_col(f["obj"]) > 0.5, _glyph(f, u, v), alpha)
+
+
+def _glyph(f, u, v) -> np.ndarray:
+    """The glyph's strokes: the distance to the nearest segment below the stroke width, soft-edged."""
     segs = GLYPHS[np.asarray(f["glyph"], np.int64) % len(GLYPHS)]  # (B, 3, 2, 2)
     dist = np.full_like(u, 9.0)
     for j in range(segs.shape[1]):
         p0, p1 = segs[:, j, 0], segs[:, j, 1]
         d = p1 - p0
-        t = ((u - col(p0[:, 0])) * col(d[:, 0]) + (v - col(p0[:, 1])) * col(d[:, 1])) / col(
+        t = ((u - _col(p0[:, 0])) * _col(d[:, 0]) + (v - _col(p0[:, 1])) * _col(d[:, 1])) / _col(
             np.maximum((d**2).sum(1), 1e-6)
         )
         t = np.clip(t, 0, 1)
-        dist = np.minimum(dist, np.hypot(u - col(p0[:, 0]) - t * col(d[:, 0]), v - col(p0[:, 1]) - t * col(d[:, 1])))
-    stroke = np.clip((0.25 - dist) / 0.25 + 0.5, 0, 1)
-    alpha = np.where(col(f["obj"]) > 0.5, stroke, alpha)
+        dist = np.minimum(
+            dist, np.hypot(u - _col(p0[:, 0]) - t * _col(d[:, 0]), v - _col(p0[:, 1]) - t * _col(d[:, 1]))
+        )
+    return np.clip((0.25 - dist) / 0.25 + 0.5, 0, 1)
 
-    # texture in object coordinates
-    ta = col(f["tangle"])
+
+def _texture(f, u, v, r, th) -> np.ndarray:
+    """The texture `tex` in object coordinates, in [0, 1] (the mix of the object's two colours)."""
+    ta = _col(f["tangle"])
     w1 = u * np.cos(ta) + v * np.sin(ta)
     w2 = -u * np.sin(ta) + v * np.cos(ta)
-    fr = col(f["freq"]) * 2 * np.pi
+    fr = _col(f["freq"]) * 2 * np.pi
     s1, s2 = np.sin(fr * w1), np.sin(fr * w2)
-    tex = _select(
-        col(f["tex"]),
+    return _select(
+        _col(f["tex"]),
         [
             0.5 + 0.5 * s1,  # stripes
             0.5 + 0.5 * np.tanh(4 * s1 * s2),  # checker
@@ -145,56 +169,62 @@ def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -
             np.clip(0.5 + 0.6 * w1, 0, 1),  # gradient
             np.maximum(s1, s2) > 0.6,  # crosshatch
             0.5 + 0.5 * np.sin(fr * w1 + 2.0 * np.sin(fr * 0.5 * w2)),  # waves
-            0.5 + 0.5 * np.sin(np.round(col(f["freq"]) * 2.5) * th),  # sectors
+            0.5 + 0.5 * np.sin(np.round(_col(f["freq"]) * 2.5) * th),  # sectors
         ],
     ).astype(np.float32)
 
+
+def _object_colours(f, tex, rng) -> np.ndarray:
+    """The object's pixels: its texture in hues hue1 and hue2 (random saturation and value); dark ink on paper."""
+    B = len(f["k"])
     sat = rng.uniform(0.55, 0.95, (B, 2))
     val = rng.uniform(0.6, 1.0, (B, 2))
     c1 = hsv_to_rgb(f["hue1"], sat[:, 0], val[:, 0])[:, None, None, :]
     c2 = hsv_to_rgb(f["hue2"], sat[:, 1], val[:, 1] * 0.6)[:, None, None, :]
     obj = tex[..., None] * c1 + (1 - tex[..., None]) * c2
-    obj = np.where(col(f["bgtype"])[..., None] == 5, obj * 0.35, obj)  # on paper: dark ink
+    return np.where(_col(f["bgtype"])[..., None] == 5, obj * 0.35, obj)  # on paper: dark ink
 
-    # background: a layout mixing two colours (hue bghue and its complement)
+
+def _background(f, rng, xx, yy) -> np.ndarray:
+    """A layout (`bgtype`) mixing two colours: hue bghue and its complement; paper is plain and light."""
+    B, size = len(f["k"]), xx.shape[0]
     b0 = hsv_to_rgb(f["bghue"], rng.uniform(0.25, 0.65, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
     b1 = hsv_to_rgb(f["bghue"] + 0.5, rng.uniform(0.25, 0.65, B), rng.uniform(0.3, 0.8, B))[:, None, None, :]
     ga = rng.uniform(0, 2 * np.pi, B)
-    gx, gy = col(np.cos(ga)), col(np.sin(ga))
+    gx, gy = _col(np.cos(ga)), _col(np.sin(ga))
     blobs = np.zeros((B, size, size), np.float32)
     for _ in range(3):
-        bx, by = col(rng.uniform(-1, 1, B)), col(rng.uniform(-1, 1, B))
+        bx, by = _col(rng.uniform(-1, 1, B)), _col(rng.uniform(-1, 1, B))
         blobs = np.maximum(blobs, np.exp(-((xx[None] - bx) ** 2 + (yy[None] - by) ** 2) / 0.08))
     noise = np.zeros_like(blobs)
     for _ in range(3):
-        fx, fy = col(rng.uniform(-4, 4, B)), col(rng.uniform(-4, 4, B))
-        noise += np.sin(fx * xx[None] * np.pi + fy * yy[None] * np.pi + col(rng.uniform(0, 6.3, B))) / 3
-    tilt = col(rng.uniform(-0.3, 0.3, B))
+        fx, fy = _col(rng.uniform(-4, 4, B)), _col(rng.uniform(-4, 4, B))
+        noise += np.sin(fx * xx[None] * np.pi + fy * yy[None] * np.pi + _col(rng.uniform(0, 6.3, B))) / 3
+    tilt = _col(rng.uniform(-0.3, 0.3, B))
     mix = _select(
-        col(f["bgtype"]),
+        _col(f["bgtype"]),
         [
             0.5 + 0.5 * (xx[None] * gx + yy[None] * gy),  # gradient
-            0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * (xx[None] * gx + yy[None] * gy) + col(rng.uniform(0, 6.3, B))),
+            0.5 + 0.5 * np.sin(2 * np.pi * 1.5 * (xx[None] * gx + yy[None] * gy) + _col(rng.uniform(0, 6.3, B))),
             blobs,
             0.5 + 0.5 * noise,
-            1 / (1 + np.exp(-(yy[None] + tilt * xx[None] - col(rng.uniform(-0.4, 0.4, B))) / 0.06)),  # horizon
+            1 / (1 + np.exp(-(yy[None] + tilt * xx[None] - _col(rng.uniform(-0.4, 0.4, B))) / 0.06)),  # horizon
             np.zeros_like(blobs),  # paper
         ],
     )
     paper = hsv_to_rgb(f["bghue"], rng.uniform(0.0, 0.15, B), rng.uniform(0.8, 1.0, B))[:, None, None, :]
-    b0 = np.where(col(f["bgtype"])[..., None] == 5, paper, b0)
-    bg = mix[..., None] * b1 + (1 - mix[..., None]) * b0
+    b0 = np.where(_col(f["bgtype"])[..., None] == 5, paper, b0)
+    return mix[..., None] * b1 + (1 - mix[..., None]) * b0
 
-    # clutter: up to three small discs of random colour, behind the object
+
+def _clutter(bg, rng, xx, yy) -> np.ndarray:
+    """Up to three small discs of random colour on the background (behind the object)."""
+    B = len(bg)
     for _ in range(3):
-        on = col(rng.random(B) < 0.5)
-        dx, dy = col(rng.uniform(-1, 1, B)), col(rng.uniform(-1, 1, B))
-        rad = col(rng.uniform(0.08, 0.2, B))
+        on = _col(rng.random(B) < 0.5)
+        dx, dy = _col(rng.uniform(-1, 1, B)), _col(rng.uniform(-1, 1, B))
+        rad = _col(rng.uniform(0.08, 0.2, B))
         disc = np.clip((rad - np.hypot(xx[None] - dx, yy[None] - dy)) / 0.05 + 0.5, 0, 1) * on
         dc = hsv_to_rgb(rng.random(B), rng.uniform(0.3, 0.9, B), rng.uniform(0.3, 1.0, B))[:, None, None, :]
         bg = bg * (1 - disc[..., None]) + dc * disc[..., None]
-
-    img = bg * (1 - alpha[..., None]) + obj * alpha[..., None]
-    img = img * col(rng.uniform(0.8, 1.2, B))[..., None] + col(rng.uniform(-0.08, 0.08, B))[..., None]
-    img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return bg
