@@ -12,6 +12,7 @@ the torch backend is the fallback where ffcv cannot be installed, and what the m
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -53,25 +54,30 @@ def write_beton(
         ),
         "label": IntField(),
     }
-    transform, dataset.transform = getattr(dataset, "transform", None), None  # raw images in the file
-    try:
-        with files.atomic(path) as tmp:
-            log = tmp.with_name(tmp.name + ".errors")
-            try:
-                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
-                    _Reported(dataset, log, prepare)
-                )
-                bad = log.read_text().splitlines() if log.exists() else []
-            finally:
-                log.unlink(missing_ok=True)
-            if bad:  # raised inside the `atomic` block: the partial file is removed, nothing is renamed
-                raise DataError(
-                    f"{len(bad)} item(s) of {getattr(dataset, 'name', '') or 'the dataset'} could not be "
-                    f"read while writing {path.name}; the first: {bad[0]}"
-                )
-    finally:
-        dataset.transform = transform
+    dataset = with_transform(dataset, None)  # raw images in the file
+    with files.atomic(path) as tmp:
+        log = tmp.with_name(tmp.name + ".errors")
+        try:
+            DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
+                _Reported(dataset, log, prepare)
+            )
+            bad = log.read_text().splitlines() if log.exists() else []
+        finally:
+            log.unlink(missing_ok=True)
+        if bad:  # raised inside the `atomic` block: the partial file is removed, nothing is renamed
+            raise DataError(
+                f"{len(bad)} item(s) of {getattr(dataset, 'name', '') or 'the dataset'} could not be "
+                f"read while writing {path.name}; the first: {bad[0]}"
+            )
     return path
+
+
+def with_transform(dataset, transform):
+    """A view of `dataset` whose items go through `transform`: a shallow copy (images and samples
+    shared), so the dataset given is never changed -- another loader over it keeps its own."""
+    view = copy.copy(dataset)
+    view.transform = transform
+    return view
 
 
 class _Reported:
@@ -261,14 +267,14 @@ def loader(
         raise ValueError("backend='torch' needs a dataset")
     if isinstance(getattr(dataset, "images", None), np.ndarray) and not hasattr(dataset, "samples"):
         return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic, order)
-    dataset.transform = (
+    transform = (
         tr.train_augment(size, mean, std, scale, bicubic)
         if mode == "train"
         else tr.evaluation(size, mean, std, bicubic, order)
     )
     g = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset,
+        with_transform(dataset, transform),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
