@@ -37,7 +37,7 @@ def write(
     (no runs, no records left out now, ...) is removed (`Written.removed`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tidy = summary.select(summary.load(source, root, overrides), source, profile, arch)
+    tidy = summary.select(summary.load(source, root, overrides, profile), source, profile, arch)
     c = summary.cells(tidy.frame)
     tables = _tables(tidy.frame, c) if len(c) else {}
     excluded = tidy.excluded

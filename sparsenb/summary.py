@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, data, files, metrics, prune, results, runs
+from . import config, data, files, metrics, prune, results, runs, specs
 from .errors import UserError, check_choice
 
 REFERENCE = Path(__file__).resolve().parent / "reference_results"
@@ -108,14 +108,17 @@ def expected_cell_hash(
     return results.cell_hash(spec.config())
 
 
-def load_results(root=None, which: str | None = None, overrides: dict | None = None) -> Tidy:
-    """This repo's linear and full finetuning records under `root` (default: the mini profile's
-    results root with `overrides`) as a tidy frame (accuracy in [0, 1]): only records made with the
-    current configuration of their profile and these `overrides` (their cell hash matches); the
-    others are listed in `.excluded`, never pooled. `which`: the accuracy field to report --
-    default the profile's `report` convention (mini: test at the epoch chosen on validation; paper:
-    the paper code's best epoch)."""
-    base = Path(root or results.root_of(config.load("mini", overrides)))
+def load_results(
+    root=None, which: str | None = None, overrides: dict | None = None, profile: str | None = None
+) -> Tidy:
+    """This repo's linear and full finetuning records under `root` (default: the results root of
+    `profile`, else of the mini profile, with `overrides`: `results.root_of`) as a tidy frame
+    (accuracy in [0, 1]): only records made with the current configuration of their profile and
+    these `overrides` (their cell hash matches); the others are listed in `.excluded`, never pooled.
+    `which`: the accuracy field to report -- default the profile's `report` convention (mini: test
+    at the epoch chosen on validation; paper: the paper code's best epoch)."""
+    overrides = specs.overrides_of({"overrides": overrides})  # a notebook's parameter (papermill -p: JSON text)
+    base = Path(root or results.root_of(config.load(profile or "mini", overrides)))
     rows, excluded, expected, report = [], [], {}, {}
     for nb, finetune in (("02_linear_ft", "linear"), ("03_full_ft", "full")):
         for path in sorted(p for p in (base / nb).glob("*.json") if not files.unfinished(p)):
@@ -163,11 +166,13 @@ def _row(path: Path, finetune: str, which, overrides, expected: dict, report: di
     }, ""
 
 
-def load(source: str, root=None, overrides: dict | None = None) -> Tidy:
+def load(source: str, root=None, overrides: dict | None = None, profile: str | None = None) -> Tidy:
     """The runs of a source: "published" (the paper's released results) or "results" (this repo's
-    records under `root`, default the results root of the mini profile with `overrides`)."""
+    records under `root`, default the results root of `profile` (else mini) with `overrides`)."""
     check_choice("source", source, ("published", "results"))
-    return Tidy(load_published()) if source == "published" else load_results(root, overrides=overrides)
+    if source == "published":
+        return Tidy(load_published())
+    return load_results(root, overrides=overrides, profile=profile)
 
 
 MAIN = {"published": ("paper", "resnet50")}  # the paper's main architecture; its MobileNetV1 rows are extra

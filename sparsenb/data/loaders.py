@@ -251,15 +251,7 @@ def loader(
         log(f"{mode} loader: bicubic resize (RigL) is not available in ffcv; this split reads through torch")
         backend = "torch"
     if backend == "ffcv":
-        if beton is None:
-            raise ValueError("backend='ffcv' needs beton=<path to .beton> (written from `dataset` if missing)")
-        if not Path(beton).exists():
-            if dataset is None:
-                raise DataError(f"no .beton at {beton} and no dataset to write it from")
-            if mode == "eval" and order == "resize_crop":
-                write_beton(dataset, beton, raw=True, prepare=tr.eval_geometry(size))
-            else:
-                write_beton(dataset, beton)
+        _ensure_beton(beton, dataset, mode, size, order)
         return _ffcv_loader(
             beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device, order
         )
@@ -272,17 +264,31 @@ def loader(
         if mode == "train"
         else tr.evaluation(size, mean, std, bicubic, order)
     )
-    g = torch.Generator().manual_seed(seed)
     return DataLoader(
         with_transform(dataset, transform),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
         drop_last=drop_last,
-        generator=g,
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),  # page-locked batches: the copy to a GPU overlaps compute
     )
+
+
+def _ensure_beton(beton, dataset, mode: str, size: int, order: str) -> None:
+    """The ffcv backend's `.beton`, written from `dataset` when missing (eval-ready for mode "eval"
+    in the "resize_crop" order)."""
+    if beton is None:
+        raise ValueError("backend='ffcv' needs beton=<path to .beton> (written from `dataset` if missing)")
+    if Path(beton).exists():
+        return
+    if dataset is None:
+        raise DataError(f"no .beton at {beton} and no dataset to write it from")
+    if mode == "eval" and order == "resize_crop":
+        write_beton(dataset, beton, raw=True, prepare=tr.eval_geometry(size))
+    else:
+        write_beton(dataset, beton)
 
 
 class ArrayBatches:
