@@ -5,7 +5,7 @@ profile's configuration, the notebook's parameters) by `build` -- the only place
     spec = runs.spec("02_linear_ft", method="acdc", sparsity=0.9)   # the notebook's defaults fill the rest
     spec.run_id, spec.config()        # the id; the dict its record keeps (every field but `cfg`)
     finetune.linear(spec)             # what runs it
-    results.record(spec, metrics)     # its record, under results.root(spec.cfg)
+    results.record(spec, metrics)     # its record, under results.root_of(spec.cfg)
 
 Each recording notebook has one Spec class, registered under the notebook's name (`kind`) by
 subclassing: a new kind of notebook is one subclass in a module of its own -- `runs`, the sweep and
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from . import checkpoints, data, files, prune, results, upstream
+from . import checkpoints, data, devices, files, prune, results, upstream
 from .config import Config
 from .data.manifest import split_key
 from .errors import ConfigError, check_choice
@@ -85,8 +85,7 @@ class Spec:
 
     @property
     def device(self):
-        from . import devices
-
+        """The device the run uses (its configuration's `device`; auto: cuda if there is a GPU)."""
         return devices.device_of(self.cfg)
 
 
