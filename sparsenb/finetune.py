@@ -176,9 +176,9 @@ def scratch_gmp(spec: ScratchSpec, device=None) -> dict:
     meta = data.info(spec.dataset)
     devices.seed_everything(spec.seed)
     model = models.build(cfg["arch"], meta.num_classes)
-    train = _split(spec, "train")
-    mean, std = data.transforms.channel_stats(train)
-    train_loader = loader(spec, "train", mean, std, hp["batch_size"], device, ds=train)
+    tr = _split(spec, "train")
+    mean, std = data.transforms.channel_stats(tr)
+    train_loader = loader(spec, "train", mean, std, hp["batch_size"], device, ds=tr)
     test_loader = loader(spec, "test", mean, std, cfg["eval_batch_size"], device)
     sp = spec.sparsity
     method = prune.make("gmp", sp, 1, **hp["gmp"]) if sp else prune.make("dense", 0, 1)
