@@ -1,10 +1,11 @@
 """Test harness for tests/ and the notebooks under nbval (at the repository root so that
 `make notebooks` alone gets it too). `make test` leaves no trace: everything the tests and the notebooks they execute
 write goes under one temporary outputs root (SPARSENB_OUTPUTS), never the repository's outputs/.
-Notebooks run with their own defaults plus the tiny parameters below (SPARSENB_OVERRIDES, inherited
-by the kernels nbval starts): the pipeline end to end in seconds, not the study."""
+Notebooks run under nbval with their own defaults plus the tiny scale below, given as their
+`overrides` parameter (appended to each notebook's parameters cell at collection, as papermill injects
+a parameter): the pipeline end to end in seconds, not the study. Python tests see the profiles as
+they are; a test that wants another scale passes `overrides` itself."""
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,16 +23,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-# the notebooks' test scale: upstream models of half an epoch (D = 0.5), everything else as profiled.
-# Set for the whole session, so every kernel nbval starts inherits it (whenever it starts it) ...
+# the notebooks' test scale: upstream models of half an epoch (D = 0.5), everything else as profiled
 NOTEBOOK_OVERRIDES = {"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5}
-os.environ["SPARSENB_OVERRIDES"] = json.dumps(NOTEBOOK_OVERRIDES)
-
-
-@pytest.fixture(autouse=True)
-def _study_parameters(monkeypatch):
-    """... and removed inside every Python test: they see the profiles as they are."""
-    monkeypatch.delenv("SPARSENB_OVERRIDES", raising=False)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -85,10 +78,15 @@ def rng():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Notebook items (nbval) carry the `notebooks` marker: `-m "not notebooks"` leaves them out."""
+    """Notebook items (nbval) carry the `notebooks` marker: `-m "not notebooks"` leaves them out; the
+    parameters cell of each notebook gets the test scale as its `overrides` parameter -- a value of a
+    declared parameter, like papermill's injection, recorded in the run ids of what the notebook runs."""
     for item in items:
         if str(item.fspath).endswith(".ipynb"):
             item.add_marker(pytest.mark.notebooks)
+            cell = getattr(item, "cell", None)
+            if cell is not None and "parameters" in cell.get("metadata", {}).get("tags", []):
+                cell.source += f"\noverrides = {NOTEBOOK_OVERRIDES!r}  # conftest: the notebooks' test scale"
 
 
 # Finetuning notebooks load upstream models, never train them: before the first notebook cell runs,
@@ -108,15 +106,17 @@ def build_upstream(models, overrides=None):
     return cfg
 
 
-def build_upstream_cli(env: dict, models=NOTEBOOK_UPSTREAM) -> None:
+def build_upstream_cli(env: dict, models=NOTEBOOK_UPSTREAM, overrides=NOTEBOOK_OVERRIDES) -> None:
     """The same through the command line a user runs (`python -m sparsenb upstream build`), in the
-    environment `env` of a test's server or cluster (its outputs root and overrides)."""
+    environment `env` of a test's server or cluster (its outputs root), at the scale `overrides`."""
+    import json
     import subprocess
     import sys
 
     for m, s, seed in models:
         cmd = [sys.executable, "-m", "sparsenb", "upstream", "build", "--method", m, "--sparsity", str(s)]
-        subprocess.run([*cmd, "--seed", str(seed)], env=env, check=True, capture_output=True, timeout=1800)
+        cmd += ["--seed", str(seed), "--overrides", json.dumps(overrides)]
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=1800)
 
 
 def pytest_runtest_setup(item):

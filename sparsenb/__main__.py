@@ -9,7 +9,7 @@ python -m sparsenb bench engine    # DeepSparse vs ONNX Runtime vs PyTorch on Re
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import shutil
 import sys
 import time
@@ -49,20 +49,18 @@ DEMO_SWEEPS = [
 def demo(args) -> int:
     """The mini study end to end: data -> upstream models -> linear and full grids -> structure ->
     speed-up -> summary. Everything is cached or resumable: a second run only does what is missing."""
-    import json
-
     from . import config, sweep
 
-    # the demo scale (params/mini.yaml `demo`), inherited by every sweep worker and kernel
-    os.environ["SPARSENB_OVERRIDES"] = json.dumps(config.load("mini")["demo"]["overrides"])
+    # the demo scale (params/mini.yaml `demo`): every notebook's `overrides` parameter, in its run ids
+    over = {"overrides": dict(config.load("mini")["demo"]["overrides"])}
     runs = paths.outputs() / "runs" / "demo"
     t0 = time.time()
     failures = 0
     print(f"== sparsenb demo (mini profile) -> {ROOT / 'outputs'}", flush=True)
     for name, jobs in DEMO_SWEEPS:
-        failures += sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs)
+        failures += sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs, parameters=over)
     steps = [
-        ("04_structure.ipynb", {"profile": "mini"}),
+        ("04_structure.ipynb", {"profile": "mini", **over}),
         (
             "05_speedup.ipynb",
             {
@@ -71,11 +69,12 @@ def demo(args) -> int:
                 "sparsity": 0.9,
                 # not STR: at demo scale it stops far from its target sparsity, and is refused
                 "methods": "dense,gmp,woodfisher,acdc,rigl_erk_1x,rigl_erk_5x,lth_t",
+                **over,
             },
         ),
-        ("06_extensions.ipynb", {"profile": "mini"}),
-        ("07_summary.ipynb", {"source": "results"}),
-        ("07_summary.ipynb", {"source": "published"}),
+        ("06_extensions.ipynb", {"profile": "mini", **over}),
+        ("07_summary.ipynb", {"source": "results", **over}),
+        ("07_summary.ipynb", {"source": "published", **over}),
     ]
     for nb, params in steps:
         tag = "-".join(str(v) for k, v in params.items() if k in ("source",))
@@ -108,7 +107,7 @@ def paper_tables(args) -> int:
 
     t0 = time.time()
     for arch in ("resnet50", "mobilenet_v1"):
-        label = summary.select(summary.load("published"), "published", None, arch).attrs["label"]
+        label = summary.select(summary.load("published"), "published", None, arch).label
         out = paths.outputs() / "summary" / label
         dt = _run_notebook("07_summary.ipynb", out / "07_summary.ipynb", {"source": "published", "arch": arch})
         print(f"== {arch}: {out} ({dt:.0f} s)", flush=True)
@@ -186,7 +185,7 @@ def upstream_cmd(args) -> int:
     from . import config
     from . import upstream as up
 
-    cfg = config.load("mini")
+    cfg = config.load("mini", args.overrides)
     if args.what in ("convergence", "calibrate-str"):
         from . import calibration
 
@@ -245,6 +244,9 @@ def main(argv=None) -> int:
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
     pu.add_argument("--method", default=None, help="only this method")
     pu.add_argument("--sparsity", type=float, default=None, help="only this sparsity")
+    pu.add_argument(
+        "--overrides", type=json.loads, default=None, help="dotted config keys as JSON, e.g. '{\"upstream.D\": 7}'"
+    )
     pu.set_defaults(fn=upstream_cmd)
     pb = sub.add_parser("bench", help="benchmarks; results under outputs/bench/")
     pb.add_argument("what", choices=["loader", "engine", "train"])

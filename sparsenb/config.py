@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,7 +20,7 @@ from .errors import ConfigError, check_choice, read_yaml
 from .paths import ROOT, resolve
 from .progress import log
 
-__all__ = ["ROOT", "ConfigError", "Config", "check_choice", "env_overrides", "load", "profiles", "validate"]
+__all__ = ["ROOT", "ConfigError", "Config", "check_choice", "load", "profiles", "validate"]
 
 PARAMS = ROOT / "params"
 PATH_KEYS = ("data_root", "checkpoint_root", "feature_cache", "beton_cache", "results_root")
@@ -76,26 +75,12 @@ def _set_dotted(cfg: dict, key: str, value: Any) -> None:
             node = node[part]
 
 
-def env_overrides() -> dict:
-    """Dotted-key overrides from SPARSENB_OVERRIDES (a JSON object), e.g. the tiny parameters the
-    notebook tests run with, or `make demo`'s demonstration scale; they apply to every profile load
-    in this process and in the kernels it starts."""
-    raw = os.environ.get("SPARSENB_OVERRIDES", "").strip()
-    if not raw:
-        return {}
-    try:
-        out = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"SPARSENB_OVERRIDES is not a JSON object ({e}): e.g. '{{\"upstream.D\": 7}}'") from None
-    if not isinstance(out, dict):
-        raise ConfigError("SPARSENB_OVERRIDES must be a JSON object of dotted keys")
-    return out
-
-
 def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> Config:
-    """Read `params/<profile>.yaml`, apply the environment (SPARSENB_DATA_ROOT, SPARSENB_CHECKPOINT_ROOT,
-    SPARSENB_BACKEND, SPARSENB_NUM_WORKERS, SPARSENB_OVERRIDES), then `overrides`, and resolve paths
-    (`outputs/...` under the outputs root, see sparsenb.paths)."""
+    """Read `params/<profile>.yaml`, apply the machine's environment (SPARSENB_DATA_ROOT,
+    SPARSENB_CHECKPOINT_ROOT, SPARSENB_BACKEND, SPARSENB_NUM_WORKERS, SPARSENB_DEVICE: where, never
+    what), then `overrides` (dotted keys), and resolve paths (`outputs/...` under the outputs root,
+    see sparsenb.paths). What a run computes changes only through `overrides` -- a notebook's
+    `overrides` parameter, recorded in its run id (sparsenb.runs)."""
     check_choice("profile", profile, profiles())
     cfg = read_yaml(PARAMS / f"{profile}.yaml")
     cfg = copy.deepcopy(cfg)
@@ -105,7 +90,7 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
             value = os.environ[var]
             cfg[key] = int(value) if key == "num_workers" and value.isdigit() else value
             given[key] = var
-    for key, value in {**env_overrides(), **(overrides or {})}.items():
+    for key, value in (overrides or {}).items():
         _set_dotted(cfg, key, value)
         given[key] = f"-p {key}" if key in MACHINE_KEYS else key
     validate(cfg, f"params/{profile}.yaml")

@@ -1,53 +1,82 @@
-"""One downstream run of the study, as notebooks 02 and 03 call it:
+"""One downstream run of the study, as notebooks 02, 03 and 06 call it, from its run spec
+(`sparsenb.specs`, built by `runs.setup`):
 
-    res = finetune.linear(cfg, "acdc", 0.9, "shapes10", seed=21)   # Sec. 3.3
-    res = finetune.full(cfg, "gmp", 0.9, "shapes10", seed=21)      # Sec. 3.4
+    cfg, spec = runs.setup("02_linear_ft", method="acdc", sparsity=0.9)
+    res = finetune.linear(spec)        # Sec. 3.3
+    res = finetune.full(spec)          # Sec. 3.4 (a 03_full_ft spec)
 
 The upstream model comes from `upstream.load` (mini: the reference set, never trained here; paper:
-the published checkpoint), the data from `data.get`, every hyperparameter from the profile. Returns the metrics
-of the run (best and final accuracy in the dataset's Table-2 metric, the per-epoch curve, ...).
+the published checkpoint), the data from `data.get`, every hyperparameter from the spec and its
+configuration. Returns the metrics of the run (best and final accuracy in the dataset's Table-2
+metric, the per-epoch curve, ...).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 
-from . import checkpoints, data, devices, features, files, metrics, models, prune, train, upstream
-from .config import Config
-from .data.manifest import split_key
+from . import checkpoints, data, devices, features, metrics, models, prune, train, upstream
 from .data.prepare import beton_for
-from .errors import UserError, check_choice
-
-FINETUNES = ("linear", "full")
-
-
-def _split(cfg: Config, dataset: str, split: str):
-    return data.get(dataset, cfg["data_root"], split, cfg=cfg)
+from .errors import UserError
+from .specs import FinetuneSpec, ScratchSpec, Spec, splits
 
 
-def _splits(cfg: Config) -> tuple[str, ...]:
-    """Mini: train, val, test (the epoch is chosen on val); paper: the paper's train and test."""
-    return ("train", "val", "test") if cfg["profile"] == "mini" else ("train", "test")
+def _split(spec: Spec, split: str):
+    return data.get(spec.dataset, spec.cfg["data_root"], split, cfg=spec.cfg)
 
 
-def linear_inputs(cfg: Config, method: str, sparsity: float, dataset: str, upstream_seed: int = 0, device=None):
-    """What linear finetuning trains on: (backbone, upstream info, evaluation transform, {split:
-    (features, labels)}, seconds) -- the frozen backbone (loaded, its sparsity checked against its label) in eval
-    mode over every split, features cached; 02_linear_ft and 08's robustness runs share it."""
-    model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
-    checkpoints.check_sparsity(model, cfg, method, sparsity, upstream_seed)
-    tf = data.transforms.evaluation(
+def bicubic(spec: Spec) -> bool:
+    """RigL's checkpoints were made with bicubic resizing (paper profile)."""
+    return spec.cfg["profile"] == "paper" and getattr(spec, "method", "").startswith("rigl")
+
+
+def loader(spec: Spec, split: str, mean, std, batch_size: int, device=None, backend: str = "", ds=None):
+    """THE loader of a run's split (`ds`: the split, when already read): "train" random resized
+    crop + flip (shuffled, seeded by the run's seed), any other split the evaluation transform; the
+    backend (default the configuration's), workers and evaluation order of the run's configuration,
+    the .beton where the backend reads one."""
+    cfg, train_split, backend = spec.cfg, split == "train", backend or spec.cfg["backend"]
+    ds = ds if ds is not None else _split(spec, split)
+    return data.loader(
+        ds,
+        "train" if train_split else "eval",
         cfg["image_size"],
-        *upstream.norm_stats(cfg),
-        bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
+        mean,
+        std,
+        batch_size,
+        shuffle=train_split,
+        backend=backend,
+        beton=beton_for(ds, spec.dataset, split, cfg) if backend == "ffcv" else None,
+        num_workers=cfg["num_workers"],
+        seed=spec.seed if train_split else 0,
+        scale=cfg["full"]["random_resized_crop_scale"],
+        bicubic=bicubic(spec),
+        device=device,  # ffcv: batches decoded on the host, normalised on the GPU
         order=cfg["eval_transform"],
+    )
+
+
+def upstream_model(spec: FinetuneSpec, device=None):
+    """The run's upstream model (loaded, its sparsity checked against its label) and its info."""
+    model, up = upstream.load(spec.method, spec.sparsity, spec.cfg, spec.upstream_seed, device)
+    checkpoints.check_sparsity(model, spec.cfg, spec.method, spec.sparsity, spec.upstream_seed)
+    return model, up
+
+
+def linear_inputs(spec: FinetuneSpec, device=None):
+    """What linear finetuning trains on: (backbone, upstream info, evaluation transform, {split:
+    (features, labels)}, seconds) -- the frozen backbone in eval mode over every split, features
+    cached; 02_linear_ft and 08's robustness runs share it."""
+    cfg = spec.cfg
+    model, up = upstream_model(spec, device)
+    tf = data.transforms.evaluation(
+        cfg["image_size"], *upstream.norm_stats(cfg), bicubic=bicubic(spec), order=cfg["eval_transform"]
     )
     t0 = time.time()
     feats = {
         s: features.extract_features(
             model,
-            _split(cfg, dataset, s),
+            _split(spec, s),
             tf,
             cfg["feature_cache"],
             batch_size=cfg["eval_batch_size"],
@@ -56,28 +85,26 @@ def linear_inputs(cfg: Config, method: str, sparsity: float, dataset: str, upstr
             device=device,
             desc=f"features {s}",
         )
-        for s in _splits(cfg)
+        for s in splits(cfg)
     }
     return model, up, tf, feats, time.time() - t0
 
 
-def linear(
-    cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
-) -> dict:
+def linear(spec: FinetuneSpec, device=None) -> dict:
     """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
     mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
-    device = device or devices.device_of(cfg)
-    meta = data.info(dataset)
-    _, up, _, feats, feature_seconds = linear_inputs(cfg, method, sparsity, dataset, upstream_seed, device)
+    device = device or spec.device
+    meta = data.info(spec.dataset)
+    _, up, _, feats, feature_seconds = linear_inputs(spec, device)
     (xtr, ytr), (xte, yte) = feats["train"], feats["test"]
     res = train.linear_finetune(
-        xtr, ytr, xte, yte, meta.num_classes, cfg["linear"], meta.metric, seed, device, val=feats.get("val")
+        xtr, ytr, xte, yte, meta.num_classes, spec.hp, meta.metric, spec.seed, device, val=feats.get("val")
     )
     res.pop("head")
     return {
         "metric": meta.metric,
         **res,
-        "report": cfg["report"],
+        "report": spec.cfg["report"],
         "feature_seconds": feature_seconds,
         "feature_dim": int(xtr.shape[1]),
         "upstream_top1": up.get("top1"),
@@ -87,57 +114,29 @@ def linear(
     }
 
 
-def full(
-    cfg: Config, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None
-) -> dict:
+def full(spec: FinetuneSpec, device=None) -> dict:
     """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
     RandomResizedCrop + flip with the dataset's own mean/std (`full_norm`); lr per dataset from the
     profile. The official path (IST-DASLab/sparse-imagenet-transfer policies/manager.py:109-113,
     214-235, policies/trainers.py:105-137) checked fact by fact in tests/test_conformance.py."""
-    device = device or devices.device_of(cfg)
-    meta = data.info(dataset)
-    model, up = upstream.load(method, sparsity, cfg, upstream_seed, device)
-    checkpoints.check_sparsity(model, cfg, method, sparsity, upstream_seed)
-    devices.seed_everything(seed)  # the new head's initialisation is part of the run (torch's start seed is random)
+    cfg, device = spec.cfg, device or spec.device
+    meta = data.info(spec.dataset)
+    model, up = upstream_model(spec, device)
+    devices.seed_everything(spec.seed)  # the new head's initialisation is part of the run
     head = models.replace_head(model, meta.num_classes)
-    tr, te = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
-    hp = dict(cfg["full"])
-    mean, std = full_norm(hp, dataset, tr)
-    hp["lr"] = hp["lr_overrides"].get(dataset, hp["lr"])
-    common = dict(
-        size=cfg["image_size"],
-        mean=mean,
-        std=std,
-        batch_size=hp["batch_size"],
-        backend=cfg["backend"],
-        num_workers=cfg["num_workers"],
-        bicubic=cfg["profile"] == "paper" and method.startswith("rigl"),
-        device=device,  # ffcv: batches decoded on the host, normalised on the GPU
-        order=cfg["eval_transform"],
-    )
-    train_loader = data.loader(
-        tr,
-        "train",
-        shuffle=True,
-        seed=seed,
-        scale=hp["random_resized_crop_scale"],
-        beton=beton_for(tr, dataset, "train", cfg),
-        **common,
-    )
-    test_loader = data.loader(te, "eval", beton=beton_for(te, dataset, "test", cfg), **common)
-    val_loader = None
-    if "val" in _splits(cfg):
-        va = _split(cfg, dataset, "val")
-        val_loader = data.loader(va, "eval", beton=beton_for(va, dataset, "val", cfg), **common)
+    hp, ds = dict(spec.hp), {s: _split(spec, s) for s in splits(cfg)}
+    mean, std = full_norm(hp, spec.dataset, ds["train"])
+    hp["lr"] = hp["lr_overrides"].get(spec.dataset, hp["lr"])
+    loaders = {s: loader(spec, s, mean, std, hp["batch_size"], device, ds=ds[s]) for s in splits(cfg)}
     res = train.full_finetune(
         model,
-        train_loader,
-        test_loader,
+        loaders["train"],
+        loaders["test"],
         hp,
         meta.metric,
-        seed,
+        spec.seed,
         device,
-        val_loader=val_loader,
+        val_loader=loaders.get("val"),
         precision=cfg["precision"],
         compile=cfg["compile"],
     )
@@ -149,8 +148,8 @@ def full(
         "lr": hp["lr"],
         "upstream_top1": up.get("top1"),
         "sparsity_before_head": head["sparsity_before"],
-        "train_size": len(tr),
-        "test_size": len(te),
+        "train_size": len(ds["train"]),
+        "test_size": len(ds["test"]),
     }
 
 
@@ -169,109 +168,22 @@ def full_norm(hp: dict, dataset: str, train_split) -> tuple[tuple, tuple]:
     return tuple(mean), tuple(std)
 
 
-def run_config(
-    cfg,
-    finetune: str,
-    method: str,
-    sparsity: float,
-    dataset: str,
-    seed: int,
-    upstream_seed: int = 0,
-    with_inputs: bool = True,
-) -> dict:
-    """What identifies a downstream run (its hash is the run id): the key fields, every
-    hyperparameter it depends on and (paper, `with_inputs`) digests of the files it reads."""
-    check_choice("finetune", finetune, FINETUNES)
-    check_choice("method", method, prune.METHODS)
-    data.info(dataset)
-    out = {
-        "profile": cfg["profile"],
-        "arch": cfg["arch"],
-        "finetune": finetune,
-        "method": method,
-        "sparsity": float(sparsity),
-        "dataset": dataset,
-        "seed": int(seed),
-        "upstream_seed": int(upstream_seed),
-        "hp": dict(cfg[finetune]),
-        "image_size": cfg["image_size"],
-    }
-    if cfg["precision"] != "fp32":  # numerics differ: another run (fp32 runs keep their ids)
-        out["precision"] = cfg["precision"]
-    if cfg["eval_transform"] != "crop_resize":  # another preprocessing: another run (mini ids unchanged)
-        out["eval_transform"] = cfg["eval_transform"]
-    if cfg["compile"] and finetune == "full":  # fused kernels round differently: another run too
-        out["compile"] = True
-    if cfg["profile"] == "mini":  # generated data and models: their recipes say what they are
-        out["mini_data"] = cfg["mini_data"]
-        out["upstream_recipe"] = checkpoints.recipe_key(cfg, method)
-    elif with_inputs:  # files on disk: a digest of each, so a run on other data or checkpoint is another run
-        out["inputs"] = inputs(cfg, method, sparsity, dataset)
-    return out
-
-
-def inputs(cfg: Config, method: str, sparsity: float, dataset: str) -> dict:
-    """The sha256 of the upstream checkpoint and the content key of every split a paper run reads."""
-    path = checkpoints.checkpoint_path(method, sparsity, cfg)
-    st = path.stat()
-    return {
-        "checkpoint_sha256": _sha256(str(path), st.st_size, st.st_mtime_ns),
-        "splits": {s: _split_key(dataset, str(cfg["data_root"]), s) for s in _splits(cfg)},
-    }
-
-
-@functools.lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:  # a sweep asks once per run: hash each file once
-    return files.sha256(path)
-
-
-@functools.lru_cache(maxsize=None)
-def _split_key(dataset: str, data_root: str, split: str) -> str:
-    return split_key(data.get(dataset, data_root, split))
-
-
-def scratch_run_config(cfg: Config, sparsity: float, dataset: str, seed: int) -> dict:
-    """What identifies a from-scratch + GMP baseline run (06_extensions' record)."""
-    return {
-        **run_config(cfg, "full", "gmp", sparsity, dataset, seed),
-        "baseline": "scratch_gmp",
-        "hp": dict(cfg["scratch"]),
-    }
-
-
-def scratch_gmp(cfg: Config, sparsity: float, dataset: str, seed: int = 0, device=None) -> dict:
+def scratch_gmp(spec: ScratchSpec, device=None) -> dict:
     """The baseline the paper argues against (Sec. 3.1, App. A): no upstream model -- train the
     architecture from random initialisation on the downstream task, pruning it with GMP to
     `sparsity` along the way (hyperparameters: profile section `scratch`)."""
-    device = device or devices.device_of(cfg)
-    meta = data.info(dataset)
-    hp = cfg["scratch"]
-    devices.seed_everything(seed)
+    cfg, device, hp = spec.cfg, device or spec.device, spec.hp
+    meta = data.info(spec.dataset)
+    devices.seed_everything(spec.seed)
     model = models.build(cfg["arch"], meta.num_classes)
-    trs, tes = _split(cfg, dataset, "train"), _split(cfg, dataset, "test")
-    mean, std = data.transforms.channel_stats(trs)
-    train_loader = data.loader(
-        trs,
-        "train",
-        cfg["image_size"],
-        mean,
-        std,
-        hp["batch_size"],
-        shuffle=True,
-        seed=seed,
-        scale=cfg["full"]["random_resized_crop_scale"],
-    )
-    test_loader = data.loader(
-        tes, "eval", cfg["image_size"], mean, std, cfg["eval_batch_size"], order=cfg["eval_transform"]
-    )
-    method = prune.make("gmp", sparsity, 1, **hp["gmp"]) if sparsity else prune.make("dense", 0, 1)
-    opt = {
-        "lr": hp["lr"],
-        "momentum": cfg["full"]["momentum"],
-        "nesterov": False,
-        "weight_decay": cfg["full"]["weight_decay"],
-    }
-    info = train.fit(model, method, train_loader, hp["epochs"], opt, device, desc=f"scratch+gmp {sparsity:g} {dataset}")
+    tr = _split(spec, "train")
+    mean, std = data.transforms.channel_stats(tr)
+    train_loader = loader(spec, "train", mean, std, hp["batch_size"], device, ds=tr)
+    test_loader = loader(spec, "test", mean, std, cfg["eval_batch_size"], device)
+    sp = spec.sparsity
+    method = prune.make("gmp", sp, 1, **hp["gmp"]) if sp else prune.make("dense", 0, 1)
+    opt = {"lr": hp["lr"], "nesterov": False, **{k: spec.optimizer[k] for k in ("momentum", "weight_decay")}}
+    info = train.fit(model, method, train_loader, hp["epochs"], opt, device, desc=f"scratch+gmp {sp:g} {spec.dataset}")
     y, p = train.predict(model, test_loader, device)
     acc = metrics.score(y, p, meta.metric)
     return {

@@ -159,6 +159,6 @@ def released(arch: str) -> frozenset:
     """(method, sparsity) of every checkpoint of `arch` the paper released."""
     from . import summary
 
-    pub = summary.load("published")
+    pub = summary.load_published()
     pub = pub[pub.arch == arch]
     return frozenset(zip(pub.method, pub.sparsity.astype(float)))

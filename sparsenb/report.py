@@ -28,17 +28,19 @@ PRODUCTS = (
 )  # what a summary may write, as <name>.csv + .md or <name>.png
 
 
-def write(source: str, out_dir, root=None, arch: str | None = None, profile: str | None = None) -> dict:
+def write(
+    source: str, out_dir, root=None, arch: str | None = None, profile: str | None = None, overrides: dict | None = None
+) -> dict:
     """Every table (CSV + Markdown) and figure (PNG) of the summary of one profile and architecture
     (`summary.select`) under `out_dir`, and the list of records left out; returns {name: path}. The
     folder is written whole: a table or figure an earlier summary wrote that this one does not
     (no runs, no records left out now, ...) is removed (`Written.removed`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tidy = summary.select(summary.load(source, root), source, profile, arch)
-    c = summary.cells(tidy)
-    tables = _tables(tidy, c) if len(c) else {}
-    excluded = tidy.attrs.get("excluded")
+    tidy = summary.select(summary.load(source, root, overrides, profile), source, profile, arch)
+    c = summary.cells(tidy.frame)
+    tables = _tables(tidy.frame, c) if len(c) else {}
+    excluded = tidy.excluded
     if excluded:
         tables["excluded_records"] = pd.DataFrame(excluded, columns=["file", "reason"])
     paths = Written(out_dir)

@@ -1,9 +1,12 @@
-"""Run records: one JSON per finished run under outputs/results/<notebook>/<run_id>.json, written
+"""Run records: one JSON per finished run under <results root>/<notebook>/<run_id>.json, written
 atomically (temp file + rename), so a killed sweep never leaves half a record; `load()` gives a tidy
-DataFrame of all of them.
+DataFrame of all of them. `root_of(cfg)` is the one answer to "where do results live" (the profile's
+`results_root`, under the outputs root): the notebooks write there, the sweep checks there, the
+summary reads there.
 
-    rec = results.record("02_linear_ft", cfg_dict, {"best": .71, "final": .70, "curve": [...]}, started=t0)
-    df = results.load()                       # one row per run
+    rec = results.record(spec, {"best": .71, "final": .70, "curve": [...]}, started=t0)  # a run spec
+    results.done(spec)                        # its records are complete
+    df = results.load(root=results.root_of(cfg)) # one row per run
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ import platform
 import socket
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import files, paths
+from . import files
+
+if TYPE_CHECKING:
+    from .specs import Spec
 
 KEY_FIELDS = ("profile", "arch", "method", "sparsity", "dataset", "seed", "finetune")
 
@@ -63,18 +71,33 @@ def versions() -> dict:
     return out
 
 
-def default_root() -> Path:
-    """outputs/results under the outputs root (a profile's `results_root` is passed as `root`)."""
-    return paths.outputs() / "results"
+def root_of(cfg=None) -> Path:
+    """Where the records of a configuration live: its `results_root` (resolved under the outputs
+    root); without one, the mini profile's."""
+    if cfg is None:
+        from . import config
+
+        cfg = config.load("mini")
+    return Path(cfg["results_root"])
 
 
 def path_of(notebook: str, rid: str, root: str | os.PathLike | None = None) -> Path:
-    return Path(root or default_root()) / notebook / f"{rid}.json"
+    return Path(root or root_of()) / notebook / f"{rid}.json"
+
+
+def path(spec: Spec) -> Path:
+    """Where the record of a run spec goes (a spec writing several: `spec.records()`, one each)."""
+    return path_of(spec.notebook, spec.run_id, root_of(spec.cfg))
 
 
 def exists(notebook: str, config: dict, root=None) -> bool:
     """Whether the run has a complete record (one that parses and is this run's)."""
     return read(path_of(notebook, run_id(config), root)) is not None
+
+
+def done(spec: Spec) -> bool:
+    """Whether every record of a run spec is complete (what the sweep skips)."""
+    return all(read(path(r)) is not None for r in spec.records())
 
 
 RECORD_KEYS = ("notebook", "run_id", "config")
@@ -108,9 +131,14 @@ def read(path: str | os.PathLike) -> dict | None:
     return _checked(path)[0]
 
 
-def record(notebook: str, config: dict, metrics: dict, started: float | None = None, root=None) -> dict:
-    """Write the record of one finished run; returns it. `config` is the resolved configuration of
-    the run (its hash is the run id), `metrics` what it measured."""
+def record(spec: Spec, metrics: dict, started: float | None = None) -> dict:
+    """Write the record of one finished run of `spec` (its identity is the record's `config`, its
+    hash the run id) under `root_of(spec.cfg)`; `metrics` what it measured. Returns the record."""
+    return write(spec.notebook, spec.config(), metrics, started, root_of(spec.cfg))
+
+
+def write(notebook: str, config: dict, metrics: dict, started: float | None = None, root=None) -> dict:
+    """`record` from its parts: `config` the identity of the run, written under `root`."""
     now = time.time()
     metrics = dict(metrics)
     preds = metrics.pop("predictions", None)
@@ -131,10 +159,10 @@ def record(notebook: str, config: dict, metrics: dict, started: float | None = N
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
     }
-    path = path_of(notebook, rec["run_id"], root)
+    where = path_of(notebook, rec["run_id"], root)
     if preds:  # written first: a record never names predictions that are not there
-        rec["predictions"] = save_predictions(predictions_path(path), preds)
-    files.write_text(path, json.dumps(rec, indent=1, default=float))
+        rec["predictions"] = save_predictions(predictions_path(where), preds)
+    files.write_text(where, json.dumps(rec, indent=1, default=float))
     return rec
 
 
@@ -185,10 +213,18 @@ def predictions(record: dict, root=None) -> dict[str, dict] | None:
         return {s: {"labels": z[f"{s}_labels"], "probs": z[f"{s}_probs"]} for s in meta["splits"]}
 
 
-def load(notebook: str | None = None, root=None) -> pd.DataFrame:
-    """All records (of one notebook, or all) as a DataFrame, one row per run; nested fields stay
-    as Python objects (curve, config, versions)."""
-    base = Path(root or default_root())
+@dataclass(frozen=True)
+class Records:
+    """The records under a root (one row per run) and the files there that are not records."""
+
+    frame: pd.DataFrame
+    skipped: list = field(default_factory=list)  # [{file, reason}]
+
+
+def scan(notebook: str | None = None, root=None) -> Records:
+    """All records (of one notebook, or all) and the files skipped; nested fields stay as Python
+    objects (curve, config, versions)."""
+    base = Path(root or root_of())
     pattern = f"{notebook}/*.json" if notebook else "*/*.json"
     rows, skipped = [], []
     for p in sorted(p for p in base.glob(pattern) if not files.unfinished(p)):
@@ -201,8 +237,12 @@ def load(notebook: str | None = None, root=None) -> pd.DataFrame:
         warnings.warn(
             f"{len(skipped)} files under {base} are not run records and were skipped: "
             + "; ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5]),
-            stacklevel=2,
+            stacklevel=3,
         )
-    out = pd.DataFrame(rows)
-    out.attrs["skipped"] = skipped
-    return out
+    return Records(pd.DataFrame(rows), skipped)
+
+
+def load(notebook: str | None = None, root=None) -> pd.DataFrame:
+    """All records (of one notebook, or all) as a DataFrame, one row per run (`scan`: and the
+    files that are not records)."""
+    return scan(notebook, root).frame

@@ -1,13 +1,18 @@
-"""The one run contract: (notebook, parameters) -> (configuration, run configuration).
+"""The one run contract: (notebook, parameters) -> (configuration, run spec).
 
 A notebook's parameters cell declares its parameters and their defaults; `resolve` is the only place
-that turns them into the profile's configuration and the run configuration whose hash is the run
-id. The notebooks call it through `setup` (which first refuses a parameter papermill injected that
-the notebook does not declare, and an outputs folder it cannot write), and the sweep calls it with a
-grid point (the notebook's own defaults, read from its parameters cell, fill in the rest) -- so a
-sweep predicts exactly the record a notebook will write, and bad input is refused before any work.
+that turns them into the profile's configuration and the run's spec (`sparsenb.specs`: frozen, typed,
+its hash the run id). The notebooks call it through `setup` (which first refuses a parameter papermill
+injected that the notebook does not declare, and an outputs folder it cannot write), and the sweep
+calls it with a grid point (the notebook's own defaults, read from its parameters cell, fill in the
+rest) -- so a sweep predicts exactly the record a notebook will write, and bad input is refused
+before any work.
 
-    cfg, run = runs.setup("02_linear_ft", method="acdc", sparsity=0.9, dataset="shapes10")
+    cfg, spec = runs.setup("02_linear_ft", method="acdc", sparsity=0.9, dataset="shapes10")
+    spec = runs.spec("03_full_ft", method="gmp", overrides={"full.epochs": 2})
+
+Every notebook declares `overrides` (dotted config keys -> values, e.g. {"upstream.D": 7}): a
+parameter like any other, applied over the profile, recorded in the spec and so in the run id.
 """
 
 from __future__ import annotations
@@ -16,14 +21,11 @@ import ast
 import functools
 from pathlib import Path
 
-from . import config, data, finetune, paths, planning, prune, upstream
+from . import config, paths, planning, specs
 from .config import Config
-from .errors import ConfigError, check_choice
+from .errors import ConfigError
 
 NOTEBOOKS = paths.ROOT / "notebooks"
-FINETUNE_OF = {"02_linear_ft": "linear", "03_full_ft": "full"}
-RECORDING = ("01_upstream", *FINETUNE_OF)  # the notebooks whose record a sweep can predict
-DOWNSTREAM = (*FINETUNE_OF, "05_speedup", "06_extensions")  # their `dataset` is a downstream task
 
 
 def notebook_path(notebook: str | Path) -> Path:
@@ -93,119 +95,64 @@ def refuse_undeclared(notebook: str | Path) -> None:
         parameters(notebook, dict.fromkeys(unknown))
 
 
-def setup(notebook: str, **params) -> tuple[Config, dict | None]:
-    """(profile configuration, run configuration) of one run of a recording notebook (01, 02, 03),
-    every value checked first (`check`); for the other notebooks the run configuration is None.
-    A parameter injected into the notebook that it does not declare is refused (`refuse_undeclared`),
-    and so is an outputs folder that cannot be written; a finetuning run planned for over an hour
-    prints its plan first (`sparsenb.planning`).
+def setup(notebook: str, **params) -> tuple[Config, specs.Spec | None]:
+    """(profile configuration, run spec) of one run of a notebook, every value checked first; the
+    spec is None for a notebook that records nothing (00, 04, 07; 08 in summary mode). A parameter
+    injected into the notebook that it does not declare is refused (`refuse_undeclared`), and so is
+    an outputs folder that cannot be written; a finetuning run planned for over an hour prints its
+    plan first (`sparsenb.planning`).
     The machine parameters (`data_root`, `checkpoint_root`, `num_workers`, `backend`, `device`; empty:
     the profile's value or its environment variable) say where things are, never what is computed,
     so they are in no run id."""
     refuse_undeclared(notebook)
     paths.writable()  # the outputs root takes the run's record (one line when it cannot)
-    cfg, run = resolve(notebook, **params)
-    planning.announce(Path(notebook).stem, cfg, run, bool(params.get("epochs")))  # over an hour: says so first
-    return cfg, run
+    cfg, spec = resolve(notebook, **params)
+    if isinstance(spec, specs.FinetuneSpec):  # over an hour: says so first
+        planning.announce(Path(notebook).stem, cfg, spec.config(), bool(params.get("epochs")))
+    return cfg, spec
 
 
-def resolve(notebook: str, **params) -> tuple[Config, dict | None]:
+def resolve(notebook: str, **params) -> tuple[Config, specs.Spec | None]:
     """`setup` without looking at the kernel or the outputs folder: what a sweep predicts a run's
     record from."""
-    name = Path(notebook).stem
+    return _resolve(notebook, params, checked=True)
+
+
+def spec(notebook: str, **params) -> specs.Spec | None:
+    """The spec of a run of `notebook` (its configuration at `.cfg`), values checked."""
+    return _resolve(notebook, params, checked=True)[1]
+
+
+def unchecked(notebook: str, **params) -> specs.Spec | None:
+    """The spec as the current configuration makes it, values not checked and without the digests
+    of its input files: what the summary compares a record's cell with (no data or checkpoint needed)."""
+    return _resolve(notebook, params, checked=False)[1]
+
+
+def kind_of(notebook: str | Path) -> type[specs.Spec] | None:
+    """The Spec class of a notebook that records results (`specs.KINDS`), else None."""
+    return specs.KINDS.get(Path(notebook).stem)
+
+
+def _resolve(notebook: str, params: dict, checked: bool) -> tuple[Config, specs.Spec | None]:
     p = parameters(notebook, params)
-    where = machine(p)
-    if name == "01_upstream":
-        cfg = config.load(p["profile"], {**where, **({"arch": p["arch"]} if p["arch"] else {})})
-        check(cfg, p, name)
-        return cfg, upstream.run_config(cfg, p["method"], float(p["sparsity"]), int(p["seed"]))
-    if name in FINETUNE_OF:
-        ft = FINETUNE_OF[name]
-        epochs = {f"{ft}.epochs": _count("epochs", p["epochs"])} if p["epochs"] else {}
-        cfg = config.load(p["profile"], {**where, **epochs})
-        check(cfg, p, name)
-        return cfg, finetune.run_config(
-            cfg, ft, p["method"], float(p["sparsity"]), p["dataset"], int(p["seed"]), int(p["upstream_seed"])
-        )
-    cfg = config.load(p.get("profile", "mini"), where)
-    if "dataset" in params:
-        check_dataset(cfg, name, p["dataset"])
-    return cfg, None
+    kind = kind_of(notebook)
+    over = {**specs.overrides_of(p), **machine(p), **(kind.config_overrides(p) if kind else {})}
+    cfg = config.load(p.get("profile") or "mini", over)
+    if kind is None:
+        if "dataset" in params:
+            specs.check_dataset(cfg, p["dataset"])
+        return cfg, None
+    return cfg, specs.build(kind, cfg, p, checked=checked, inputs=checked)
 
 
 def machine(p: dict) -> dict:
     """The machine parameters a run was given (non-empty), as config overrides."""
     out = {k: p[k] for k in config.MACHINE_KEYS if p.get(k) not in (None, "")}
     if isinstance(out.get("num_workers"), str) and out["num_workers"] != "auto":
-        out["num_workers"] = _count("num_workers", int(out["num_workers"]) if out["num_workers"].isdigit() else -1)
+        n = out["num_workers"]
+        out["num_workers"] = specs.count("num_workers", int(n) if n.isdigit() else -1)
     return out
-
-
-def _count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
-    return value
-
-
-def sparsities(cfg: Config, method: str) -> list[float]:
-    """The sparsities a run of `method` may use: mini, the ones the profile makes (structured: its
-    own); paper, those with a checkpoint under <checkpoint_root>/<method>/."""
-    if cfg["profile"] == "paper":
-        return sorted(s for m, s in upstream.available(cfg) if m == method)
-    if not prune.is_sparse(method):
-        return [0.0]
-    return [
-        float(s) for s in (cfg["upstream"]["structured_sparsities"] if method == "structured" else cfg["sparsities"])
-    ]
-
-
-def check(cfg: Config, p: dict, notebook: str = "02_linear_ft") -> None:
-    """The values of a run, before any work: a method the registry has, a sparsity in [0, 1) that the
-    profile makes (or a checkpoint exists for), dense only at 0, seeds >= 0, a dataset of the profile."""
-    check_choice("method", p["method"], prune.METHODS)
-    sp = p["sparsity"]
-    if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < 1:
-        raise ConfigError(f"sparsity must be a fraction in [0, 1) (0.9: 90% of the weights zero), got {sp!r}")
-    valid = sparsities(cfg, p["method"])
-    if not any(abs(float(sp) - v) < 1e-9 for v in valid):
-        where = (
-            f"with a checkpoint under {Path(cfg['checkpoint_root']) / p['method']}"
-            if cfg["profile"] == "paper"
-            else f"the {cfg['profile']} profile makes"
-        )
-        listed = ", ".join(f"{v:g}" for v in valid) or "none"
-        raise ConfigError(
-            f"{p['method']} at sparsity {sp!r}: the sparsities {where} are {listed}"
-            + ("; dense models have sparsity 0: pass -p sparsity 0" if valid == [0.0] else "")
-            + (
-                "; place the published checkpoint there as <method>/<sparsity>.pth, or point -p checkpoint_root "
-                "(SPARSENB_CHECKPOINT_ROOT) at your copy"
-                if cfg["profile"] == "paper"
-                else ""
-            )
-        )
-    for key in ("seed", "upstream_seed"):
-        if key in p:
-            _count(key, p[key])
-    if "upstream_seed" in p and cfg.get("upstream"):  # the reference set's seeds only (mini)
-        upstream.check_seed(cfg, p["upstream_seed"])
-    if "dataset" in p:
-        check_dataset(cfg, notebook, p["dataset"])
-
-
-def check_dataset(cfg: Config, notebook: str, dataset) -> None:
-    """A dataset of the profile; for the downstream notebooks (02, 03, 05, 06) a downstream task:
-    the upstream task is what the models were trained on, not a transfer target."""
-    valid = data.names(cfg["profile"])
-    if notebook in DOWNSTREAM:
-        downstream = [n for n in valid if data.info(n).kind != "upstream"]
-        if dataset in valid and dataset not in downstream:
-            raise ConfigError(
-                f"dataset {dataset!r} is the {cfg['profile']} profile's upstream task, not a downstream one; "
-                f"{notebook} transfers to: {', '.join(downstream)}"
-            )
-        valid = downstream
-    check_choice(f"dataset of the {cfg['profile']} profile", dataset, valid)
 
 
 def execute_notebook(notebook: str | Path, output: str | Path, params: dict) -> Path:

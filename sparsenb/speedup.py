@@ -1,84 +1,56 @@
 """Sec. 3.6: training speed-up of linear finetuning with a sparse backbone on a sparsity-aware CPU
 engine (DeepSparse), in the online setting (augmented samples go through the backbone every step).
 
-    df = speedup.run(cfg, "shapes10", ["dense", "gmp", "acdc"], 0.9)    # one row per (method, engine)
-    plots.speedup(df)                                                   # Figure 4
+    cfg, spec = runs.setup("05_speedup", methods="dense,gmp,acdc", sparsity=0.9)
+    df = speedup.run(spec)                  # one row per (method, engine): spec.row(method, engine)
+    plots.speedup(df)                       # Figure 4
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from . import checkpoints, data, prune, upstream
-from .config import Config
+from . import data, prune, upstream
 from .engine import Engine
+from .finetune import loader, upstream_model
+from .specs import SpeedupSpec
 
 
-def run(
-    cfg, dataset: str, methods, sparsity: float, seed: int = 0, batch_size: int = 64, sparse_engine: str = "deepsparse"
-) -> pd.DataFrame:
-    """Online linear finetuning of every method's backbone: dense in PyTorch and in `sparse_engine`,
-    every sparse model in `sparse_engine`. Columns: method, sparsity, engine, epoch_seconds, best,
-    final, metric, speedup (vs the fastest dense baseline), accuracy_gap (vs dense, same engine kind
-    irrelevant: features are equal up to 1e-4)."""
-    from .train import online_linear_finetune
-
-    meta = data.info(dataset)
-    mean, std = upstream.norm_stats(cfg)
-    tr, te = (data.get(dataset, cfg["data_root"], s, cfg=cfg) for s in ("train", "test"))
-    hp = dict(cfg["speedup"], **{k: v for k, v in cfg["linear"].items() if k not in cfg["speedup"]})
-    size = cfg["image_size"]
-    rows = []
-    for method in methods:
-        s = float(sparsity) if prune.is_sparse(method) else 0.0
-        model, _ = upstream.load(method, s, cfg, 0)
-        checkpoints.check_sparsity(model, cfg, method, s, 0)
-        for kind in [sparse_engine] if prune.is_sparse(method) else ["torch", sparse_engine]:
-            eng = Engine(model, size, batch_size, kind)
-            train_loader = data.loader(
-                tr,
-                "train",
-                size,
-                mean,
-                std,
-                batch_size,
-                shuffle=True,
-                seed=seed,
-                scale=cfg["full"]["random_resized_crop_scale"],
-            )
-            test_loader = data.loader(te, "eval", size, mean, std, batch_size, order=cfg["eval_transform"])
-            res = online_linear_finetune(
-                eng, train_loader, test_loader, model.fc.in_features, meta.num_classes, hp, meta.metric, seed
-            )
-            rows.append(
-                {
-                    "method": method,
-                    "sparsity": s,
-                    "engine": kind,
-                    "epoch_seconds": res["epoch_seconds"],
-                    "best": res["best"],
-                    "final": res["final"],
-                    "metric": meta.metric,
-                    **eng.info(),
-                }
-            )
+def run(spec: SpeedupSpec) -> pd.DataFrame:
+    """Online linear finetuning of every method's backbone (upstream seed `spec.upstream_seed`):
+    dense-like ones (`prune.is_sparse` false: dense and the dense controls, at sparsity 0) in
+    PyTorch and in the sparse engine, every sparse model in the sparse engine. Columns: method,
+    sparsity, engine, epoch_seconds, best, final, metric, speedup (vs the fastest dense-like run),
+    accuracy_gap (vs the best dense-like accuracy: features are equal up to 1e-4 across engines)."""
+    rows = [_row(spec, method, engine) for method in spec.methods for engine in spec.engines(method)]
     df = pd.DataFrame(rows)
-    fastest_dense = df[df.method == "dense"].epoch_seconds.min()
-    dense_acc = df[df.method == "dense"].best.max()
-    df["speedup"] = fastest_dense / df.epoch_seconds
-    df["accuracy_gap"] = df.best - dense_acc
+    dense = df[~df.method.map(prune.is_sparse)]
+    df["speedup"] = dense.epoch_seconds.min() / df.epoch_seconds
+    df["accuracy_gap"] = df.best - dense.best.max()
     return df
 
 
-def run_config(cfg: Config, row: dict, dataset: str, seed: int) -> dict:
-    """What identifies one row of `run` as a 05_speedup record (its hash is the run id)."""
+def _row(spec: SpeedupSpec, method: str, engine: str) -> dict:
+    """One method's backbone in one engine: its record's metrics."""
+    from .train import online_linear_finetune
+
+    row = spec.row(method, engine)  # its record's spec: the method's sparsity and upstream recipe
+    meta = data.info(spec.dataset)
+    mean, std = upstream.norm_stats(spec.cfg)
+    model, _ = upstream_model(row)
+    eng = Engine(model, spec.cfg["image_size"], spec.batch_size, engine)
+    train_loader = loader(row, "train", mean, std, spec.batch_size, backend="torch")
+    test_loader = loader(row, "test", mean, std, spec.batch_size, backend="torch")
+    res = online_linear_finetune(
+        eng, train_loader, test_loader, model.fc.in_features, meta.num_classes, row.hp, meta.metric, spec.seed
+    )
     return {
-        "profile": cfg["profile"],
-        "arch": cfg["arch"],
-        "method": row["method"],
-        "sparsity": row["sparsity"],
-        "dataset": dataset,
-        "seed": int(seed),
-        "engine": row["engine"],
-        "hp": dict(cfg["speedup"]),
+        "method": method,
+        "sparsity": row.sparsity,
+        "engine": engine,
+        "epoch_seconds": res["epoch_seconds"],
+        "best": res["best"],
+        "final": res["final"],
+        "metric": meta.metric,
+        **eng.info(),
     }

@@ -1,20 +1,21 @@
 """07_summary: the paper's tables and figures from run records -- ours (`source="results"`) or the
 paper's released per-seed results (`source="published"`, shipped in sparsenb/reference_results/).
 
-    df = summary.load("published")          # tidy: finetune, arch, dataset, method, sparsity, seed, accuracy
-    cells = summary.cells(df)               # mean and std over seeds per cell, accuracy in %
+    tidy = summary.load("published")        # .frame: finetune, arch, dataset, method, sparsity, seed, accuracy
+    tidy = summary.select(tidy, "published")  # one profile and arch; .excluded, .selection, .label
+    cells = summary.cells(tidy.frame)       # mean and std over seeds per cell, accuracy in %
     summary.table1(cells)                   # best sparse method per (finetune, sparsity, dataset) + dense
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import config, data, files, metrics, prune, results
-from . import finetune as finetuning
+from . import config, data, files, metrics, prune, results, runs, specs
 from .errors import UserError, check_choice
 
 REFERENCE = Path(__file__).resolve().parent / "reference_results"
@@ -78,106 +79,134 @@ def load_published() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def expected_cell_hash(profile: str, finetune: str, method: str, sparsity: float, dataset: str) -> str:
-    """The cell hash a record of this cell has under the current configuration of `profile`."""
-    return results.cell_hash(
-        finetuning.run_config(config.load(profile), finetune, method, float(sparsity), dataset, 0, 0, with_inputs=False)
+@dataclass(frozen=True)
+class Tidy:
+    """Runs as a tidy frame (one row per run, accuracy in [0, 1]) and what was left out of it."""
+
+    frame: pd.DataFrame
+    excluded: list = field(default_factory=list)  # [{file, reason}]: records not pooled
+    selection: str = ""  # `select`: the profile and arch chosen, and what is not in this summary
+    label: str = ""  # `select`: the summary's folder name
+
+
+NOTEBOOK_OF = {"linear": "02_linear_ft", "full": "03_full_ft"}
+
+
+def expected_cell_hash(
+    profile: str, finetune: str, method: str, sparsity: float, dataset: str, overrides: dict | None = None
+) -> str:
+    """The cell hash a record of this cell has under the current configuration of `profile` with
+    `overrides` (the run spec the notebook would build today, `runs.unchecked`)."""
+    spec = runs.unchecked(
+        NOTEBOOK_OF[finetune],
+        profile=profile,
+        method=method,
+        sparsity=float(sparsity),
+        dataset=dataset,
+        overrides=overrides or {},
     )
+    return results.cell_hash(spec.config())
 
 
-def load_results(root=None, which: str | None = None) -> pd.DataFrame:
-    """This repo's linear and full finetuning records as a tidy frame (accuracy in [0, 1]): only
-    records made with the current configuration of their profile (their cell hash matches); the
-    others are listed in `.attrs["excluded"]` ([{file, reason}]), never pooled. `which`: the accuracy
-    field to report -- default the profile's `report` convention (mini: test at the epoch chosen
-    on validation; paper: the paper code's best epoch)."""
-    import json
-    import warnings
-
-    base = Path(root or config.load("mini")["results_root"])  # params' results_root (both profiles')
+def load_results(
+    root=None, which: str | None = None, overrides: dict | None = None, profile: str | None = None
+) -> Tidy:
+    """This repo's linear and full finetuning records under `root` (default: the results root of
+    `profile`, else of the mini profile, with `overrides`: `results.root_of`) as a tidy frame
+    (accuracy in [0, 1]): only records made with the current configuration of their profile and
+    these `overrides` (their cell hash matches); the others are listed in `.excluded`, never pooled.
+    `which`: the accuracy field to report -- default the profile's `report` convention (mini: test
+    at the epoch chosen on validation; paper: the paper code's best epoch)."""
+    overrides = specs.overrides_of({"overrides": overrides})  # a notebook's parameter (papermill -p: JSON text)
+    base = Path(root or results.root_of(config.load(profile or "mini", overrides)))
     rows, excluded, expected, report = [], [], {}, {}
     for nb, finetune in (("02_linear_ft", "linear"), ("03_full_ft", "full")):
         for path in sorted(p for p in (base / nb).glob("*.json") if not files.unfinished(p)):
-            try:
-                r = json.loads(path.read_text())
-                cfg_run, profile = r["config"], r["profile"]
-                key = (profile, finetune, r["method"], float(r["sparsity"]), r["dataset"])
-                if key not in expected:
-                    expected[key] = expected_cell_hash(*key)
-                if profile not in report:
-                    report[profile] = which or config.load(profile)["report"]
-                acc = float(r[report[profile]])
-            except Exception as e:  # noqa: BLE001 - a damaged record is named and skipped
-                warnings.warn(f"skipped run record {path}: {type(e).__name__}: {e}", stacklevel=2)
-                excluded.append({"file": str(path), "reason": f"unreadable ({type(e).__name__})"})
-                continue
-            if r.get("cell_hash", results.cell_hash(cfg_run)) != expected[key]:
-                excluded.append({"file": str(path), "reason": "made with another configuration"})
-                continue
-            if r["dataset"] in data.REGISTRY and data.info(r["dataset"]).kind == "upstream":
-                excluded.append({"file": str(path), "reason": "finetuned on the upstream task, not a downstream one"})
-                continue
-            rows.append(
-                {
-                    "finetune": finetune,
-                    "arch": r["arch"],
-                    "dataset": r["dataset"],
-                    "method": r["method"],
-                    "sparsity": float(r["sparsity"]),
-                    "seed": int(r["seed"]),
-                    "upstream_seed": int(cfg_run.get("upstream_seed", 0)),
-                    "accuracy": acc,
-                    "val_accuracy": r.get("val_accuracy"),
-                    "profile": profile,
-                }
-            )
+            row, why = _row(path, finetune, which, overrides, expected, report)
+            if why:
+                excluded.append({"file": str(path), "reason": why})
+            else:
+                rows.append(row)
     out = pd.DataFrame(rows, columns=CELL + ["seed", "upstream_seed", "accuracy", "val_accuracy", "profile"])
-    out.attrs["excluded"] = excluded  # [{file, reason}]: a plain list (pandas compares attrs)
-    return out
+    return Tidy(out, excluded)
 
 
-def load(source: str, root=None) -> pd.DataFrame:
+def _row(path: Path, finetune: str, which, overrides, expected: dict, report: dict) -> tuple[dict | None, str]:
+    """(the tidy row of one record, "") or (None, why it is left out)."""
+    import json
+    import warnings
+
+    try:
+        r = json.loads(path.read_text())
+        cfg_run, profile = r["config"], r["profile"]
+        key = (profile, finetune, r["method"], float(r["sparsity"]), r["dataset"])
+        if key not in expected:
+            expected[key] = expected_cell_hash(*key, overrides)
+        if profile not in report:
+            report[profile] = which or config.load(profile)["report"]
+        acc = float(r[report[profile]])
+    except Exception as e:  # noqa: BLE001 - a damaged record is named and skipped
+        warnings.warn(f"skipped run record {path}: {type(e).__name__}: {e}", stacklevel=3)
+        return None, f"unreadable ({type(e).__name__})"
+    if r.get("cell_hash", results.cell_hash(cfg_run)) != expected[key]:
+        return None, "made with another configuration"
+    if r["dataset"] in data.REGISTRY and data.info(r["dataset"]).kind == "upstream":
+        return None, "finetuned on the upstream task, not a downstream one"
+    return {
+        "finetune": finetune,
+        "arch": r["arch"],
+        "dataset": r["dataset"],
+        "method": r["method"],
+        "sparsity": float(r["sparsity"]),
+        "seed": int(r["seed"]),
+        "upstream_seed": int(cfg_run.get("upstream_seed", 0)),
+        "accuracy": acc,
+        "val_accuracy": r.get("val_accuracy"),
+        "profile": profile,
+    }, ""
+
+
+def load(source: str, root=None, overrides: dict | None = None, profile: str | None = None) -> Tidy:
+    """The runs of a source: "published" (the paper's released results) or "results" (this repo's
+    records under `root`, default the results root of `profile` (else mini) with `overrides`)."""
     check_choice("source", source, ("published", "results"))
-    return load_published() if source == "published" else load_results(root)
+    if source == "published":
+        return Tidy(load_published())
+    return load_results(root, overrides=overrides, profile=profile)
 
 
 MAIN = {"published": ("paper", "resnet50")}  # the paper's main architecture; its MobileNetV1 rows are extra
 
 
-def select(tidy: pd.DataFrame, source: str, profile: str | None = None, arch: str | None = None) -> pd.DataFrame:
+def select(tidy: Tidy, source: str, profile: str | None = None, arch: str | None = None) -> Tidy:
     """The rows of one profile and one architecture -- a summary never pools them. Empty `profile`:
     mini (the embedded study) when its records are there, else the profile with most records; empty
     `arch`: the profile's own (params `arch`; published: resnet50), else the most common. The choice
-    and what was left out are in `.attrs["selection"]` (a sentence) and `.attrs["label"]` (the
-    summary's folder name: the source itself for the default choice, else source-profile-arch)."""
-    excluded = tidy.attrs.get("excluded", [])
-    if "profile" not in tidy:
-        tidy = tidy.assign(profile="paper")  # the released results are the paper profile's
-    present = tidy.profile.value_counts()
-    if profile and len(tidy) and profile not in present:
+    and what was left out are in `.selection` (a sentence) and `.label` (the summary's folder name:
+    the source itself for the default choice, else source-profile-arch)."""
+    frame = tidy.frame if "profile" in tidy.frame else tidy.frame.assign(profile="paper")  # released: paper's
+    present = frame.profile.value_counts()
+    if profile and len(frame) and profile not in present:
         raise UserError(f"no {source} records of profile {profile!r}; there are: {dict(present)}")
     profile = profile or ("mini" if "mini" in present else present.index[0] if len(present) else "mini")
-    rows = tidy[tidy.profile == profile]
+    rows = frame[frame.profile == profile]
     archs = rows.arch.value_counts()
     default = MAIN[source][1] if source in MAIN else config.load(profile)["arch"]
     if arch and len(rows) and arch not in archs:
         raise UserError(f"no {source} records of arch {arch!r} ({profile} profile); there are: {dict(archs)}")
     arch = arch or (default if default in archs or not len(archs) else archs.index[0])
     out = rows[rows.arch == arch].copy()
-    out.attrs["excluded"] = excluded
     others = {**{f"profile {p}": int(n) for p, n in present.items() if p != profile},
               **{f"arch {a}": int(n) for a, n in archs.items() if a != arch}}  # fmt: skip
-    out.attrs["selection"] = f"{source}: profile {profile}, arch {arch} ({len(out)} runs)" + (
+    selection = f"{source}: profile {profile}, arch {arch} ({len(out)} runs)" + (
         "; not in this summary: "
         + ", ".join(f"{k} ({n} runs)" for k, n in others.items())
         + " -- pass -p profile/-p arch"
         if others
         else ""
     )
-    out.attrs["label"] = (
-        source if arch == default and profile == MAIN.get(source, ("mini",))[0] else f"{source}-{profile}-{arch}"
-    )
-    return out
+    label = source if arch == default and profile == MAIN.get(source, ("mini",))[0] else f"{source}-{profile}-{arch}"
+    return replace(tidy, frame=out, selection=selection, label=label)
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:

@@ -3,13 +3,15 @@
     python -m sparsenb sweep params/sweeps/mini_linear.yaml [--executor local|slurm] [--jobs N]
 
 A sweep file names the notebooks, the profile, a grid (every combination is one run) and fixed
-parameters; `slurm:` holds the resources of the job array. Each run is one papermill execution
+parameters (`overrides` among them: dotted config keys, recorded in each run id); `slurm:` holds
+the resources of the job array. Each run is one papermill execution
 (kernel `python3`, a process of its own) whose executed notebook is saved under outputs/runs/<sweep>/;
 locally, `--jobs` worker processes execute them, on SLURM one array task each. A run is skipped when
-its result record exists (02/03/01: the run id the notebook itself would write) or when an earlier
-sweep finished it (a `.done` marker beside the executed notebook), so a sweep killed midway and
-started again reruns only what is missing. A failed run does not stop the sweep: the failures are
-listed at the end and the exit status is non-zero.
+its result records exist (a notebook with a run spec, `sparsenb.specs`: the run id the notebook
+itself would write, under the results root of its configuration, `results.root_of`) or when an
+earlier sweep finished it (a `.done` marker beside the executed notebook), so a sweep killed midway
+and started again reruns only what is missing. A failed run does not stop the sweep: the failures
+are listed at the end and the exit status is non-zero.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, files, paths, prune, results, slurm
+from . import config, files, paths, prune, results, slurm, specs
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
-from .runs import FINETUNE_OF, RECORDING, defaults, execute_notebook, notebook_path, parameters, resolve
+from .runs import defaults, execute_notebook, kind_of, notebook_path, parameters, resolve, unchecked
 
 SKIPPED = -1  # exit status of a run left alone: another process is running it
 
@@ -42,7 +44,7 @@ class Run:
     params: dict
     sweep: str
     out_dir: Path
-    record: tuple | None = None  # (notebook, run config, results root) of its result record, when known
+    record: specs.Spec | None = None  # the run's spec, for a notebook that records (when known)
     grid_keys: tuple = ()  # the parameters that vary: they name the run
     env: dict = field(default_factory=dict)  # extra environment of its process
     name: str = field(init=False)
@@ -67,35 +69,30 @@ class Run:
         return self.out_dir / f".{self.name}.done"
 
     def finished(self) -> bool:
-        """A recording notebook's run is done when its record is complete (a damaged one is rerun);
-        another notebook's when the sweep marked it done."""
+        """A recording notebook's run is done when its records are complete (a damaged one is
+        rerun); another notebook's when the sweep marked it done."""
         if self.record is not None:
-            return results.exists(*self.record)
+            return results.done(self.record)
         return self.marker.exists()
 
     def damaged_record(self) -> str | None:
-        """'<path>: <why>' when a file stands where this run's record should be but is not one."""
-        if self.record is None:
-            return None
-        path = results.path_of(self.record[0], results.run_id(self.record[1]), self.record[2])
-        why = results.problem(path)
-        return f"{path}: {why}" if why and why != "missing" else None
-
-
-def _record_of(notebook: str, params: dict):
-    """(notebook, run config, results root) as the notebook will record it (sparsenb.runs.resolve:
-    what runs.setup, which the notebook itself calls, computes), for the notebooks that record."""
-    name = Path(notebook).stem
-    if name not in RECORDING:
+        """'<path>: <why>' when a file stands where one of this run's records should be but is not one."""
+        for r in self.record.records() if self.record is not None else []:
+            why = results.problem(results.path(r))
+            if why and why != "missing":
+                return f"{results.path(r)}: {why}"
         return None
-    cfg, run = resolve(notebook, **params)
-    return name, run, cfg["results_root"]
 
 
-@functools.lru_cache(maxsize=None)
-def _profile(name: str):
-    """A profile read once per sweep expansion (a grid asks for it once per run)."""
-    return config.load(name)
+def _record_of(notebook: str, params: dict) -> specs.Spec | None:
+    """The run's spec as the notebook will record it (sparsenb.runs.resolve: what runs.setup, which
+    the notebook itself calls, computes), for the notebooks that record."""
+    return resolve(notebook, **params)[1] if kind_of(notebook) else None
+
+
+def _profile(p: dict):
+    """The configuration of a run's parameters (profile and overrides; values not checked)."""
+    return config.load(p.get("profile") or "mini", specs.overrides_of(p))
 
 
 def _in_reference_set(notebook: str, params: dict) -> bool:
@@ -105,7 +102,7 @@ def _in_reference_set(notebook: str, params: dict) -> bool:
 
     p = parameters(notebook, params)
     key = "seed" if Path(notebook).stem == "01_upstream" else "upstream_seed"
-    return float(p["sparsity"]) in upstream.sparsities_of(_profile(p["profile"]), p["method"], int(p[key]))
+    return float(p["sparsity"]) in upstream.sparsities_of(_profile(p), p["method"], int(p[key]))
 
 
 def load_sweep(path: str | Path) -> dict:
@@ -143,7 +140,7 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
     """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order.
     `check=False` (planning before the data and checkpoints are in place): parameter names are still
     checked, values and records are not."""
-    for cached in (_profile, _throughput, _per_epoch, _median_wall):  # params, records may have changed
+    for cached in (_throughput, _per_epoch, _median_wall):  # params, records may have changed
         cached.cache_clear()
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = spec.get("grid") or {}
@@ -222,20 +219,18 @@ def _runnable(run: Run) -> bool:
     from . import planning
 
     p = parameters(run.notebook, run.params)
-    if p.get("profile") != "paper" or Path(run.notebook).stem not in RECORDING:
+    if p.get("profile") != "paper" or kind_of(run.notebook) is None or "method" not in p:
         return True
-    return planning.runnable(_profile("paper"), p["method"], float(p["sparsity"]))
+    return planning.runnable(_profile(p), p["method"], float(p["sparsity"]))
 
 
 def _run_seconds(run: Run) -> tuple[float | None, str]:
     from . import planning
 
     name, p = Path(run.notebook).stem, parameters(run.notebook, run.params)
-    if name in FINETUNE_OF:
-        cfg, ft = _profile(p["profile"]), FINETUNE_OF[name]
-        hp = {**cfg[ft], **({"epochs": int(p["epochs"])} if p.get("epochs") else {})}
-        rc = {"profile": p["profile"], "finetune": ft, "dataset": p["dataset"], "hp": hp}
-        return planning.run_seconds(name, cfg, rc, _throughput(), _per_epoch(name))
+    spec = unchecked(run.notebook, **run.params) if kind_of(run.notebook) else None
+    if isinstance(spec, (specs.LinearSpec, specs.FullSpec)):
+        return planning.run_seconds(name, spec.cfg, spec.config(), _throughput(), _per_epoch(name))
     return _median_wall(name, p.get("profile", "mini"))
 
 
@@ -244,7 +239,7 @@ def _median_wall(name: str, profile: str) -> tuple[float | None, str]:
     """Another notebook's run: the median wall time of its records in the profile."""
     from statistics import median
 
-    records = results.load(name)
+    records = results.load(name, results.root_of(config.load(profile)))
     if len(records) and {"profile", "wall_seconds"} <= set(records):
         g = records[records.profile == profile].dropna(subset=["wall_seconds"])
         if len(g):
@@ -324,50 +319,23 @@ def run_sweep(
     dry_run: bool = False,
     partition: str | None = None,
     account: str | None = None,
+    parameters: dict | None = None,
 ) -> int:
-    """Run every missing run of the sweep; returns the number of failures."""
+    """Run every missing run of the sweep; returns the number of failures. `parameters`: more fixed
+    parameters over the file's (`make demo`: its `overrides`)."""
     spec = load_sweep(path)
+    spec["parameters"] = {**(spec.get("parameters") or {}), **(parameters or {})}
     paths.writable()  # a read-only outputs folder: one line before anything runs
     runs = expand(spec, out_root)
     todo = [r for r in runs if not r.finished()]
-    for r in todo:
-        if (damaged := r.damaged_record()) is not None:
-            print(f"  damaged record, the run is done again: {damaged}", flush=True)
-    print(
-        f"== sweep {spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run "
-        f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})",
-        flush=True,
-    )
-    planned = [_run_seconds(r) for r in todo]
-    hours = sum(secs or 0.0 for secs, _ in planned) / 3600
-    if hours > 1:  # a long sweep says so first (its estimate as `--plan` makes it)
-        how = "; ".join(sorted({how for secs, how in planned if secs is not None}))
-        print(f"  plan: ~{hours:.1f} device-hours, estimated from {how}", flush=True)
+    _announce(spec, runs, todo, executor, jobs)
     if dry_run or not todo:
         for r in todo:
             print("  todo", r.name)
         return 0
-    failures, busy = [], []
     t0 = time.time()
     if executor == "local":
-        if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe
-            threads = str(max(1, (os.cpu_count() or 1) // jobs))
-            for r in todo:
-                r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-        # worker processes (spawned: this process may hold torch's threads) run one notebook at a time
-        with ProcessPoolExecutor(
-            max_workers=max(1, jobs),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(multiprocessing.get_context("spawn").Value("i", 0), _gpus()),
-        ) as pool:
-            for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
-                status = {0: "ok  ", SKIPPED: "busy"}.get(rc, "FAIL")
-                print(f"  [{i}/{len(todo)}] {status} {name} ({secs:.0f} s)" + (f"  {err}" if err else ""), flush=True)
-                if rc == SKIPPED:
-                    busy.append(name)
-                elif rc:
-                    failures.append((name, err))
+        failures, busy = _run_local(todo, jobs)
     elif executor == "slurm":
         res = slurm.resources(spec.get("slurm"), partition, account)
         failures, busy = slurm.submit(todo, execute_here, todo[0].out_dir / "slurm", res, cluster)
@@ -382,6 +350,45 @@ def run_sweep(
     for name, err in failures:
         print(f"  failed: {name}: {err}")
     return len(failures)
+
+
+def _announce(spec: dict, runs: list[Run], todo: list[Run], executor: str, jobs: int) -> None:
+    """What the sweep will do: damaged records, runs done and to do, a plan over an hour."""
+    for r in todo:
+        if (damaged := r.damaged_record()) is not None:
+            print(f"  damaged record, the run is done again: {damaged}", flush=True)
+    print(
+        f"== sweep {spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run "
+        f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})",
+        flush=True,
+    )
+    planned = [_run_seconds(r) for r in todo]
+    hours = sum(secs or 0.0 for secs, _ in planned) / 3600
+    if hours > 1:  # a long sweep says so first (its estimate as `--plan` makes it)
+        how = "; ".join(sorted({how for secs, how in planned if secs is not None}))
+        print(f"  plan: ~{hours:.1f} device-hours, estimated from {how}", flush=True)
+
+
+def _run_local(todo: list[Run], jobs: int) -> tuple[list, list]:
+    """The runs in `jobs` worker processes; (failures [(name, error)], names left to another process)."""
+    failures, busy = [], []
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        for r in todo:
+            r.env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    # worker processes (spawned: this process may hold torch's threads) run one notebook at a time
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=max(1, jobs), mp_context=spawn, initializer=_worker_init, initargs=(spawn.Value("i", 0), _gpus())
+    ) as pool:
+        for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
+            status = {0: "ok  ", SKIPPED: "busy"}.get(rc, "FAIL")
+            print(f"  [{i}/{len(todo)}] {status} {name} ({secs:.0f} s)" + (f"  {err}" if err else ""), flush=True)
+            if rc == SKIPPED:
+                busy.append(name)
+            elif rc:
+                failures.append((name, err))
+    return failures, busy
 
 
 def _gpus() -> int:

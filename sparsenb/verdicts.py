@@ -3,7 +3,7 @@ quoted, a contrast with a 95% interval over tasks x upstream models (sparsenb.st
 (agrees / contradicts / inconclusive), raw and Holm-adjusted across the findings; and the decision
 guide (sparsenb.guide, re-exported here).
 
-    verdicts.findings(summary.load("published"))     # one row per claim, stable `key`
+    verdicts.findings(summary.load_published())      # one row per claim, stable `key`
     verdicts.decision_guide(tidy)
 
 Contrasts (sparsenb.contrasts). Where the results have budget-matched controls (the mini study:

@@ -265,7 +265,7 @@ def _arch_fix(arch: str = "<arch>") -> str:
     """How a run gets another architecture (the finetuning notebooks have no `arch` parameter)."""
     return (
         f"a run's architecture is the profile's `arch` (params/<profile>.yaml; for one run "
-        f'SPARSENB_OVERRIDES=\'{{"arch": "{arch}"}}\'; 01_upstream also takes -p arch {arch}), '
+        f'-p overrides \'{{"arch": "{arch}"}}\'; 01_upstream also takes -p arch {arch}), '
         f"in Python load_upstream(path, {arch!r})"
     )
 

@@ -17,7 +17,21 @@ import pytest
 import torch
 import yaml
 
-from sparsenb import checkpoints, config, files, finetune, models, paths, planning, prune, report, runs, sweep, weights
+from sparsenb import (
+    checkpoints,
+    config,
+    files,
+    finetune,
+    models,
+    paths,
+    planning,
+    prune,
+    report,
+    runs,
+    specs,
+    sweep,
+    weights,
+)
 from sparsenb.config import ConfigError
 from sparsenb.weights import CheckpointError
 
@@ -95,17 +109,23 @@ def _paper(tmp_path, arch="mini_resnet_x"):
     return config.load("paper", {"checkpoint_root": str(tmp_path / "ck"), "arch": arch, "device": "cpu"})
 
 
+def _spec(cfg, method, sparsity, dataset):
+    """The linear run's spec on a configuration made here (values unchecked: nothing is on disk)."""
+    p = {"method": method, "sparsity": sparsity, "dataset": dataset, "seed": 21}
+    return specs.build(specs.LinearSpec, cfg, p, checked=False, inputs=False)
+
+
 def test_a_checkpoint_whose_sparsity_is_not_its_label_is_refused_with_both_numbers(tmp_path):
     cfg = _paper(tmp_path)
     dense = models.build("mini_resnet_x", 10)
     weights.save_checkpoint(dense, tmp_path / "ck" / "gmp" / "0.9.pth", "mini_resnet_x")  # dense, filed as 90%
     for fn in (finetune.linear, finetune.full):  # refused before any data is read (there is none here)
         with pytest.raises(CheckpointError, match=r"gmp/0.9.pth has sparsity 0.0% .* filed as gmp at 90.0%"):
-            fn(cfg, "gmp", 0.9, "cifar10", 21)
+            fn(_spec(cfg, "gmp", 0.9, "cifar10"))
     sparse = prune.magnitude(models.build("mini_resnet_x", 10), 0.9)
     weights.save_checkpoint(sparse, tmp_path / "ck" / "dense" / "0.pth", "mini_resnet_x")  # 90%, filed as dense
     with pytest.raises(CheckpointError, match=r"dense/0.pth has sparsity 90.0% .* filed as dense at 0.0%"):
-        finetune.linear(cfg, "dense", 0.0, "cifar10", 21)
+        finetune.linear(_spec(cfg, "dense", 0.0, "cifar10"))
     half = prune.magnitude(models.build("mini_resnet_x", 10), 0.88)  # 2 points off: refused too
     weights.save_checkpoint(half, tmp_path / "ck" / "acdc" / "0.9.pth", "mini_resnet_x")
     with pytest.raises(CheckpointError, match=r"has sparsity 88.0% .* filed as acdc at 90.0%: more than 1.5 points"):
@@ -125,7 +145,7 @@ def test_a_mini_checkpoint_is_checked_against_the_sparsity_it_was_requested_at(t
     checkpoints.save(models.build(cfg.arch, 128), cfg, "gmp", 0.9, 0, info, 1.0)
     assert checkpoints.verify(cfg, "gmp", 0.9, 0) == "ok"
     with pytest.raises(CheckpointError, match=r"s0.9-seed0.pth has sparsity 0.0% .* filed as gmp at 90.0%.*upstream.D"):
-        finetune.linear(cfg, "gmp", 0.9, "shapes10", 21)
+        finetune.linear(_spec(cfg, "gmp", 0.9, "shapes10"))
 
 
 # --- the upstream task is not a downstream dataset ------------------------------------------------
@@ -149,8 +169,8 @@ def test_records_finetuned_on_the_upstream_task_are_left_out_of_the_summary(tmp_
     _rec(tmp_path, "02_linear_ft", "gmp", 0.9, "upstream", 21, 0.5)  # a record made before it was refused
     _rec(tmp_path, "02_linear_ft", "gmp", 0.9, "shapes10", 21, 0.6)
     tidy = summary.load("results", root=tmp_path)
-    assert set(tidy.dataset) == {"shapes10"}
-    assert [e["reason"] for e in tidy.attrs["excluded"]] == ["finetuned on the upstream task, not a downstream one"]
+    assert set(tidy.frame.dataset) == {"shapes10"}
+    assert [e["reason"] for e in tidy.excluded] == ["finetuned on the upstream task, not a downstream one"]
 
 
 # --- runs without limit ----------------------------------------------------------------------------
@@ -190,11 +210,11 @@ def test_records_give_the_time_per_epoch_of_full_finetuning(tmp_path, monkeypatc
     monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
     cfg = config.load("mini")
     for seed, wall in ((21, 80.0), (51, 120.0), (81, 100.0)):  # 8 epochs each: median 12.5 s an epoch
-        run = finetune.run_config(cfg, "full", "gmp", 0.9, "shapes10", seed)
-        rec = results.record("03_full_ft", run, {"best": 0.5, "final": 0.5, "reported": 0.5}, started=0.0)
-        path = results.path_of("03_full_ft", rec["run_id"])
+        spec = runs.spec("03_full_ft", seed=seed)
+        results.record(spec, {"best": 0.5, "final": 0.5, "reported": 0.5}, started=0.0)
+        path = results.path(spec)
         path.write_text(json.dumps({**json.loads(path.read_text()), "wall_seconds": wall}))
-    run = runs.resolve("03_full_ft", epochs=400)[1]
+    run = runs.resolve("03_full_ft", epochs=400)[1].config()
     secs, how = planning.run_seconds("03_full_ft", cfg, run)
     assert secs == pytest.approx(400 * 12.5) and how == "03_full_ft: median 12.50 s per epoch of 3 records"
 
@@ -299,9 +319,9 @@ def test_a_checkpoint_of_another_architecture_names_the_way_to_set_it(tmp_path, 
         weights.load_upstream(tmp_path / "r18.pth", "resnet50")
     msg = str(e.value)
     assert "looks like a 'resnet18' checkpoint" in msg and "pass arch=" not in msg
-    assert "params/<profile>.yaml" in msg and """SPARSENB_OVERRIDES='{"arch": "resnet18"}'""" in msg
-    monkeypatch.setenv("SPARSENB_OVERRIDES", '{"arch": "resnet18"}')  # the way it names works for 02
-    assert runs.resolve("02_linear_ft")[0].arch == "resnet18"
+    assert "params/<profile>.yaml" in msg and """-p overrides '{"arch": "resnet18"}'""" in msg
+    cfg, spec = runs.resolve("02_linear_ft", overrides='{"arch": "resnet18"}')  # the way it names works for 02
+    assert cfg.arch == "resnet18" and spec.arch == "resnet18" and spec.overrides == {"arch": "resnet18"}
 
 
 # --- sweep plans, grids and paths -------------------------------------------------------------------

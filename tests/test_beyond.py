@@ -1,13 +1,11 @@
 """sparsenb.beyond: calibration, who pays for sparsity, robustness and the findings, on small cases
 computed by hand and on synthetic predictions whose truth is known by construction."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from sparsenb import config, finetune, results
+from sparsenb import config, results, runs
 from sparsenb.beyond import calibration, classes, findings, robustness, study
 
 # four examples, three classes: confidences 0.9 (right), 0.78 (wrong), 0.62 (right), 0.5 (wrong), none on a bin edge
@@ -89,30 +87,30 @@ def _preds(z0, labels, seed, method, rng):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:  # the profile as it is (the notebooks' overrides are session-wide)
-        mp.delenv("SPARSENB_OVERRIDES", raising=False)
-        root = _synthetic(tmp_path_factory.mktemp("results"))
-        return root, study.load(root)
+    root = _synthetic(tmp_path_factory.mktemp("results"))
+    return root, study.load(root)
 
 
 def _synthetic(root):
-    cfg = config.load("mini")
     rng = np.random.default_rng(0)
+
+    def run(nb, method, sp, ds, seed):
+        return runs.spec(nb, method=method, sparsity=sp, dataset=ds, seed=seed).config()
+
     for ds, k in DATASETS.items():
         z0 = {s: rng.normal(0, 2.5, (n, k)) for s, n in (("test", 1500), ("val", 600))}
         y = {s: np.array([rng.choice(k, p=p) for p in _softmax(z)]) for s, z in z0.items()}
         for ft, nb in (("linear", "02_linear_ft"), ("full", "03_full_ft")):
             for method, sp in (("gmp", 0.9), ("dense_2x", 0.0)):
                 for seed in SEEDS:
-                    run = finetune.run_config(cfg, ft, method, sp, ds, seed, 0)
                     kind = f"{method}_{ft}"
                     preds = {s: _preds(z0[s], y[s], seed, kind, rng) for s in z0}
-                    results.record(nb, run, {"reported": 0.5, "predictions": preds}, root=root)
+                    results.write(nb, run(nb, method, sp, ds, seed), {"reported": 0.5, "predictions": preds}, root=root)
     # one record from before runs kept predictions, one of another configuration
-    old = finetune.run_config(cfg, "linear", "acdc", 0.9, "shapes10", 21, 0)
-    results.record("02_linear_ft", old, {"reported": 0.5}, root=root)
-    other = {**finetune.run_config(cfg, "linear", "acdc", 0.8, "shapes10", 21, 0), "hp": {"lr": 1}}
-    results.record("02_linear_ft", other, {"reported": 0.5}, root=root)
+    old = run("02_linear_ft", "acdc", 0.9, "shapes10", 21)
+    results.write("02_linear_ft", old, {"reported": 0.5}, root=root)
+    other = {**run("02_linear_ft", "acdc", 0.8, "shapes10", 21), "hp": {"lr": 1}}
+    results.write("02_linear_ft", other, {"reported": 0.5}, root=root)
     return root
 
 
@@ -197,24 +195,28 @@ def test_corrupted_dataset_is_the_evaluation_view(astronaut):
 
 
 def test_robustness_pairs_and_record_frame(tmp_path):
-    cfg = config.load("mini")
+    def spec(method, sp, ds, seed):
+        return runs.spec("08_beyond_accuracy", mode="run", method=method, sparsity=sp, dataset=ds, seed=seed)
+
     for method, sp, rel in (("gmp", 0.9, 0.6), ("dense_2x", 0.0, 0.8)):
         for ds in DATASETS:
             for seed in SEEDS:
-                run = robustness.run_config(cfg, method, sp, ds, seed)
+                run = spec(method, sp, ds, seed).config()
                 rows = [
                     {"corruption": "contrast", "severity": s, "accuracy": rel * 0.9, "relative": rel + 0.01 * seed % 3}
                     for s in (1, 3, 5)
                 ]
-                results.record(study.ROBUSTNESS, run, {"clean": 0.9, "corrupted": rows}, root=tmp_path)
+                results.write(study.ROBUSTNESS, run, {"clean": 0.9, "corrupted": rows}, root=tmp_path)
     rob = study.robustness(tmp_path)
     assert len(rob) == 2 * len(DATASETS) * len(SEEDS) * 3
     f = findings.table(pd.DataFrame(), rob).set_index("key")
     assert f.loc["sparse_less_robust", "verdict"] == "agrees"
     assert f.loc["sparse_less_robust", "estimate"] == pytest.approx(-20, abs=1)
     with pytest.raises(Exception, match="sparsit"):
-        robustness.run_config(cfg, "gmp", 0.5, "shapes10", 21)
-    json.dumps(robustness.run_config(cfg, "gmp", 0.9, "shapes10", 21))
+        spec("gmp", 0.5, "shapes10", 21)
+    assert spec("gmp", 0.9, "shapes10", 21).config()["corruptions"] == list(
+        config.load("mini")["beyond"]["corruptions"]
+    )
 
 
 @pytest.mark.slow
@@ -226,12 +228,11 @@ def test_notebook_run_mode_records_robustness_and_writes_nothing_corrupted(tmp_p
     from sparsenb import data, paths, runs
 
     overrides = {**NOTEBOOK_OVERRIDES, "beyond.max_test_images": 200}
-    monkeypatch.setenv("SPARSENB_OVERRIDES", json.dumps(overrides))
     cfg = build_upstream(NOTEBOOK_UPSTREAM, overrides)
     for split in ("train", "val", "test"):  # the generated task's cache, made on first use
         data.get("shapes10", cfg["data_root"], split, cfg=cfg)
     data_before = sorted(paths.resolve(cfg["data_root"]).rglob("*"))
-    runs.execute_notebook("08_beyond_accuracy", tmp_path / "08.ipynb", {"mode": "run"})
+    runs.execute_notebook("08_beyond_accuracy", tmp_path / "08.ipynb", {"mode": "run", "overrides": overrides})
     assert sorted(paths.resolve(cfg["data_root"]).rglob("*")) == data_before
     rob = study.robustness(cfg["results_root"])
     mine = rob[(rob.method == "gmp") & (rob.dataset == "shapes10") & (rob.seed == 21)]

@@ -73,9 +73,9 @@ def _model(seed=0):
 @pytest.mark.parametrize("where", ["half", "whole"])
 def test_a_record_killed_while_written_is_never_read_as_whole(tmp_path, where):
     root = tmp_path / "results"
-    old = results.record("02_linear_ft", RUN, {"best": 0.5, "final": 0.5}, root=root)
+    old = results.write("02_linear_ft", RUN, {"best": 0.5, "final": 0.5}, root=root)
     new = {**RUN, "seed": 1}
-    write = lambda: results.record("02_linear_ft", new, {"best": 0.6, "final": 0.6}, root=root)  # noqa: E731
+    write = lambda: results.write("02_linear_ft", new, {"best": 0.6, "final": 0.6}, root=root)  # noqa: E731
     left = _killed_while_writing(write, where, tmp_path)
     assert left.parent == root / "02_linear_ft"
     assert not results.exists("02_linear_ft", new, root)  # the run is still to do
@@ -136,15 +136,15 @@ def _full_disk(monkeypatch, owner, name: str, file_arg: int, after: int = 0):
 
 def test_a_full_disk_is_one_error_naming_the_path_and_the_file_before_stays(tmp_path, monkeypatch):
     root = tmp_path / "results"
-    results.record("02_linear_ft", RUN, {"best": 0.5, "final": 0.5}, root=root)
+    results.write("02_linear_ft", RUN, {"best": 0.5, "final": 0.5}, root=root)
     path = results.path_of("02_linear_ft", results.run_id(RUN), root)
     before = path.read_bytes()
     space_back = _full_disk(monkeypatch, Path, "write_text", 0)
     with pytest.raises(UserError, match=rf"no space left writing {path} .*the file there is intact.*run the same"):
-        results.record("02_linear_ft", RUN, {"best": 0.6, "final": 0.6}, root=root)
+        results.write("02_linear_ft", RUN, {"best": 0.6, "final": 0.6}, root=root)
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
     space_back()
-    assert results.record("02_linear_ft", RUN, {"best": 0.6, "final": 0.6}, root=root)["best"] == 0.6
+    assert results.write("02_linear_ft", RUN, {"best": 0.6, "final": 0.6}, root=root)["best"] == 0.6
     # the manifest: its rows before stay, the next registration goes in
     cfg = _mini(tmp_path)
     ckpt = checkpoints.checkpoint_path("gmp", 0.9, cfg, 0)

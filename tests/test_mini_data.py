@@ -248,3 +248,26 @@ def test_ffcv_workers_are_clamped_to_the_cores_here():
     from sparsenb.data.loaders import usable_workers
 
     assert usable_workers(10_000) == len(__import__("os").sched_getaffinity(0)) and usable_workers(0) == 1
+
+
+def test_loaders_never_change_the_dataset_they_read(small_ds):
+    """A loader reads its split through its own transform (a view of the dataset): the dataset given
+    keeps its transform, and two loaders over one dataset keep theirs (train and eval)."""
+    from torch.utils.data import Dataset
+
+    class Images(Dataset):  # images on disk are read image by image (the DataLoader path, not ArrayBatches)
+        def __init__(self, base):
+            self.base, self.transform = base, "mine"
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            img, y = self.base[i]
+            return (self.transform(img) if callable(self.transform) else img), y
+
+    ds = Images(small_ds)
+    train = data.loader(ds, "train", 32, batch_size=4, shuffle=True)
+    ev = data.loader(ds, "eval", 24, batch_size=4)
+    assert ds.transform == "mine"
+    assert next(iter(train))[0].shape == (4, 3, 32, 32) and next(iter(ev))[0].shape == (4, 3, 24, 24)

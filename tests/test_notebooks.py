@@ -14,15 +14,15 @@ from sparsenb import results, runs
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
 
+TINY = {"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5, "linear.milestones": [1]}
+
+
 @pytest.fixture
 def tiny(monkeypatch, tmp_path):
-    """Half-epoch upstream models, two linear epochs, everything under a temporary outputs root."""
+    """Everything under a temporary outputs root; the runs get TINY as their `overrides` (half-epoch
+    upstream models, two linear epochs)."""
     monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path / "outputs"))
     monkeypatch.setenv("SPARSENB_PROGRESS", "0")
-    monkeypatch.setenv(
-        "SPARSENB_OVERRIDES",
-        json.dumps({"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5, "linear.milestones": [1]}),
-    )
     return tmp_path
 
 
@@ -33,14 +33,14 @@ def _execute(notebook: str, where, **params):
 
 
 def test_linear_notebook_writes_the_predicted_record(tiny):
-    params = {"method": "acdc", "sparsity": 0.9, "dataset": "shapes10", "seed": 51, "epochs": 2}
+    params = {"method": "acdc", "sparsity": 0.9, "dataset": "shapes10", "seed": 51, "epochs": 2, "overrides": TINY}
     with pytest.raises(Exception, match="finetuning never trains one"):  # load-only: the model is not built yet
         _execute("02_linear_ft", tiny, **params)
     build_upstream([("acdc", 0.9, 0)], {"linear.milestones": [1]})
     _execute("02_linear_ft", tiny, **params)
-    cfg, run = runs.setup("02_linear_ft", **params)  # what the sweep predicts, defaults from the notebook
-    rec = json.loads(results.path_of("02_linear_ft", results.run_id(run), cfg.results_root).read_text())
-    assert rec["run_id"] == results.run_id(run) and rec["config"] == json.loads(json.dumps(run))
+    _, spec = runs.setup("02_linear_ft", **params)  # what the sweep predicts, defaults from the notebook
+    rec = json.loads(results.path(spec).read_text())
+    assert rec["run_id"] == spec.run_id and rec["config"] == spec.config() and rec["config"]["overrides"] == TINY
     assert (rec["method"], rec["sparsity"], rec["dataset"], rec["seed"]) == ("acdc", 0.9, "shapes10", 51)
     assert rec["config"]["upstream_seed"] == 0 and rec["report"] == "reported"
     assert len(rec["curve"]) == 2 and all(0 <= r["accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1 for r in rec["curve"])
@@ -50,10 +50,10 @@ def test_linear_notebook_writes_the_predicted_record(tiny):
 
 
 def test_upstream_notebook_record_and_figure(tiny):
-    _execute("01_upstream", tiny, method="gmp", sparsity=0.8, seed=0)
-    cfg, run = runs.setup("01_upstream", method="gmp", sparsity=0.8, seed=0)
-    rec = json.loads(results.path_of("01_upstream", results.run_id(run), cfg.results_root).read_text())
-    assert rec["config"]["recipe"] == run["recipe"] and rec["method"] == "gmp"
+    _execute("01_upstream", tiny, method="gmp", sparsity=0.8, seed=0, overrides=TINY)
+    cfg, spec = runs.setup("01_upstream", method="gmp", sparsity=0.8, seed=0, overrides=TINY)
+    rec = json.loads(results.path(spec).read_text())
+    assert rec["config"]["recipe"] == spec.recipe and rec["method"] == "gmp"
     assert rec["achieved_sparsity"] == pytest.approx(0.8, abs=0.01)
     assert 0 < rec["val_top1"] <= 1 and 0 < rec["top1"] <= 1 and rec["epochs"] == 2 * cfg.upstream.D
     assert os.path.exists(os.path.join(cfg.checkpoint_root, "layers", "gmp-0.8-seed0.png"))

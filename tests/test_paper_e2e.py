@@ -2,7 +2,7 @@
 papermill with `-p profile paper` and the machine parameters (`-p data_root`, `-p checkpoint_root`),
 on tiny stand-in trees in the official layouts (Oxford-IIIT Pets, ImageNet val + ReaL + V2) and
 random ResNet50 checkpoints in IST's format. Only the epochs and the resolution are made tiny
-(SPARSENB_OVERRIDES); nothing tracked is edited. A smoke test of the path, not a result."""
+(every notebook's `overrides` parameter); nothing tracked is edited. A smoke test of the path, not a result."""
 
 import json
 
@@ -59,41 +59,42 @@ def world(tmp_path_factory):
 def paper_env(world, monkeypatch):
     monkeypatch.setenv("SPARSENB_OUTPUTS", str(world / "outputs"))
     monkeypatch.setenv("SPARSENB_PROGRESS", "0")
-    tiny = {
-        "image_size": 64,
-        "eval_batch_size": 16,
-        "linear.epochs": 2,
-        "linear.milestones": [1],
-        "full.epochs": 1,
-        "full.milestones": [1],
-        "speedup.epochs": 1,
-        "speedup.milestones": [1],
-    }
-    monkeypatch.setenv("SPARSENB_OVERRIDES", json.dumps(tiny))
     return {"profile": "paper", "data_root": str(world / "data"), "checkpoint_root": str(world / "ckpt")}
+
+
+TINY = {
+    "image_size": 64,
+    "eval_batch_size": 16,
+    "linear.epochs": 2,
+    "linear.milestones": [1],
+    "full.epochs": 1,
+    "full.milestones": [1],
+    "speedup.epochs": 1,
+    "speedup.milestones": [1],
+}
 
 
 def _run(notebook: str, where, **params):
     out = where / "executed" / f"{notebook}.ipynb"
     out.parent.mkdir(exist_ok=True)
-    return runs.execute_notebook(notebook, out, params)
+    return runs.execute_notebook(notebook, out, {"overrides": TINY, **params})
 
 
 def test_paper_profile_runs_every_notebook(world, paper_env):
-    where = dict(data_root=paper_env["data_root"], checkpoint_root=paper_env["checkpoint_root"])
+    where = dict(data_root=paper_env["data_root"], checkpoint_root=paper_env["checkpoint_root"], overrides=TINY)
     _run("00_data", world, profile="paper", dataset="pets", data_root=where["data_root"], num_workers="1")
     assert not (world / "data" / "pets" / "beton").exists()  # .beton files go to the cache, not the data
 
     _run("01_upstream", world, profile="paper", method="gmp", sparsity=0.9, **where)
-    cfg, run = runs.setup("01_upstream", profile="paper", method="gmp", sparsity=0.9, **where)
-    up = json.loads(results.path_of("01_upstream", results.run_id(run), cfg.results_root).read_text())
+    _, spec = runs.setup("01_upstream", profile="paper", method="gmp", sparsity=0.9, **where)
+    up = json.loads(results.path(spec).read_text())
     assert up["checkpoint_format"] == "ist" and up["achieved_sparsity"] == pytest.approx(0.9, abs=0.01)
     assert all(0 <= up[k] <= 1 for k in ("imagenet_val", "imagenet_real", "imagenetv2_mean"))
 
     for nb in ("02_linear_ft", "03_full_ft"):
         _run(nb, world, profile="paper", method="gmp", sparsity=0.9, dataset="pets", **where)
-        cfg, run = runs.setup(nb, profile="paper", method="gmp", sparsity=0.9, dataset="pets", **where)
-        rec = json.loads(results.path_of(nb, results.run_id(run), cfg.results_root).read_text())
+        _, spec = runs.setup(nb, profile="paper", method="gmp", sparsity=0.9, dataset="pets", **where)
+        rec = json.loads(results.path(spec).read_text())
         assert rec["config"]["inputs"]["checkpoint_sha256"] and set(rec["config"]["inputs"]["splits"]) == {
             "train",
             "test",

@@ -17,7 +17,7 @@ def test_record_and_load(tmp_path):
         "finetune": "linear",
         "linear": {"epochs": 3},
     }
-    rec = results.record(
+    rec = results.write(
         "02_linear_ft", cfg, {"best": 0.8, "final": 0.75, "curve": [{"epoch": 1}]}, started=0.0, root=tmp_path
     )
     assert rec["run_id"] == results.run_id(dict(reversed(list(cfg.items()))))  # key order does not matter
@@ -39,8 +39,8 @@ def test_metrics_cannot_overwrite_the_run_identity(tmp_path):
 
     cfg = {"method": "gmp", "sparsity": 0.9}
     with pytest.raises(ValueError, match="achieved_sparsity"):
-        results.record("03_full_ft", cfg, {"sparsity": 0.89999}, root=tmp_path)
-    rec = results.record("03_full_ft", cfg, {"sparsity": 0.9, "best": 1.0}, root=tmp_path)
+        results.write("03_full_ft", cfg, {"sparsity": 0.89999}, root=tmp_path)
+    rec = results.write("03_full_ft", cfg, {"sparsity": 0.9, "best": 1.0}, root=tmp_path)
     assert rec["sparsity"] == 0.9
 
 
@@ -70,7 +70,7 @@ def test_runs_keep_their_predictions_beside_the_record(tmp_path):
     assert p["test"]["probs"].dtype == np.float16 and p["test"]["probs"].shape == (40, 2)
     acc = float((p["test"]["probs"].argmax(1) == p["test"]["labels"]).mean())
     assert acc == pytest.approx(res["reported"], abs=1 / 40)  # the reported epoch's predictions
-    rec = results.record("02_linear_ft", {"method": "gmp", "seed": 1}, res, root=tmp_path)
+    rec = results.write("02_linear_ft", {"method": "gmp", "seed": 1}, res, root=tmp_path)
     assert "predictions" in rec and set(rec["predictions"]["splits"]) == {"test", "val"}
     back = results.predictions(rec, tmp_path)
     assert np.array_equal(back["test"]["probs"], p["test"]["probs"])

@@ -2,10 +2,12 @@
 notebook parameters (also as sweep grid keys), sparsities the profile does not make, dense at a
 sparsity, negative seeds, datasets of another profile."""
 
+import dataclasses
+
 import pytest
 import yaml
 
-from sparsenb import finetune, runs, sweep
+from sparsenb import config, results, runs, specs, sweep
 from sparsenb.config import ConfigError
 
 
@@ -29,11 +31,69 @@ def test_bad_values_are_refused_naming_the_fix(params, message):
 
 
 def test_defaults_come_from_the_notebook_and_match_what_it_records():
-    cfg, run = runs.setup("03_full_ft", method="acdc")
+    cfg, spec = runs.setup("03_full_ft", method="acdc")
     d = runs.defaults("03_full_ft")
-    assert (d["sparsity"], d["dataset"], d["seed"]) == (0.9, "shapes10", 21)
-    assert run == finetune.run_config(cfg, "full", "acdc", 0.9, "shapes10", 21, 0)
-    assert runs.setup("02_linear_ft", method="dense", sparsity=0)[1]["sparsity"] == 0.0
+    assert (d["sparsity"], d["dataset"], d["seed"], d["overrides"]) == (0.9, "shapes10", 21, {})
+    assert isinstance(spec, specs.FullSpec) and spec.cfg is cfg
+    assert (spec.method, spec.sparsity, spec.dataset, spec.seed, spec.upstream_seed) == ("acdc", 0.9, "shapes10", 21, 0)
+    assert spec.hp == dict(cfg["full"]) and spec.run_id == results.run_id(spec.config())
+    assert runs.setup("02_linear_ft", method="dense", sparsity=0)[1].sparsity == 0.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 51  # a run is what it was built as
+
+
+def test_overrides_are_a_recorded_parameter_in_the_run_id(tmp_path, monkeypatch):
+    """A parameter like any other: it changes the configuration, is kept in the record and makes
+    another run id; the environment changes only where things are, never what is computed."""
+    monkeypatch.setenv("SPARSENB_OVERRIDES", '{"linear.epochs": 1}')  # no longer read by anything
+    plain = runs.spec("02_linear_ft")
+    assert plain.hp["epochs"] == config.load("mini")["linear"]["epochs"] and plain.overrides == {}
+    short = runs.spec("02_linear_ft", overrides={"linear.epochs": 2, "linear.milestones": [1]})
+    assert short.hp["epochs"] == 2 and short.cfg["linear"]["epochs"] == 2
+    assert short.config()["overrides"] == {"linear.epochs": 2, "linear.milestones": [1]}
+    assert short.run_id != plain.run_id and results.cell_hash(short.config()) != results.cell_hash(plain.config())
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
+    rec = results.record(short, {"best": 0.5, "final": 0.5, "reported": 0.5})
+    assert rec["config"]["overrides"] == short.overrides and results.done(short) and not results.done(plain)
+    with pytest.raises(ConfigError, match="overrides must be a mapping of dotted config keys"):
+        runs.spec("02_linear_ft", overrides=["linear.epochs", 2])
+    with pytest.raises(ConfigError, match="unknown config key 'linear.epoch'"):
+        runs.spec("02_linear_ft", overrides={"linear.epoch": 2})
+
+
+def test_one_results_root_for_notebooks_sweep_and_summary(tmp_path, monkeypatch):
+    """`results.root_of(cfg)`: where a spec's record goes, where the sweep looks, what the summary reads."""
+    from sparsenb import summary
+
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
+    over = {"results_root": str(tmp_path / "elsewhere")}
+    spec = runs.spec("02_linear_ft", overrides=over)
+    assert results.root_of(spec.cfg) == tmp_path / "elsewhere" == results.path(spec).parent.parent
+    results.record(spec, {"best": 0.5, "final": 0.5, "reported": 0.5})
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"notebooks": ["02_linear_ft"], "parameters": {"overrides": over}}))
+    (run,) = sweep.expand(sweep.load_sweep(f), tmp_path)
+    assert run.record == spec and run.finished()
+    tidy = summary.load("results", overrides=over)
+    assert len(tidy.frame) == 1 and tidy.excluded == []
+    assert len(summary.load("results").frame) == 0  # the default root holds no record
+
+
+def test_speedup_runs_are_identified_by_their_upstream_models_and_batch(monkeypatch):
+    spec = runs.spec("05_speedup", methods="dense,dense_5x,gmp", upstream_seed=1)
+    rows = {(r.method, r.engine): r for r in spec.records()}
+    assert set(rows) == {(m, e) for m in ("dense", "dense_5x") for e in ("torch", "deepsparse")} | {
+        ("gmp", "deepsparse")
+    }
+    assert rows["dense_5x", "torch"].sparsity == 0.0 and rows["gmp", "deepsparse"].sparsity == 0.9  # is_sparse
+    gmp = rows["gmp", "deepsparse"].config()
+    assert gmp["upstream_seed"] == 1 and gmp["batch_size"] == 64
+    from sparsenb import checkpoints
+
+    assert gmp["upstream_recipe"] == checkpoints.recipe_key(spec.cfg, "gmp")
+    assert runs.spec("05_speedup", batch_size=32).records()[0].run_id != runs.spec("05_speedup").records()[0].run_id
+    with pytest.raises(ConfigError, match="upstream seed 7 is not in the reference set"):
+        runs.spec("05_speedup", upstream_seed=7)
 
 
 def test_a_misspelled_sweep_key_is_refused_when_the_sweep_is_expanded(tmp_path):
@@ -74,17 +134,17 @@ def test_paper_run_ids_hold_digests_of_the_checkpoint_and_the_data(tmp_path):
     mark the real one done); its cell stays the same (the summary needs neither file)."""
     from test_paper_data import _cifar_tree
 
-    from sparsenb import files, models, results, weights
+    from sparsenb import files, models, weights
 
     _cifar_tree(tmp_path / "data", "cifar10")
     ck = tmp_path / "ck" / "gmp" / "0.9.pth"
     weights.save_checkpoint(models.build("mini_resnet_x", 10), ck, "mini_resnet_x")
     where = {"profile": "paper", "data_root": str(tmp_path / "data"), "checkpoint_root": str(tmp_path / "ck")}
-    _, run = runs.setup("02_linear_ft", method="gmp", sparsity=0.9, dataset="cifar10", **where)
+    run = runs.setup("02_linear_ft", method="gmp", sparsity=0.9, dataset="cifar10", **where)[1].config()
     assert run["inputs"]["checkpoint_sha256"] == files.sha256(ck)
     assert set(run["inputs"]["splits"]) == {"train", "test"}
     weights.save_checkpoint(models.build("mini_resnet_x", 10), ck, "mini_resnet_x")  # another (random) model
-    _, other = runs.setup("02_linear_ft", method="gmp", sparsity=0.9, dataset="cifar10", **where)
+    other = runs.setup("02_linear_ft", method="gmp", sparsity=0.9, dataset="cifar10", **where)[1].config()
     assert results.run_id(other) != results.run_id(run) and results.cell_hash(other) == results.cell_hash(run)
     with pytest.raises(ConfigError, match=r"gmp at sparsity 0.8: the sparsities with a checkpoint under .* are 0.9"):
         runs.setup("02_linear_ft", method="gmp", sparsity=0.8, dataset="cifar10", **where)

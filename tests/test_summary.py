@@ -46,12 +46,12 @@ UNRELEASED_WINNER = {
 
 @pytest.fixture(scope="module")
 def cells():
-    c = summary.cells(summary.load("published"))
+    c = summary.cells(summary.load("published").frame)
     return c[c.arch == "resnet50"]
 
 
 def test_published_loads_tidy():
-    df = summary.load("published")
+    df = summary.load("published").frame
     assert set(df.columns) == {"finetune", "arch", "dataset", "method", "sparsity", "seed", "accuracy"}
     assert set(df.dataset) == set(DATASETS)
     assert df.accuracy.between(0, 1).all() and not df.isna().any().any()
@@ -82,7 +82,7 @@ def test_alpha_and_findings_on_published(cells):
     assert row.alpha == pytest.approx(
         ((100 - row.accuracy * 100) - (100 - row.dense_accuracy * 100)) / (100 - row.dense_accuracy * 100)
     )
-    f = verdicts.findings(summary.load("published")).set_index("key")
+    f = verdicts.findings(summary.load("published").frame).set_index("key")
     # the paper's own released results, each claim tested as the paper states it: one published
     # upstream model per method, so every interval says its training noise is not in it
     assert set(f.index) == set(verdicts.FINDINGS)  # no controls: no secondary rows
@@ -92,7 +92,7 @@ def test_alpha_and_findings_on_published(cells):
     assert f.loc["rigl_5x_over_1x", "verdict"] == "agrees"
     assert "no results: gmp" in f.loc["regularization_best_linear", "evidence"]  # GMP was not released
     assert "drop at 95%" in f.loc["lth_t_drops_at_high_sparsity", "evidence"]
-    guide = verdicts.decision_guide(summary.load("published"))
+    guide = verdicts.decision_guide(summary.load("published").frame)
     lin80 = guide[(guide.finetune == "linear") & (guide.sparsity == 0.8)].iloc[0]
     full80 = guide[(guide.finetune == "full") & (guide.sparsity == 0.8)].iloc[0]
     assert lin80.family == "regularization" and full80.family == "progressive"
@@ -101,7 +101,7 @@ def test_alpha_and_findings_on_published(cells):
 
 
 def test_method_chosen_on_held_out_seeds_shows_the_optimism():
-    sel = summary.table1_selected(summary.load("published"))
+    sel = summary.table1_selected(summary.load("published").frame)
     assert set(sel.chosen_by) == {"held-out seeds"}
     assert (sel.optimism >= -1e-9).all()  # selection can only lose against best-of-all
     assert sel.groupby("finetune").dataset.nunique().min() == 12
@@ -129,11 +129,11 @@ def test_cells_and_wide_format():
 
 
 def _rec(root, nb, method, sparsity, dataset, seed, acc, **over):
-    from sparsenb import config, finetune, results
+    from sparsenb import results, runs
 
-    ft = "linear" if nb == "02_linear_ft" else "full"
-    cfg = finetune.run_config(config.load("mini", over), ft, method, sparsity, dataset, seed)
-    return results.record(nb, cfg, {"best": acc + 0.01, "final": acc, "reported": acc, "metric": "top1"}, root=root)
+    spec = runs.unchecked(nb, method=method, sparsity=sparsity, dataset=dataset, seed=seed, overrides=over)
+    metrics = {"best": acc + 0.01, "final": acc, "reported": acc, "metric": "top1"}
+    return results.write(nb, spec.config(), metrics, root=root)
 
 
 def test_write_from_our_records(tmp_path):
@@ -145,7 +145,7 @@ def test_write_from_our_records(tmp_path):
                 _rec(tmp_path, nb, "dense", 0.0, ds, seed, base)
                 _rec(tmp_path, nb, "gmp", 0.8, ds, seed, base - 0.02)
                 _rec(tmp_path, nb, "acdc", 0.8, ds, seed, base + 0.01)
-    df = summary.load("results", root=tmp_path)
+    df = summary.load("results", root=tmp_path).frame
     assert len(df) == 24 and set(df.finetune) == {"linear", "full"}
     assert df.accuracy.isin([0.8, 0.78, 0.81, 0.9, 0.88, 0.91]).all()  # the mini convention: "reported"
     paths = report.write("results", tmp_path / "out", root=tmp_path)
@@ -173,9 +173,9 @@ def test_records_of_another_configuration_or_damaged_are_not_pooled(tmp_path):
     bad = tmp_path / "02_linear_ft" / "garbage.json"
     bad.write_text('{"not": "a record"}')
     with pytest.warns(UserWarning, match="garbage.json"):
-        df = summary.load("results", root=tmp_path)
-    assert sorted(df.seed) == [21, 51]  # the 1-epoch run is not an extra seed
-    ex = {e["file"]: e["reason"] for e in df.attrs["excluded"]}
+        tidy = summary.load("results", root=tmp_path)
+    assert sorted(tidy.frame.seed) == [21, 51]  # the 1-epoch run is not an extra seed
+    ex = {e["file"]: e["reason"] for e in tidy.excluded}
     assert ex[str(tmp_path / "02_linear_ft" / f"{other['run_id']}.json")] == "made with another configuration"
     assert ex[str(bad)].startswith("unreadable")
 
@@ -190,30 +190,28 @@ def test_a_summary_is_one_profile_and_one_architecture_and_says_which():
     from sparsenb import config
 
     mini_arch = config.load("mini")["arch"]
-    tidy = pd.DataFrame(
+    frame = pd.DataFrame(
         [row("mini", mini_arch)] * 3 + [row("mini", "mini_resnet_s")] * 2 + [row("paper", "resnet50")] * 4
     )
-    tidy.attrs["excluded"] = [{"file": "x.json", "reason": "made with another configuration"}]
+    tidy = summary.Tidy(frame, [{"file": "x.json", "reason": "made with another configuration"}])
     sel = summary.select(tidy, "results")
-    assert len(sel) == 3 and set(sel.arch) == {mini_arch} and sel.attrs["label"] == "results"
-    assert (
-        "profile paper (4 runs)" in sel.attrs["selection"] and "arch mini_resnet_s (2 runs)" in sel.attrs["selection"]
-    )
-    assert sel.attrs["excluded"] == tidy.attrs["excluded"]
+    assert len(sel.frame) == 3 and set(sel.frame.arch) == {mini_arch} and sel.label == "results"
+    assert "profile paper (4 runs)" in sel.selection and "arch mini_resnet_s (2 runs)" in sel.selection
+    assert sel.excluded == tidy.excluded
     paper = summary.select(tidy, "results", profile="paper")
-    assert len(paper) == 4 and paper.attrs["label"] == "results-paper-resnet50"
+    assert len(paper.frame) == 4 and paper.label == "results-paper-resnet50"
     other = summary.select(tidy, "results", arch="mini_resnet_s")
-    assert len(other) == 2 and other.attrs["label"] == "results-mini-mini_resnet_s"
+    assert len(other.frame) == 2 and other.label == "results-mini-mini_resnet_s"
     with pytest.raises(UserError, match="no results records of arch 'resnet18'.*mini_resnet_s"):
         summary.select(tidy, "results", arch="resnet18")
     with pytest.raises(UserError, match="no results records of profile 'big'"):
         summary.select(tidy, "results", profile="big")
-    only_paper = summary.select(tidy[tidy.profile == "paper"], "results")  # no mini records: the paper's
-    assert len(only_paper) == 4 and only_paper.attrs["label"] == "results-paper-resnet50"
+    only_paper = summary.select(summary.Tidy(frame[frame.profile == "paper"]), "results")  # no mini records
+    assert len(only_paper.frame) == 4 and only_paper.label == "results-paper-resnet50"
     pub = summary.load("published")
-    assert summary.select(pub, "published").attrs["label"] == "published"
+    assert summary.select(pub, "published").label == "published"
     mobile = summary.select(pub, "published", arch="mobilenet_v1")
-    assert set(mobile.arch) == {"mobilenet_v1"} and mobile.attrs["label"] == "published-paper-mobilenet_v1"
+    assert set(mobile.frame.arch) == {"mobilenet_v1"} and mobile.label == "published-paper-mobilenet_v1"
 
 
 def test_one_colour_per_method_in_every_figure():

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sparsenb import config, files, finetune, results, sweep
+from sparsenb import config, files, results, runs, sweep
 
 
 def test_expand_dense_only_at_zero_and_record_ids():
@@ -19,12 +19,11 @@ def test_expand_dense_only_at_zero_and_record_ids():
         "profile": "mini",
         "grid": {"method": ["dense", "gmp"], "sparsity": [0.8, 0.9], "dataset": ["shapes10"], "seed": [21]},
     }
-    runs = sweep.expand(spec)
-    assert [(r.params["method"], r.params["sparsity"]) for r in runs] == [("dense", 0.0), ("gmp", 0.8), ("gmp", 0.9)]
-    cfg = config.load("mini")
-    nb, rc, root = runs[1].record
-    assert nb == "02_linear_ft" and rc == finetune.run_config(cfg, "linear", "gmp", 0.8, "shapes10", 21)
-    assert root == cfg.results_root  # where the notebook writes it
+    grid = sweep.expand(spec)
+    assert [(r.params["method"], r.params["sparsity"]) for r in grid] == [("dense", 0.0), ("gmp", 0.8), ("gmp", 0.9)]
+    spec = grid[1].record  # the spec the notebook itself builds, so the record it writes
+    assert spec == runs.spec("02_linear_ft", method="gmp", sparsity=0.8, dataset="shapes10", seed=21)
+    assert spec.notebook == "02_linear_ft" and results.path(spec).parent.parent == results.root_of(config.load("mini"))
 
 
 @pytest.mark.slow
@@ -84,11 +83,11 @@ def test_skips_runs_with_a_record(tmp_path, monkeypatch):
     spec = {"name": "t", "notebooks": ["02_linear_ft"], "grid": {"method": ["gmp"], "dataset": ["shapes10"]}}
     run = sweep.expand(spec, tmp_path / "runs")[0]
     assert not run.finished()
-    nb, rc, root = run.record
-    rec = results.record(nb, rc, {"best": 0.5, "final": 0.5}, root=root)
+    rec = results.record(run.record, {"best": 0.5, "final": 0.5})
     assert run.finished() and run.damaged_record() is None
     # a record that does not parse, or parses but is not this run's record, is named and rerun
-    path = results.path_of("02_linear_ft", rec["run_id"], root)
+    path = results.path(run.record)
+    assert path.stem == rec["run_id"]
     for junk, why in (
         ("{", "not readable as JSON"),
         ("[1, 2]", "not a run record"),

@@ -278,12 +278,12 @@ def test_full_finetuning_is_a_function_of_its_seed():
     """Two runs of one (method, sparsity, dataset, seed) give the same curve whatever the process did
     before -- torch starts each process from a random seed, so the new head is initialised after
     seeding, like everything else in the run."""
-    from sparsenb import config, finetune, upstream
+    from sparsenb import finetune, runs, upstream
 
-    cfg = config.load("mini", {"upstream.D": 0.5, "full.epochs": 1})
-    upstream.build("gmp", 0.9, cfg, 0, device="cpu")
+    spec = runs.spec("03_full_ft", method="gmp", sparsity=0.9, overrides={"upstream.D": 0.5, "full.epochs": 1})
+    upstream.build("gmp", 0.9, spec.cfg, 0, device="cpu")
     curves = []
     for noise in (1, 7):
         torch.rand(noise)  # another global RNG state
-        curves.append(finetune.full(cfg, "gmp", 0.9, "shapes10", 21, 0)["curve"])
+        curves.append(finetune.full(spec, device="cpu")["curve"])
     assert curves[0] == curves[1]

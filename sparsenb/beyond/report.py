@@ -69,9 +69,10 @@ def describe(t: dict, results_root, out_dir) -> str:
     return "\n".join(lines)
 
 
-def tables(cfg, root=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(tables by name, runs, robustness rows) of the records of `cfg`'s profile and architecture."""
-    runs = study.load(root, cfg["beyond"]["ece_bins"])
+def tables(cfg, root=None, overrides: dict | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(tables by name, runs, robustness rows) of the records of `cfg`'s profile and architecture
+    (made with `overrides`)."""
+    runs = study.load(root, cfg["beyond"]["ece_bins"], overrides)
     skipped = runs.attrs.get("skipped", [])
     if len(runs):
         runs = runs[(runs.profile == cfg["profile"]) & (runs.arch == cfg["arch"])].reset_index(drop=True)
@@ -93,11 +94,11 @@ def tables(cfg, root=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     return out, runs, rob
 
 
-def write(cfg, out_dir, root=None) -> tuple[dict, dict]:
+def write(cfg, out_dir, root=None, overrides: dict | None = None) -> tuple[dict, dict]:
     """Every table (CSV; Markdown for the findings) and figure (PNG) under `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t, runs, rob = tables(cfg, root)
+    t, runs, rob = tables(cfg, root, overrides)
     written = {}
     for name, df in t.items():
         df.to_csv(out_dir / f"{name}.csv", index=False)

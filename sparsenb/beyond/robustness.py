@@ -11,7 +11,8 @@ the 224 px crop), seeded per image, and never written anywhere: neither next to 
 the feature cache. `beyond.max_test_images` caps the test images (a seeded sample, the same for the
 clean and the corrupted accuracy).
 
-    res = robustness.run(cfg, "gmp", 0.9, "shapes10", seed=21)     # {"clean", "corrupted": [...], ...}
+    spec = runs.spec("08_beyond_accuracy", mode="run", method="gmp", sparsity=0.9)   # specs.RobustnessSpec
+    res = robustness.run(spec)                                   # {"clean", "corrupted": [...], ...}
 """
 
 from __future__ import annotations
@@ -88,15 +89,17 @@ def subset(n: int, max_images: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
 
 
-def run(cfg, method: str, sparsity: float, dataset: str, seed: int = 0, upstream_seed: int = 0, device=None) -> dict:
-    """Train the linear head as 02_linear_ft does; its test accuracy (the dataset's metric), clean and
-    under each corruption x severity of params `beyond`, on the same test images."""
+def run(spec, device=None) -> dict:
+    """Train the linear head as 02_linear_ft does (`spec`: a robustness run's, `specs.RobustnessSpec`);
+    its test accuracy (the dataset's metric), clean and under each corruption x severity of params
+    `beyond`, on the same test images."""
+    cfg, dataset, seed = spec.cfg, spec.dataset, spec.seed
     hp = cfg["beyond"]
     for name in hp["corruptions"]:
         check_choice("corruption (params beyond.corruptions)", name, names())
     device = device or devices.device_of(cfg)
     meta = data.info(dataset)
-    model, _, ev, feats, _ = finetune.linear_inputs(cfg, method, sparsity, dataset, upstream_seed, device)
+    model, _, ev, feats, _ = finetune.linear_inputs(spec, device)
     split = lambda s: data.get(dataset, cfg["data_root"], s, cfg=cfg)  # noqa: E731
     res = train.linear_finetune(
         *feats["train"],
@@ -149,20 +152,3 @@ def table(res: dict) -> pd.DataFrame:
     return df.pivot(index="corruption", columns="severity", values="relative").rename_axis(
         columns="severity: corrupted / clean"
     )
-
-
-def run_config(cfg, method: str, sparsity: float, dataset: str, seed: int, upstream_seed: int = 0) -> dict:
-    """What identifies a robustness run (its hash is the run id): the linear finetuning run it
-    repeats, its values checked first (`runs.check`), and the corruption settings."""
-    from .. import finetune, runs
-
-    runs.check(
-        cfg, {"method": method, "sparsity": sparsity, "dataset": dataset, "seed": seed, "upstream_seed": upstream_seed}
-    )
-    hp = cfg["beyond"]
-    return {
-        **finetune.run_config(cfg, "linear", method, sparsity, dataset, seed, upstream_seed),
-        "corruptions": list(hp["corruptions"]),
-        "severities": [int(s) for s in hp["severities"]],
-        "max_test_images": int(hp["max_test_images"]),
-    }

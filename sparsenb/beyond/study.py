@@ -32,11 +32,12 @@ def control(method: str, profile: str) -> str | None:
     return "dense" if profile == "paper" else prune.control_of(method)
 
 
-def _current(rec: dict, finetune: str, expected: dict) -> bool:
-    """Whether a record was made with its profile's current configuration (as 07_summary pools)."""
+def _current(rec: dict, finetune: str, expected: dict, overrides: dict | None = None) -> bool:
+    """Whether a record was made with its profile's current configuration and `overrides` (as
+    07_summary pools)."""
     key = (rec["profile"], finetune, rec["method"], float(rec["sparsity"]), rec["dataset"])
     if key not in expected:
-        expected[key] = summary.expected_cell_hash(*key)
+        expected[key] = summary.expected_cell_hash(*key, overrides)
     return rec.get("cell_hash") == expected[key]
 
 
@@ -58,7 +59,7 @@ def _row(rec: dict, finetune: str, preds: dict, n_bins: int) -> dict:
     return row
 
 
-def load(root=None, n_bins: int = 15) -> pd.DataFrame:
+def load(root=None, n_bins: int = 15, overrides: dict | None = None) -> pd.DataFrame:
     """One row per linear / full finetuning run of the current configuration that kept its
     predictions: its keys, test calibration before and after temperature scaling (fitted on its val
     split; paper runs have none: NaN), reliability bins, predicted labels. Records without
@@ -68,7 +69,7 @@ def load(root=None, n_bins: int = 15) -> pd.DataFrame:
         recs = results.load(nb, root)
         for rec in recs.to_dict("records") if len(recs) else []:
             where = str(results.path_of(nb, rec["run_id"], root))
-            if not _current(rec, finetune, expected):
+            if not _current(rec, finetune, expected, overrides):
                 skipped.append({"file": where, "reason": "made with another configuration"})
                 continue
             preds = results.predictions(rec, root)

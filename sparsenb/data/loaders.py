@@ -12,6 +12,7 @@ the torch backend is the fallback where ffcv cannot be installed, and what the m
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -53,25 +54,30 @@ def write_beton(
         ),
         "label": IntField(),
     }
-    transform, dataset.transform = getattr(dataset, "transform", None), None  # raw images in the file
-    try:
-        with files.atomic(path) as tmp:
-            log = tmp.with_name(tmp.name + ".errors")
-            try:
-                DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
-                    _Reported(dataset, log, prepare)
-                )
-                bad = log.read_text().splitlines() if log.exists() else []
-            finally:
-                log.unlink(missing_ok=True)
-            if bad:  # raised inside the `atomic` block: the partial file is removed, nothing is renamed
-                raise DataError(
-                    f"{len(bad)} item(s) of {getattr(dataset, 'name', '') or 'the dataset'} could not be "
-                    f"read while writing {path.name}; the first: {bad[0]}"
-                )
-    finally:
-        dataset.transform = transform
+    dataset = with_transform(dataset, None)  # raw images in the file
+    with files.atomic(path) as tmp:
+        log = tmp.with_name(tmp.name + ".errors")
+        try:
+            DatasetWriter(str(tmp), fields, num_workers=num_workers).from_indexed_dataset(
+                _Reported(dataset, log, prepare)
+            )
+            bad = log.read_text().splitlines() if log.exists() else []
+        finally:
+            log.unlink(missing_ok=True)
+        if bad:  # raised inside the `atomic` block: the partial file is removed, nothing is renamed
+            raise DataError(
+                f"{len(bad)} item(s) of {getattr(dataset, 'name', '') or 'the dataset'} could not be "
+                f"read while writing {path.name}; the first: {bad[0]}"
+            )
     return path
+
+
+def with_transform(dataset, transform):
+    """A view of `dataset` whose items go through `transform`: a shallow copy (images and samples
+    shared), so the dataset given is never changed -- another loader over it keeps its own."""
+    view = copy.copy(dataset)
+    view.transform = transform
+    return view
 
 
 class _Reported:
@@ -245,15 +251,7 @@ def loader(
         log(f"{mode} loader: bicubic resize (RigL) is not available in ffcv; this split reads through torch")
         backend = "torch"
     if backend == "ffcv":
-        if beton is None:
-            raise ValueError("backend='ffcv' needs beton=<path to .beton> (written from `dataset` if missing)")
-        if not Path(beton).exists():
-            if dataset is None:
-                raise DataError(f"no .beton at {beton} and no dataset to write it from")
-            if mode == "eval" and order == "resize_crop":
-                write_beton(dataset, beton, raw=True, prepare=tr.eval_geometry(size))
-            else:
-                write_beton(dataset, beton)
+        _ensure_beton(beton, dataset, mode, size, order)
         return _ffcv_loader(
             beton, mode, size, mean, std, batch_size, shuffle, num_workers, seed, drop_last, scale, device, order
         )
@@ -261,22 +259,36 @@ def loader(
         raise ValueError("backend='torch' needs a dataset")
     if isinstance(getattr(dataset, "images", None), np.ndarray) and not hasattr(dataset, "samples"):
         return ArrayBatches(dataset, mode, size, mean, std, batch_size, shuffle, seed, drop_last, scale, bicubic, order)
-    dataset.transform = (
+    transform = (
         tr.train_augment(size, mean, std, scale, bicubic)
         if mode == "train"
         else tr.evaluation(size, mean, std, bicubic, order)
     )
-    g = torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset,
+        with_transform(dataset, transform),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
         drop_last=drop_last,
-        generator=g,
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),  # page-locked batches: the copy to a GPU overlaps compute
     )
+
+
+def _ensure_beton(beton, dataset, mode: str, size: int, order: str) -> None:
+    """The ffcv backend's `.beton`, written from `dataset` when missing (eval-ready for mode "eval"
+    in the "resize_crop" order)."""
+    if beton is None:
+        raise ValueError("backend='ffcv' needs beton=<path to .beton> (written from `dataset` if missing)")
+    if Path(beton).exists():
+        return
+    if dataset is None:
+        raise DataError(f"no .beton at {beton} and no dataset to write it from")
+    if mode == "eval" and order == "resize_crop":
+        write_beton(dataset, beton, raw=True, prepare=tr.eval_geometry(size))
+    else:
+        write_beton(dataset, beton)
 
 
 class ArrayBatches:

@@ -2,8 +2,9 @@
 token, Debian's headless Chromium driven by selenium through Debian's chromedriver (nothing downloads a
 browser), notebooks/02_linear_ft.ipynb opened, Run > Run All Cells with the kernel python3, and the
 result line read off the page. The notebook runs with its own defaults at the notebooks' test scale
-(half-epoch upstream models, SPARSENB_OVERRIDES, inherited by the kernel); the server's root is a copy
-of notebooks/ so that nothing the browser does (autosave, checkpoints) touches the repository."""
+(half-epoch upstream models: the copy's parameters cell sets `overrides`, as a user edits it); the
+server's root is a copy of notebooks/ so that nothing the browser does (autosave, checkpoints) touches
+the repository."""
 
 import json
 import os
@@ -32,6 +33,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _test_scale(path: Path) -> None:
+    """The notebooks' test scale as the `overrides` value of the notebook's parameters cell."""
+    from conftest import NOTEBOOK_OVERRIDES
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell["source"] = [
+        *cell["source"][:-1],
+        cell["source"][-1].rstrip("\n") + "\n",
+        f"overrides = {NOTEBOOK_OVERRIDES!r}\n",
+    ]
+    path.write_text(json.dumps(nb, indent=1))
+
+
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server over a copy of notebooks/, its settings and outputs under tmp_path."""
@@ -41,13 +56,13 @@ def lab(tmp_path):
     pytest.importorskip("selenium", reason="selenium is a dev dependency: make setup")
     root = tmp_path / "work"
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    _test_scale(root / "notebooks" / "02_linear_ft.ipynb")
     port, token = _free_port(), "sparsenb-test-token"
     # a user's environment (no MPLBACKEND=Agg, no SPARSENB_PROGRESS of the test harness) + the test scale
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "SPARSENB_PROGRESS")}
     env = {
         **env,
         "SPARSENB_OUTPUTS": str(tmp_path / "outputs"),
-        "SPARSENB_OVERRIDES": json.dumps({"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5}),
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_upstream_cli
 from sparsenb.config import ROOT
 
 pytestmark = pytest.mark.slow
@@ -124,13 +123,14 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 @pytest.fixture
 def user(cluster, tmp_path):
     """The environment of a user's shell on the login node: SLURM's config, the outputs root of this
-    test, the notebooks' tiny scale (inherited by the array tasks: sbatch exports the environment)."""
+    test and the committed reference upstream models as its checkpoint root (machine facts, inherited
+    by the array tasks: sbatch exports the environment)."""
     env = {
         **os.environ,
         "SLURM_CONF": cluster["SLURM_CONF"],
         "SPARSENB_OUTPUTS": str(tmp_path / "outputs"),
         "SPARSENB_PROGRESS": "0",
-        "SPARSENB_OVERRIDES": json.dumps({"upstream.D": 0.5, "linear.epochs": 2, "linear.milestones": [1]}),
+        "SPARSENB_CHECKPOINT_ROOT": str(ROOT / "outputs" / "upstream" / "mini"),  # read only: finetuning loads
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     return env
@@ -149,7 +149,11 @@ def _array_ids(out: str) -> list[str]:
 
 
 def test_readme_sweep_on_slurm_verbatim(user, tmp_path):
-    build_upstream_cli(user)  # the grid's upstream models (dense, gmp 90%): finetuning only loads them
+    from sparsenb import checkpoints, config
+
+    cfg = config.load("mini", {"checkpoint_root": user["SPARSENB_CHECKPOINT_ROOT"]})
+    if any(checkpoints.verify(cfg, m, s, 0) != "ok" for m, s in (("dense", 0.0), ("gmp", 0.9))):
+        pytest.skip("the reference set's dense and gmp 0.9 (seed 0) models are not built yet: make upstream")
     cmds = _readme_commands()
     assert [c.split()[0] for c in cmds] == ["python", "squeue", "python"]
     first = subprocess.run(cmds[0], shell=True, cwd=ROOT, env=user, capture_output=True, text=True, timeout=1800)
