@@ -231,7 +231,6 @@ def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning:
         ax.set_ylim(0, None)
         ax.set_title(task or title, fontsize=10)
     from matplotlib.lines import Line2D
-
     from matplotlib.patches import Patch
 
     methods = method_order(d.method.unique())
