@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, files, paths, prune, results, slurm
+from . import config, files, paths, progress, prune, results, slurm
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
 from .runs import FINETUNE_OF, RECORDING, defaults, execute_notebook, notebook_path, parameters, resolve
@@ -361,13 +361,14 @@ def run_sweep(
             initializer=_worker_init,
             initargs=(multiprocessing.get_context("spawn").Value("i", 0), _gpus()),
         ) as pool:
-            for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
-                status = {0: "ok  ", SKIPPED: "busy"}.get(rc, "FAIL")
-                print(f"  [{i}/{len(todo)}] {status} {name} ({secs:.0f} s)" + (f"  {err}" if err else ""), flush=True)
+            shown = progress.Runs(len(todo), f"sweep {spec['name']}")  # one bar: done, failed, ETA
+            for name, rc, secs, err in pool.map(execute_here, todo):
+                shown.done(name, {0: "ok", SKIPPED: "busy"}.get(rc, "FAIL"), secs, err)
                 if rc == SKIPPED:
                     busy.append(name)
                 elif rc:
                     failures.append((name, err))
+            shown.close()
     elif executor == "slurm":
         res = slurm.resources(spec.get("slurm"), partition, account)
         failures, busy = slurm.submit(todo, execute_here, todo[0].out_dir / "slurm", res, cluster)
