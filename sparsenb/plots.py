@@ -92,7 +92,7 @@ def _sparsity_axis(ax, levels):
     """A categorical sparsity axis: equal spacing whatever the values (0% controls, 50% structured)."""
     ax.set_xticks(range(len(levels)))
     ax.set_xticklabels([f"{s:.0%}" for s in levels])
-    ax.set_xlim(-0.5, len(levels) - 0.5)
+    ax.set_xlim(-0.5, max(1, len(levels)) - 0.5)
 
 
 def sample_grid(dataset, n: int = 32, cols: int = 8, seed: int = 0, path=None, title: str = ""):
@@ -284,7 +284,9 @@ def figure2(c: pd.DataFrame, alpha_summary: pd.DataFrame, sparsity: float = 0.8,
         ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"accuracy − dense at {sparsity:.0%} (points)")
         ax.set_title(
-            f"{ft} finetuning: {sparsity:.0%} sparse vs dense, per task\n(bars: 95% CI over seeds)", fontsize=10
+            f"{ft} finetuning: {sparsity:.0%} sparse vs dense, per task"
+            "\n(error bars: 95% CI over seeds; none for one seed)",
+            fontsize=10,
         )
         a = alpha_summary[alpha_summary.finetune == ft]
         shown |= set(a.method)
@@ -349,8 +351,8 @@ def accuracy_vs_sparsity(c: pd.DataFrame, finetune: str, path=None, title: str =
         ax.set_xlabel("upstream sparsity")
     _legend_outside(fig, order, pal)
     fig.suptitle(
-        (title + ": " if title else "") + f"{finetune} finetuning, accuracy per task "
-        "(mean over seeds, 95% CI over seeds; dense: line and band)"
+        (title + "\n" if title else "")
+        + f"{finetune} finetuning: accuracy per task (mean over seeds, 95% CI over seeds; dense: line and band)"
     )
     fig.tight_layout()
     return _save(fig, path)

@@ -69,6 +69,17 @@ def is_demo() -> bool:
     return bool(demo) and all(current.get(k) == v for k, v in dict(demo).items())
 
 
+def folder(source: str, tidy: pd.DataFrame) -> Path:
+    """Where a summary goes: outputs/summary/<label> (`summary.select`'s label); a demo's summary
+    under outputs/cache/demo/summary (with the demo's records, never beside the study's)."""
+    from . import paths
+
+    label = tidy.attrs.get("label", source)
+    if source == "results" and is_demo():
+        return paths.output("cache", "demo", "summary" + label[len("results") :])
+    return paths.output("summary", label)
+
+
 def source_title(source: str, tidy: pd.DataFrame | None = None) -> str:
     """What a summary's numbers are, for every title and file header: the released results, this
     repo's records, or a demo's."""
@@ -193,11 +204,29 @@ def _figures(c: pd.DataFrame, alpha: pd.DataFrame, out_dir: Path, title: str = "
     d = summary.difficulty(c)
     if len(d):
         figs["figure3"] = lambda p: plots.figure3(no_lth_linear(summary.alphas(c)), d, kinds, path=p, title=title)
-    for ft in ("linear", "full"):
+    lth = "; LTH-T left out as in the paper (its rows: Table C.1)" if (c.method == "lth_t").any() else ""
+    for ft, note in (("linear", lth), ("full", "")):
         if (c.finetune == ft).any():
-            figs[f"accuracy_{ft}"] = lambda p, ft=ft: plots.accuracy_vs_sparsity(c, ft, path=p, title=title)
+            figs[f"accuracy_{ft}"] = lambda p, ft=ft, t=title + note: plots.accuracy_vs_sparsity(
+                no_lth_linear(c), ft, path=p, title=t
+            )
     out = {}
     for name, draw in figs.items():
         plt.close(draw(out_dir / f"{name}.png"))
         out[name] = out_dir / f"{name}.png"
     return out
+
+
+def keep_executed(executed, notebook) -> None:
+    """Write the executed notebook `executed` over the source notebook `notebook` (outputs kept, so
+    nbval compares the cells marked NBVAL_CHECK_OUTPUT with them), without papermill's timings."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code" and "injected-parameters" in cell.metadata.get("tags", []):
+            raise ValueError(f"{executed} was run with injected parameters: run it with the defaults")
+    nbformat.write(nb, str(notebook))

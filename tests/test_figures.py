@@ -103,14 +103,18 @@ def test_tables_are_rounded_define_plus_minus_and_bold_the_best_of_each_column()
     assert re.search(r"\| 72\.0 +\|", long) and "72.04" not in long  # rounded to 0.1 as the paper prints
 
 
-def test_demo_summaries_say_demo(monkeypatch):
+def test_demo_summaries_say_demo_and_stay_apart_from_the_study(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
     demo = config.load("mini")["demo"]["overrides"]
-    tidy = pd.DataFrame().assign()
-    tidy.attrs["selection"] = "results: profile mini, arch mini_resnet_s (3 runs)"
+    tidy = pd.DataFrame()
+    tidy.attrs.update(selection="results: profile mini, arch mini_resnet_s (3 runs)", label="results")
     monkeypatch.setenv("SPARSENB_OVERRIDES", json.dumps({"upstream.D": 0.5}))
     assert not report.is_demo() and "DEMO" not in report.source_title("results", tidy)
+    assert report.folder("results", tidy) == tmp_path / "summary" / "results"
     monkeypatch.setenv("SPARSENB_OVERRIDES", json.dumps(dict(demo)))
     assert report.is_demo() and report.source_title("results", tidy).startswith("DEMO")
+    assert report.folder("results", tidy) == tmp_path / "cache" / "demo" / "summary"
+    assert report.source_title("published", tidy).startswith("the paper's released results")
     assert "DEMO" in report.markdown("alpha", pd.DataFrame({"alpha_mean": [0.1234]}), report.source_title("results"))
 
 
@@ -136,3 +140,28 @@ def test_a_sweep_shows_runs_done_failed_and_an_eta(monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert re.search(r"\[1/3 done, 0 failed, ETA \d+ s\]\s+ok\s+a \(1 s\)", out[0])
     assert re.search(r"\[2/3 done, 1 failed, ETA \d+ s\]\s+FAIL b \(2 s\)  ValueError: boom", out[1])
+
+
+def test_the_committed_summary_notebook_holds_the_published_table1_of_the_current_code():
+    """notebooks/07_summary.ipynb is committed executed on the released results (`make paper-tables`
+    rewrites it) and nbval compares its cells marked NBVAL_CHECK_OUTPUT (Table 1, the findings)
+    under `make test`. Here, fast: both marks are there, exactly as nbval reads them, with outputs,
+    and the Table 1 output is the one the current code writes."""
+    import nbformat
+    from nbval.plugin import find_comment_markers
+
+    from sparsenb import summary
+    from sparsenb.config import ROOT
+
+    nb = nbformat.read(str(ROOT / "notebooks" / "07_summary.ipynb"), as_version=4)
+    checked = [c for c in nb.cells if c.cell_type == "code" and dict(find_comment_markers(c.source)).get("check")]
+    assert len(checked) == 2 and all(c.outputs for c in checked)
+    assert "verdicts.findings(tidy)" in checked[1].source
+    tidy = summary.select(summary.load("published"), "published")
+    c = summary.cells(tidy)
+    table = report.markdown(
+        "table1_wide", summary.wide(summary.table1(c)).reset_index(), report.source_title("published", tidy),
+        report._bold("table1_wide", c),
+    )  # fmt: skip
+    shown = [o for o in checked[0].outputs if "text/markdown" in o.get("data", {})]
+    assert shown and shown[0]["data"]["text/markdown"] == table, "run `make paper-tables` and commit its outputs"
