@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, plots, summary, verdicts
+from . import config, data, plots, summary, verdicts
 
 PRODUCTS = (
     "table1",
@@ -25,7 +25,69 @@ PRODUCTS = (
     "tableC2_full",
     "figure2",
     "figure3",
+    "accuracy_linear",
+    "accuracy_full",
 )  # what a summary may write, as <name>.csv + .md or <name>.png
+
+STD = "± is the sample standard deviation over seeds; (n=k): the cell's seeds"
+BOLD = (
+    "**bold**: the best mean of its column{group}, and every cell whose mean ± std overlaps it "
+    "(as the paper's Table 1 highlights)"
+)
+HEADERS = {  # name -> (title, what the numbers are)
+    "table1": ("Table 1, long form: the best sparse method per task vs dense", f"accuracy %; {STD}"),
+    "table1_wide": ("Table 1: best sparse transfer at 80% and 90% vs dense", f"accuracy %, mean ± std; {STD}; "
+                    + BOLD.format(group=" within its finetuning mode")),
+    "table1_selected": ("Table 1 with the method chosen without its test results",
+                        "test accuracy %; `selected`: the method chosen on validation accuracy, or on held-out seeds; "
+                        "`best_of_all`: Table 1's best-of-all-methods; optimism = best_of_all − selected (points)"),
+    "alpha": ("Relative increase in error vs dense", "alpha = (error_sparse − error_dense) / error_dense in %, "
+              "mean over tasks; alpha_se: its standard error over tasks (95% CI: mean ± t(tasks − 1) · se)"),
+    "findings": ("The paper's findings as tests", "estimate and its 95% interval [ci_low, ci_high] in `unit`; "
+                 "p: two-sided, raw and Holm-adjusted over the findings"),
+    "decision_guide": ("Figure 1 from the data: which method to pick", "alpha_pct: relative increase in error "
+                       "vs dense (%) of the chosen method on the results not used to choose it, 95% interval "
+                       "[alpha_pct_low, alpha_pct_high] over tasks"),
+    "excluded_records": ("Records left out of this summary", "one row per record file, with the reason"),
+    "tableC1_linear": ("Table C.1: linear finetuning, every method × sparsity × task",
+                       f"accuracy %, mean ± std; {STD}; " + BOLD.format(group=" at its sparsity")),
+    "tableC2_full": ("Table C.2: full finetuning, every method × sparsity × task",
+                     f"accuracy %, mean ± std; {STD}; " + BOLD.format(group=" at its sparsity")),
+}  # fmt: skip
+
+
+def is_demo(overrides: dict | None) -> bool:
+    """True for runs at `make demo`'s settings (`overrides` holds params/mini.yaml `demo.overrides`):
+    a slice of the study on the reference set's first upstream seed, a demo, not evidence."""
+    try:
+        demo = config.load("mini")["demo"]["overrides"]
+    except KeyError:
+        return False
+    current = overrides or {}
+    return bool(demo) and all(current.get(k) == v for k, v in dict(demo).items())
+
+
+def folder(source: str, tidy, overrides: dict | None = None) -> Path:
+    """Where a summary goes: outputs/summary/<label> (`summary.select`'s label); a demo's summary
+    under outputs/cache/demo/summary (with the demo's records, never beside the study's)."""
+    from . import paths
+
+    label = tidy.label or source
+    if source == "results" and is_demo(overrides):
+        return paths.output("cache", "demo", "summary" + label[len("results") :])
+    return paths.output("summary", label)
+
+
+def source_title(source: str, tidy=None, overrides: dict | None = None) -> str:
+    """What a summary's numbers are, for every title and file header: the released results, this
+    repo's records, or a demo's."""
+    sel = (tidy.selection or source).split(";")[0] if tidy is not None else source
+    sel = sel.split(":", 1)[-1].strip()
+    if source == "published":
+        return f"the paper's released results: {sel}"
+    if is_demo(overrides):
+        return f"DEMO (a slice of the study, first upstream seed), not evidence: {sel}"
+    return f"this repo's records: {sel}"
 
 
 def write(
@@ -44,12 +106,13 @@ def write(
     if excluded:
         tables["excluded_records"] = pd.DataFrame(excluded, columns=["file", "reason"])
     paths = Written(out_dir)
+    title = source_title(source, tidy, overrides)
     for name, t in tables.items():
         t.to_csv(out_dir / f"{name}.csv", index=False)
-        (out_dir / f"{name}.md").write_text(t.to_markdown(index=False))
+        (out_dir / f"{name}.md").write_text(markdown(name, t, title, _bold(name, c)))
         paths[name] = out_dir / f"{name}.csv"
     if len(c):
-        paths.update(_figures(c, tables["alpha"], out_dir))
+        paths.update(_figures(c, tables["alpha"], out_dir, title))
     for name in PRODUCTS:  # what an earlier summary wrote and this one does not
         for suffix in (".csv", ".md", ".png"):
             if name not in paths and (out_dir / f"{name}{suffix}").exists():
@@ -69,7 +132,50 @@ class Written(dict):
         """One line: what was written where, and what was removed."""
         wrote = ", ".join(p.name for p in self.values()) or "nothing (no runs to summarise)"
         gone = f"; removed, no longer produced: {', '.join(self.removed)}" if self.removed else ""
-        return f"wrote under {self.out_dir}: {wrote}{gone}"
+        where = self.out_dir.relative_to(config.ROOT) if self.out_dir.is_relative_to(config.ROOT) else self.out_dir
+        return f"wrote under {where}: {wrote}{gone}"
+
+
+def markdown(name: str, t: pd.DataFrame, source: str, bold=None) -> str:
+    """A table as Markdown under a header that says what it is, where its numbers come from and
+    what "±" and bold mean; numbers rounded as the paper prints them (0.1; p to 2 significant
+    digits; alpha in %). `bold`: a boolean frame aligned with `t` (the wide tables' marked cells)."""
+    title, what = HEADERS.get(name, (name, ""))
+    t = t.copy()
+    for col in t.columns:
+        v = t[col]
+        if col in ("alpha_mean", "alpha_se"):
+            t[col] = (100 * v).map(lambda x: f"{x:.1f}")
+            t = t.rename(columns={col: f"{col} (%)"})
+        elif col in ("p", "p_holm"):
+            t[col] = v.map(lambda x: "" if pd.isna(x) else "< 0.001" if x < 0.001 else f"{x:.2g}")
+        elif col == "sparsity":
+            t[col] = v.map(lambda x: f"{x:.0%}")
+        elif pd.api.types.is_float_dtype(v):
+            t[col] = v.map(lambda x: "" if pd.isna(x) else f"{x:.1f}")
+    if bold is not None:
+        for col in bold.columns:
+            if col in t:
+                t[col] = [f"**{x}**" if b and x else x for x, b in zip(t[col], bold[col].fillna(False))]
+    body = t.to_markdown(index=False, disable_numparse=True)
+    return f"# {title}\n\nSource: {source}.\n{what}.\n\n{body}\n"
+
+
+def _bold(name: str, c: pd.DataFrame):
+    """For the wide tables, which cells to bold: per dataset column, the best mean of each group
+    (finetuning mode in Table 1, sparsity in Tables C) and every cell whose mean ± std reaches it."""
+    if name == "table1_wide":
+        long, index, group = summary.table1(c), ["finetune", "sparsity"], ["finetune", "dataset"]
+    elif name in ("tableC1_linear", "tableC2_full"):
+        ft = "linear" if name == "tableC1_linear" else "full"
+        long, index, group = c[c.finetune == ft], ["arch", "method", "sparsity"], ["sparsity", "dataset"]
+    else:
+        return None
+    long = long.assign(hi=long["mean"] + long["std"].fillna(0), lo=long["mean"] - long["std"].fillna(0))
+    best = long.loc[long.groupby(group)["mean"].idxmax()].set_index(group)["lo"]
+    mark = long.hi >= pd.Series([best[tuple(k)] for k in long[group].to_numpy()], index=long.index)
+    grid = long.assign(mark=mark).pivot_table(index=index, columns="dataset", values="mark", aggfunc="first")
+    return grid.reset_index(drop=True).fillna(False).astype(bool)
 
 
 def _tables(tidy: pd.DataFrame, c: pd.DataFrame) -> dict:
@@ -87,15 +193,40 @@ def _tables(tidy: pd.DataFrame, c: pd.DataFrame) -> dict:
     return tables
 
 
-def _figures(c: pd.DataFrame, alpha: pd.DataFrame, out_dir: Path) -> dict:
+def _figures(c: pd.DataFrame, alpha: pd.DataFrame, out_dir: Path, title: str = "") -> dict:
+    import matplotlib.pyplot as plt
+
     kinds = {n: data.info(n).kind for n in set(c.dataset) if n in data.REGISTRY}
     sparsity = 0.8 if (c.sparsity == 0.8).any() else sorted(c.sparsity.unique())[-1]
     # as in the paper, LTH-T (designed for full finetuning) is left out of the linear-finetuning plots
     no_lth_linear = lambda t: t[~((t.finetune == "linear") & (t.method == "lth_t"))]  # noqa: E731
-    plots.figure2(no_lth_linear(c), no_lth_linear(alpha), sparsity, path=out_dir / "figure2.png")
-    out = {"figure2": out_dir / "figure2.png"}
+    figs = {"figure2": lambda p: plots.figure2(no_lth_linear(c), no_lth_linear(alpha), sparsity, path=p, title=title)}
     d = summary.difficulty(c)
     if len(d):
-        plots.figure3(no_lth_linear(summary.alphas(c)), d, kinds, path=out_dir / "figure3.png")
-        out["figure3"] = out_dir / "figure3.png"
+        figs["figure3"] = lambda p: plots.figure3(no_lth_linear(summary.alphas(c)), d, kinds, path=p, title=title)
+    lth = "; LTH-T left out as in the paper (its rows: Table C.1)" if (c.method == "lth_t").any() else ""
+    for ft, note in (("linear", lth), ("full", "")):
+        if (c.finetune == ft).any():
+            figs[f"accuracy_{ft}"] = lambda p, ft=ft, t=title + note: plots.accuracy_vs_sparsity(
+                no_lth_linear(c), ft, path=p, title=t
+            )
+    out = {}
+    for name, draw in figs.items():
+        plt.close(draw(out_dir / f"{name}.png"))
+        out[name] = out_dir / f"{name}.png"
     return out
+
+
+def keep_executed(executed, notebook) -> None:
+    """Write the executed notebook `executed` over the source notebook `notebook` (outputs kept, so
+    nbval compares the cells marked NBVAL_CHECK_OUTPUT with them), without papermill's timings."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code" and "injected-parameters" in cell.metadata.get("tags", []):
+            raise ValueError(f"{executed} was run with injected parameters: run it with the defaults")
+    nbformat.write(nb, str(notebook))

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, files, paths, prune, results, slurm, specs
+from . import config, files, paths, progress, prune, results, slurm, specs
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
 from .runs import defaults, execute_notebook, kind_of, notebook_path, parameters, resolve, unchecked
@@ -335,7 +335,7 @@ def run_sweep(
         return 0
     t0 = time.time()
     if executor == "local":
-        failures, busy = _run_local(todo, jobs)
+        failures, busy = _run_local(todo, jobs, f"sweep {spec['name']}")
     elif executor == "slurm":
         res = slurm.resources(spec.get("slurm"), partition, account)
         failures, busy = slurm.submit(todo, execute_here, todo[0].out_dir / "slurm", res, cluster)
@@ -369,7 +369,7 @@ def _announce(spec: dict, runs: list[Run], todo: list[Run], executor: str, jobs:
         print(f"  plan: ~{hours:.1f} device-hours, estimated from {how}", flush=True)
 
 
-def _run_local(todo: list[Run], jobs: int) -> tuple[list, list]:
+def _run_local(todo: list[Run], jobs: int, label: str) -> tuple[list, list]:
     """The runs in `jobs` worker processes; (failures [(name, error)], names left to another process)."""
     failures, busy = [], []
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:  # share the cores, do not oversubscribe
@@ -381,13 +381,14 @@ def _run_local(todo: list[Run], jobs: int) -> tuple[list, list]:
     with ProcessPoolExecutor(
         max_workers=max(1, jobs), mp_context=spawn, initializer=_worker_init, initargs=(spawn.Value("i", 0), _gpus())
     ) as pool:
-        for i, (name, rc, secs, err) in enumerate(pool.map(execute_here, todo), 1):
-            status = {0: "ok  ", SKIPPED: "busy"}.get(rc, "FAIL")
-            print(f"  [{i}/{len(todo)}] {status} {name} ({secs:.0f} s)" + (f"  {err}" if err else ""), flush=True)
+        shown = progress.Runs(len(todo), label)  # one bar: done, failed, ETA
+        for name, rc, secs, err in pool.map(execute_here, todo):
+            shown.done(name, {0: "ok", SKIPPED: "busy"}.get(rc, "FAIL"), secs, err)
             if rc == SKIPPED:
                 busy.append(name)
             elif rc:
                 failures.append((name, err))
+        shown.close()
     return failures, busy
 
 

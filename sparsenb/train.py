@@ -337,12 +337,21 @@ def _log_epoch(kind: str, epoch: int, hp: dict, row: dict, metric: str, t0: floa
 
 
 def online_linear_finetune(
-    embed, train_loader, test_loader, feature_dim: int, num_classes: int, hp: dict, metric: str = "top1", seed: int = 0
+    embed,
+    train_loader,
+    test_loader,
+    feature_dim: int,
+    num_classes: int,
+    hp: dict,
+    metric: str = "top1",
+    seed: int = 0,
+    val_loader=None,
 ) -> RunResult:
     """Linear finetuning where every training batch (augmented) goes through the frozen backbone
     `embed` (a callable images -> features: an `engine.Engine` or a torch module) on every step,
-    and the dense head trains in PyTorch. Returns the usual summary plus 'epoch_seconds' (the
-    training part of each epoch: feature extraction + head update)."""
+    and the dense head trains in PyTorch. Returns the usual summary ('reported': test at the epoch
+    chosen on `val_loader` where given) plus 'epoch_seconds' (the training part of each epoch:
+    feature extraction + head update)."""
     devices.seed_everything(seed)
     head = nn.Linear(feature_dim, num_classes)
     opt, sched = _sgd(head.parameters(), hp)
@@ -361,13 +370,17 @@ def online_linear_finetune(
         sched.step()
         epoch_seconds.append(time.time() - t0)
         head.eval()
-        ys, ps = [], []
-        with torch.no_grad():
-            for x, y in test_loader:
-                ps.append(head(embed(x)).argmax(1))
-                ys.append(y)
-        acc = metrics.score(torch.cat(ys).numpy(), torch.cat(ps).numpy(), metric)
-        curve.append({"epoch": epoch, "loss": loss, "accuracy": acc, "seconds": epoch_seconds[-1]})
+        row = {"epoch": epoch, "loss": loss, "seconds": epoch_seconds[-1]}
+        for key, loader in (("accuracy", test_loader), ("val_accuracy", val_loader)):
+            if loader is not None:
+                ys, ps = [], []
+                with torch.no_grad():
+                    for x, y in loader:
+                        ps.append(head(embed(x)).argmax(1))
+                        ys.append(y)
+                row[key] = metrics.score(torch.cat(ys).numpy(), torch.cat(ps).numpy(), metric)
+        acc = row["accuracy"]
+        curve.append(row)
         log(
             f"online epoch {epoch:>3}/{hp['epochs']}  loss {loss:.4f}  {metric} {acc:.4f}  "
             f"epoch {epoch_seconds[-1]:.2f} s"

@@ -152,7 +152,8 @@ def test_write_from_our_records(tmp_path):
     t1 = pd.read_csv(paths["table1"])
     best = t1[(t1.finetune == "linear") & (t1.sparsity == 0.8)]
     assert set(best.method) == {"acdc"} and (tmp_path / "out" / "figure2.png").exists()
-    assert (tmp_path / "out" / "table1.md").read_text().startswith("|")
+    md = (tmp_path / "out" / "table1.md").read_text()
+    assert md.startswith("# Table 1") and "this repo's records" in md and "\n| finetune " in md
     f = pd.read_csv(paths["findings"])
     assert set(f.verdict) <= {"agrees", "contradicts", "inconclusive"}
     assert (f.verdict == "inconclusive").all()  # two tasks: nothing can be concluded
