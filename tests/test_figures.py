@@ -155,9 +155,9 @@ def test_the_committed_summary_notebook_holds_the_published_table1_of_the_curren
     nb = nbformat.read(str(ROOT / "notebooks" / "07_summary.ipynb"), as_version=4)
     checked = [c for c in nb.cells if c.cell_type == "code" and dict(find_comment_markers(c.source)).get("check")]
     assert len(checked) == 2 and all(c.outputs for c in checked)
-    assert "verdicts.findings(tidy)" in checked[1].source
+    assert "verdicts.findings(tidy.frame)" in checked[1].source
     tidy = summary.select(summary.load("published"), "published")
-    c = summary.cells(tidy)
+    c = summary.cells(tidy.frame)
     table = report.markdown(
         "table1_wide", summary.wide(summary.table1(c)).reset_index(), report.source_title("published", tidy),
         report._bold("table1_wide", c),
