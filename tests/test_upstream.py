@@ -2,12 +2,13 @@
 checkpoint (sha256 + recipe), compact storage, and a rebuild that matches its entry."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from sparsenb import calibration, checkpoints, config, models, prune, train, upstream, weights
+from sparsenb import calibration, checkpoints, config, finetune, models, prune, results, train, upstream, weights
 
 
 def _tiny(tmp_path, **extra):
@@ -308,3 +309,27 @@ def test_a_recipe_key_of_digits_only_stays_text_in_the_manifest(tmp_path, monkey
     path.write_bytes(b"weights")
     checkpoints.register(cfg, path, "dense", 0.0, 0, {"test_top1": 0.5, "sparsity": 0.0}, 1.0)
     assert checkpoints.verify(cfg, "dense", 0.0, 0) == "ok"
+
+
+def test_the_reference_sets_recipe_keys_and_run_ids_stay_as_committed():
+    """The committed manifest and records are keyed by these: a refactor that changes them orphans
+    every shipped checkpoint and record (a changed recipe must change them -- then update the pins)."""
+    cfg = config.load("mini")
+    keys = {m: checkpoints.recipe_key(cfg, m) for m in ("dense", "gmp", "dense_5x")}
+    assert keys == {"dense": "41aa32dbfe", "gmp": "8ae20b7061", "dense_5x": "f2ab0a5113"}
+    run = upstream.run_config(cfg, "gmp", 0.9, 1)
+    assert run == {
+        "profile": "mini",
+        "arch": "mini_resnet_x",
+        "method": "gmp",
+        "sparsity": 0.9,
+        "seed": 1,
+        "recipe": "8ae20b7061",
+    }
+    assert results.run_id(upstream.run_config(cfg, "dense", 0.0, 0)) == "bd7c56be19b6"
+    assert results.run_id(finetune.run_config(cfg, "linear", "gmp", 0.9, "shapes10", 21, 0)) == "cc4940dc1133"
+    assert results.run_id(finetune.run_config(cfg, "full", "dense", 0.0, "shapes10", 21, 0)) == "95b2e6b2cbe4"
+    paper = config.load("paper", {"checkpoint_root": "/ck"})
+    assert checkpoints.checkpoint_path("gmp", 0.9, paper) == Path("/ck/gmp/0.9.pth")
+    linear = finetune.run_config(paper, "linear", "gmp", 0.9, "aircraft", 21, 0, with_inputs=False)
+    assert results.run_id(linear) == "40b930e7ffac"
