@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, plots, summary, verdicts
+from . import data, plots, prune, summary, verdicts
 
 PRODUCTS = (
     "table1",
@@ -85,15 +85,19 @@ def _tables(tidy: pd.DataFrame, c: pd.DataFrame) -> dict:
     return tables
 
 
+def _reported(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the finetuning modes the paper reports their method in: as in the paper, LTH-T
+    (designed for full finetuning) is left out of the linear-finetuning plots (prune.reported_in)."""
+    return t[[prune.reported_in(m, ft) for m, ft in zip(t.method, t.finetune)]]
+
+
 def _figures(c: pd.DataFrame, alpha: pd.DataFrame, out_dir: Path) -> dict:
     kinds = {n: data.info(n).kind for n in set(c.dataset) if n in data.REGISTRY}
     sparsity = 0.8 if (c.sparsity == 0.8).any() else sorted(c.sparsity.unique())[-1]
-    # as in the paper, LTH-T (designed for full finetuning) is left out of the linear-finetuning plots
-    no_lth_linear = lambda t: t[~((t.finetune == "linear") & (t.method == "lth_t"))]  # noqa: E731
-    plots.figure2(no_lth_linear(c), no_lth_linear(alpha), sparsity, path=out_dir / "figure2.png")
+    plots.figure2(_reported(c), _reported(alpha), sparsity, path=out_dir / "figure2.png")
     out = {"figure2": out_dir / "figure2.png"}
     d = summary.difficulty(c)
     if len(d):
-        plots.figure3(no_lth_linear(summary.alphas(c)), d, kinds, path=out_dir / "figure3.png")
+        plots.figure3(_reported(summary.alphas(c)), d, kinds, path=out_dir / "figure3.png")
         out["figure3"] = out_dir / "figure3.png"
     return out
