@@ -148,3 +148,8 @@ def get(name: str) -> Profile:
 def of(cfg) -> Profile:
     """The profile of a loaded configuration."""
     return get(cfg["profile"])
+
+
+def default() -> Profile:
+    """The notebooks' default profile (mini): what a summary reads when it is not told."""
+    return next(p for p in PROFILES.values() if p.default)
