@@ -88,7 +88,8 @@ def _tables(tidy: pd.DataFrame, c: pd.DataFrame) -> dict:
 def _reported(t: pd.DataFrame) -> pd.DataFrame:
     """The rows of the finetuning modes the paper reports their method in: as in the paper, LTH-T
     (designed for full finetuning) is left out of the linear-finetuning plots (prune.reported_in)."""
-    return t[[prune.reported_in(m, ft) for m, ft in zip(t.method, t.finetune)]]
+    keep = [prune.reported_in(m, ft) for m, ft in zip(t.method, t.finetune)]
+    return t[pd.Series(keep, index=t.index, dtype=bool)]
 
 
 def _figures(c: pd.DataFrame, alpha: pd.DataFrame, out_dir: Path) -> dict:

@@ -5,9 +5,10 @@ other module compares profile or method names."""
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from sparsenb import checkpoints, config, data, profiles, prune, schema
+from sparsenb import checkpoints, config, data, profiles, prune, report, schema
 from sparsenb.config import ConfigError
 
 
@@ -102,3 +103,14 @@ def test_no_module_but_the_owners_compares_profile_or_method_names():
     stray = [hit for f, hits in found.items() if f not in owned | PENDING for hit in hits]
     assert not stray, "compare through sparsenb.profiles / the prune registry instead:\n" + "\n".join(stray)
     assert not PENDING - set(found), f"converted: remove {sorted(PENDING - set(found))} from PENDING"
+
+
+def test_methods_own_their_special_cases():
+    assert [m for m in prune.METHODS if not prune.reported_in(m, "linear")] == ["lth_t"]
+    assert prune.reported_in("M-FAC", "linear")  # a method only the released results have
+    assert [m for m in prune.METHODS if prune.eval_interpolation(m) == "bicubic"] == ["rigl_erk_1x", "rigl_erk_5x"]
+    assert prune.DENSE in prune.METHODS and not prune.is_sparse(prune.DENSE) and prune.control_of(prune.DENSE) is None
+    # the summary's figures leave LTH-T out of linear finetuning (as the paper), from the registry
+    t = pd.DataFrame({"method": ["lth_t", "lth_t", "gmp"], "finetune": ["linear", "full", "linear"]})
+    assert report._reported(t).values.tolist() == [["lth_t", "full"], ["gmp", "linear"]]
+    assert list(report._reported(t.iloc[:0]).columns) == ["method", "finetune"]
