@@ -276,7 +276,8 @@ def problems(cfg: dict, method_hyperparameters: dict[str, dict[str, type]]) -> l
     """Every problem of a loaded profile: the `Profile` schema, the mini-only sections, and each
     method's hyperparameters against `method_hyperparameters` (name -> {key: type})."""
     out = check(cfg, Profile, "")
-    own = profiles.PROFILES.get(cfg.get("profile"))
+    name = cfg.get("profile")
+    own = profiles.PROFILES.get(name) if isinstance(name, str) else None  # a bad value: `check` names it
     if own is not None:
         out += [f"{k}: missing ({own.sections_reason})" for k in own.sections if cfg.get(k) is None]
     methods = (cfg.get("upstream") or {}).get("methods") or {}
