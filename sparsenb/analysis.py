@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from . import checkpoints, data, devices, masks, metrics, prune, train, upstream, weights
+from . import checkpoints, data, devices, masks, metrics, profiles, prune, train, upstream, weights
 from .config import Config
 from .progress import log
 
@@ -118,10 +118,15 @@ def structured_vs_unstructured(runs: "pd.DataFrame", upstream_rows: "pd.DataFram
     down = full.groupby(["method", "sparsity"]).agg(downstream=("final", "mean"), tasks=("dataset", "nunique"))
     up = upstream_rows.groupby(["method", "sparsity"]).agg(upstream_top1=("top1", "mean"))
     out = up.join(down, how="inner").reset_index()
-    out["kind"] = out.method.map(
-        lambda m: "structured" if m == "structured" else "dense" if m == "dense" else "unstructured"
-    )
+    out["kind"] = out.method.map(_kind)
     return out.sort_values(["kind", "upstream_top1"])
+
+
+def _kind(method: str) -> str:
+    """structured | dense (the dense model at D) | unstructured (the sparse methods and the controls)."""
+    if method in prune.METHODS and prune.family(method) == "structured":
+        return "structured"
+    return "dense" if method == prune.DENSE else "unstructured"
 
 
 # --- one upstream model's row of Table 3 (01_upstream) -------------------------------------------
@@ -182,7 +187,8 @@ def mini_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=No
 
 def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> dict:
     """01_upstream's result: mini -> `mini_row`; paper -> the published checkpoint on Table 3's sets."""
-    if cfg["profile"] == "mini":
+    profile = profiles.of(cfg)
+    if profile.makes_upstream:
         return mini_row(method, sparsity, cfg, seed, device)
     model, _ = upstream.get(method, sparsity, cfg, seed, device)
     checkpoints.check_sparsity(model, cfg, method, sparsity, seed)
@@ -194,5 +200,5 @@ def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=
         "pruned_filters": float(masks.pruned_filters(model).iloc[-1]["fraction"]),
         "checkpoint_format": getattr(model, "checkpoint_format", ""),
     }
-    row.update(evaluate_imagenet(model, cfg, bicubic=method.startswith("rigl"), device=device))
+    row.update(evaluate_imagenet(model, cfg, bicubic=profile.bicubic(method), device=device))
     return row

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import files, paths, prune, weights
+from . import files, profiles, prune, weights
 from .config import Config
 from .data import mini
 from .errors import check_choice
@@ -56,10 +56,7 @@ def checkpoint_path(method: str, sparsity: float, cfg: Config, seed: int = 0) ->
     """Mini: <checkpoint_root>/<method>/s<sparsity>-seed<seed>.pth (listed in manifest.csv);
     paper: <checkpoint_root>/<method>/<sparsity>.pth (the published checkpoints, placed by hand)."""
     check_choice("method", method, prune.METHODS)
-    root = Path(cfg["checkpoint_root"])
-    if cfg["profile"] == "paper":
-        return root / method / f"{sparsity:g}.pth"
-    return root / method / f"s{sparsity:g}-seed{seed}.pth"
+    return Path(cfg["checkpoint_root"]) / profiles.of(cfg).checkpoint_name(method, sparsity, seed)
 
 
 def manifest_path(cfg: Config) -> Path:
@@ -163,8 +160,7 @@ def layers_figure(cfg: Config, method: str, sparsity: float, seed: int = 0) -> P
     """Where 01_upstream puts a model's sparsity-per-layer figure: beside the mini checkpoints
     (`<checkpoint_root>/layers/`), under the outputs root for the paper profile (never into the
     user's checkpoint folder)."""
-    base = Path(cfg["checkpoint_root"]) if cfg["profile"] == "mini" else paths.outputs() / "upstream" / cfg["profile"]
-    return base / "layers" / f"{method}-{sparsity:g}-seed{seed}.png"
+    return profiles.of(cfg).figures_dir(cfg) / "layers" / f"{method}-{sparsity:g}-seed{seed}.png"
 
 
 def info_of(path: Path) -> dict:
@@ -224,12 +220,7 @@ def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int =
     if min(abs(measured - want), abs(with_head - want)) <= SPARSITY_TOLERANCE:
         return measured
     path = checkpoint_path(method, want, cfg, seed)
-    fix = (
-        f"put the {method} checkpoint of sparsity {want:g} there, or file this one under its own sparsity"
-        if cfg["profile"] == "paper"
-        else "the profile's recipe missed its target: give it more budget (upstream.D), and for STR calibrate "
-        "s_init (python -m sparsenb upstream calibrate-str), then make it again (make upstream)"
-    )
+    fix = profiles.of(cfg).off_target_fix(method, want)
     raise weights.CheckpointError(
         f"{path} has sparsity {measured:.1%} (measured over its prunable layers; {with_head:.1%} with the "
         f"classifier) but is filed as {method} at "

@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import metrics, prune, stats
 from .errors import UserError
+from .prune import DENSE
 
 SPARSITIES = (0.8, 0.9)  # the paper's main sparsities (Figs. 2-3, Table 1): pooled claims use both
 CONTROL_NAMES = tuple(m for m in prune.METHODS if not prune.is_sparse(m))  # dense and the controls
@@ -46,7 +47,7 @@ class Data:
     @cached_property
     def matched(self) -> bool:
         """Budget-matched controls beyond dense are in the results (the mini study)."""
-        return bool(self.d.method.isin([c for c in CONTROL_NAMES if c != "dense"]).any())
+        return bool(self.d.method.isin([c for c in CONTROL_NAMES if c != DENSE]).any())
 
     def has(self, finetune: str, method: str, sparsity=None) -> bool:
         m = (self.d.finetune == finetune) & (self.d.method == method)
@@ -61,8 +62,8 @@ class Data:
 
     def base(self, finetune: str, method: str, literal: bool = False) -> str:
         """What a method's gap is taken against: its own control (matched), else dense."""
-        c = control_of(method) or "dense"
-        return c if self.matched and not literal and self.has(finetune, c) else "dense"
+        c = control_of(method) or DENSE
+        return c if self.matched and not literal and self.has(finetune, c) else DENSE
 
 
 def gap_terms(D: Data, name: str, finetune: str, members, sparsities, literal: bool = False):
@@ -86,26 +87,26 @@ def bases_text(D: Data, finetune: str, methods, literal: bool) -> str:
         return ""
     by: dict[str, list[str]] = {}
     for m in methods:
-        b, c = D.base(finetune, m), control_of(m) or "dense"
-        if c != "dense":
+        b, c = D.base(finetune, m), control_of(m) or DENSE
+        if c != DENSE:
             label = f"{BUDGET.get(c, '?')} (control {c})" if literal else f"{c} ({BUDGET.get(c, '?')})"
             by.setdefault(label + ("" if b == c else " absent: vs dense"), []).append(m)
     if not by:
         return ""
     text = "; ".join(f"{', '.join(ms)} {b}" for b, ms in by.items())
-    rest = any((control_of(m) or "dense") == "dense" for m in methods)
+    rest = any((control_of(m) or DENSE) == DENSE for m in methods)
     rest = ("; rest D" if literal else "; rest dense (D)") if rest else ""
     return f"budgets unmatched: {text}{rest}" if literal else f"own controls: {text}{rest}"
 
 
 def differs(D: Data, finetune: str, methods) -> bool:
     """Some method's gap is against a control other than dense: the literal contrast differs."""
-    return D.matched and any(D.base(finetune, m) != "dense" for m in methods)
+    return D.matched and any(D.base(finetune, m) != DENSE for m in methods)
 
 
 def difficulty(D: Data) -> pd.Series:
     """Task difficulty (Sec. 3.3): dense full minus dense linear accuracy, per dataset."""
-    acc = D.d[D.d.method == "dense"].groupby(["finetune", "dataset"]).accuracy.mean().unstack("finetune")
+    acc = D.d[D.d.method == DENSE].groupby(["finetune", "dataset"]).accuracy.mean().unstack("finetune")
     if not {"full", "linear"} <= set(acc.columns):
         raise UserError("task difficulty needs dense results in both full and linear finetuning")
     return (acc["full"] - acc["linear"]).dropna()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import metrics, stats, summary
+from . import metrics, prune, stats, summary
 from .contrasts import CONTROL_NAMES, one_arch
 
 NOT_CANDIDATES = ("dense", "control", "structured")
@@ -22,7 +22,7 @@ def _candidates(d: pd.DataFrame, finetune: str) -> list[str]:
     """The unstructured sparse methods (LTH-T not in linear finetuning, as in Sec. 3.3)."""
     fam = summary.families()
     out = [m for m in sorted(set(d.method)) if m not in CONTROL_NAMES and fam.get(m) not in NOT_CANDIDATES]
-    return [m for m in out if not (finetune == "linear" and m == "lth_t")]
+    return [m for m in out if prune.reported_in(m, finetune)]
 
 
 def _alpha_units(d: pd.DataFrame, dense: pd.DataFrame, column: str = "accuracy") -> pd.Series:
@@ -65,7 +65,7 @@ def decision_guide(tidy: pd.DataFrame, threshold: float = 0.05, arch: str | None
         d["upstream_seed"] = 0
     rows = []
     for (ft, sp), g in d[d.sparsity > 0].groupby(["finetune", "sparsity"]):
-        g, dense = g[g.method.isin(_candidates(g, ft))], d[(d.finetune == ft) & (d.method == "dense")]
+        g, dense = g[g.method.isin(_candidates(g, ft))], d[(d.finetune == ft) & (d.method == prune.DENSE)]
         if dense.empty or g.empty:
             continue
         best, how, report = _choose(g, dense)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .prune import DENSE
+
 METRICS = ("top1", "mean_per_class")
 
 
@@ -52,11 +54,11 @@ def alpha_table(df: pd.DataFrame, by=("finetune", "method", "sparsity")) -> pd.D
     """Per task alpha of every sparse row against the dense row of the same finetune (and arch).
 
     `df` has columns dataset, method, sparsity, accuracy (the mean over seeds per cell), finetune;
-    the dense rows have method 'dense'. Returns the sparse rows with a column alpha."""
+    the dense rows have method 'dense' (prune.DENSE). Returns the sparse rows with a column alpha."""
     keys = [k for k in ("finetune", "arch") if k in df.columns]
-    dense = df[df.method == "dense"].groupby(keys + ["dataset"], as_index=False)["accuracy"].mean()
+    dense = df[df.method == DENSE].groupby(keys + ["dataset"], as_index=False)["accuracy"].mean()
     dense = dense.rename(columns={"accuracy": "dense_accuracy"})
-    sparse = df[df.method != "dense"].merge(dense, on=keys + ["dataset"], how="inner")
+    sparse = df[df.method != DENSE].merge(dense, on=keys + ["dataset"], how="inner")
     sparse["alpha"] = relative_error_increase(sparse.accuracy, sparse.dense_accuracy)
     return sparse
 

@@ -14,7 +14,7 @@ import json
 import time
 from statistics import median
 
-from . import data, paths, results
+from . import data, paths, profiles, results
 from .progress import log
 
 HOUR = 3600.0
@@ -131,7 +131,8 @@ def announce(notebook: str, cfg, run: dict | None, epochs_given: bool = True, li
     profile is sized for a laptop, and timing costs a second."""
     if not run or "finetune" not in run:
         return None
-    if cfg["profile"] == "mini" and not epochs_given and "mini" not in per_epoch():
+    profile = profiles.of(cfg)
+    if profile.laptop_sized and not epochs_given and profile.name not in per_epoch():
         return None
     secs, how = run_seconds(notebook, cfg, run)
     if secs is not None and secs > limit:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, data, plots, summary, verdicts
+from . import config, data, plots, prune, summary, verdicts
 
 PRODUCTS = (
     "table1",
@@ -193,22 +193,28 @@ def _tables(tidy: pd.DataFrame, c: pd.DataFrame) -> dict:
     return tables
 
 
+def _reported(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the finetuning modes the paper reports their method in: as in the paper, LTH-T
+    (designed for full finetuning) is left out of the linear-finetuning plots (prune.reported_in)."""
+    keep = [prune.reported_in(m, ft) for m, ft in zip(t.method, t.finetune)]
+    return t[pd.Series(keep, index=t.index, dtype=bool)]
+
+
 def _figures(c: pd.DataFrame, alpha: pd.DataFrame, out_dir: Path, title: str = "") -> dict:
     import matplotlib.pyplot as plt
 
     kinds = {n: data.info(n).kind for n in set(c.dataset) if n in data.REGISTRY}
     sparsity = 0.8 if (c.sparsity == 0.8).any() else sorted(c.sparsity.unique())[-1]
-    # as in the paper, LTH-T (designed for full finetuning) is left out of the linear-finetuning plots
-    no_lth_linear = lambda t: t[~((t.finetune == "linear") & (t.method == "lth_t"))]  # noqa: E731
-    figs = {"figure2": lambda p: plots.figure2(no_lth_linear(c), no_lth_linear(alpha), sparsity, path=p, title=title)}
+    figs = {"figure2": lambda p: plots.figure2(_reported(c), _reported(alpha), sparsity, path=p, title=title)}
     d = summary.difficulty(c)
     if len(d):
-        figs["figure3"] = lambda p: plots.figure3(no_lth_linear(summary.alphas(c)), d, kinds, path=p, title=title)
-    lth = "; LTH-T left out as in the paper (its rows: Table C.1)" if (c.method == "lth_t").any() else ""
+        figs["figure3"] = lambda p: plots.figure3(_reported(summary.alphas(c)), d, kinds, path=p, title=title)
+    left = sorted(m for m in set(c[c.finetune == "linear"].method) if not prune.reported_in(m, "linear"))
+    lth = f"; {', '.join(left)} left out as in the paper (its rows: Table C.1)" if left else ""
     for ft, note in (("linear", lth), ("full", "")):
         if (c.finetune == ft).any():
             figs[f"accuracy_{ft}"] = lambda p, ft=ft, t=title + note: plots.accuracy_vs_sparsity(
-                no_lth_linear(c), ft, path=p, title=t
+                _reported(c), ft, path=p, title=t
             )
     out = {}
     for name, draw in figs.items():

@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
+from . import profiles
+
 
 @dataclass(frozen=True)
 class Range:
@@ -199,15 +201,13 @@ class Profile:
     speedup: Speedup
     scratch: Scratch
     beyond: Beyond
-    # the mini profile's own sections (it makes its data and upstream models; paper reads them)
+    # the mini profile's own sections (it makes its data and upstream models; paper reads them):
+    # which profile needs which is `sparsenb.profiles` (Profile.sections)
     sparsities: list[Fraction] | None = None
     mini_data: MiniData | None = None
     upstream: Upstream | None = None
     demo: Demo | None = None
     full_search: FullSearch | None = None
-
-
-MINI_ONLY = ("sparsities", "mini_data", "upstream", "demo", "full_search")
 
 
 def _type_name(tp) -> str:
@@ -265,12 +265,10 @@ def problems(cfg: dict, method_hyperparameters: dict[str, dict[str, type]]) -> l
     """Every problem of a loaded profile: the `Profile` schema, the mini-only sections, and each
     method's hyperparameters against `method_hyperparameters` (name -> {key: type})."""
     out = check(cfg, Profile, "")
-    if cfg.get("profile") == "mini":
-        out += [
-            f"{k}: missing (the mini profile makes its own data and upstream models)"
-            for k in MINI_ONLY
-            if cfg.get(k) is None
-        ]
+    name = cfg.get("profile")
+    own = profiles.PROFILES.get(name) if isinstance(name, str) else None  # a bad value: `check` names it
+    if own is not None:
+        out += [f"{k}: missing ({own.sections_reason})" for k in own.sections if cfg.get(k) is None]
     methods = (cfg.get("upstream") or {}).get("methods") or {}
     if isinstance(methods, dict):
         for name, hp in methods.items():

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import checkpoints, data, devices, files, masks, models, prune, train, weights
+from . import checkpoints, data, devices, files, masks, models, profiles, prune, train, weights
 from .config import Config
 from .errors import ConfigError, UserError, check_choice
 from .progress import log
@@ -42,8 +42,9 @@ _NORM: dict[str, tuple] = {}
 
 
 def norm_stats(cfg: Config) -> tuple[tuple, tuple]:
-    """The upstream task's mean/std: the mini profile's "ImageNet mean/std" (paper: ImageNet's)."""
-    if cfg["profile"] != "mini":
+    """The upstream task's mean/std: measured on a rendered upstream task (mini: its "ImageNet
+    mean/std"), else ImageNet's."""
+    if not profiles.of(cfg).renders_data:
         return data.transforms.IMAGENET_MEAN, data.transforms.IMAGENET_STD
     key = json.dumps([cfg["data_root"], cfg["mini_data"], cfg["image_size"]], sort_keys=True)
     if key not in _NORM:
@@ -120,7 +121,7 @@ def load(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) 
     published checkpoint. Mini: the reference checkpoint the manifest vouches for (sha256, recipe,
     achieved sparsity); anything else is one error naming the command that builds it."""
     check_choice("method", method, prune.METHODS)
-    if cfg["profile"] == "paper":
+    if not profiles.of(cfg).makes_upstream:  # published: nothing to vouch for
         path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
         return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
     sparsity = float(sparsity) if prune.is_sparse(method) else 0.0
@@ -155,7 +156,7 @@ def _missing_message(cfg: Config, method: str, sparsity: float, seed: int, state
 
 def get(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) -> tuple[nn.Module, dict]:
     """`build` then `load`: 01_upstream's and `make upstream`'s verb (finetuning calls `load`)."""
-    if cfg["profile"] == "mini":
+    if profiles.of(cfg).makes_upstream:
         build(method, sparsity, cfg, seed, device)
     return load(method, sparsity, cfg, seed, device)
 
@@ -168,9 +169,7 @@ def build(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None)
     check_seed(cfg, seed)
     sparsity = float(sparsity) if prune.is_sparse(method) else 0.0
     path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
-    # one LTH-T trajectory makes every sparsity: one lock for all of them
-    lock = checkpoints.checkpoint_path(method, 0.0, cfg, seed) if prune.METHODS[method].dense_state else path
-    with files.locked(lock):
+    with files.locked(build_path(method, sparsity, cfg, seed)):
         state = checkpoints.verify(cfg, method, sparsity, seed)
         if state == "corrupt":
             raise weights.CheckpointError(
@@ -192,14 +191,21 @@ def build(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None)
     return path
 
 
+def build_path(method: str, sparsity: float, cfg: Config, seed: int = 0) -> Path:
+    """The checkpoint path one build of (method, sparsity, seed) is locked and claimed by: its own,
+    or for a method whose one trajectory makes every sparsity (LTH-T) the trajectory's (sparsity 0)."""
+    shared = prune.METHODS[method].dense_state
+    return checkpoints.checkpoint_path(method, 0.0 if shared else sparsity, cfg, seed)
+
+
 def _make(method, sparsity, cfg: Config, seed, device) -> None:
     if prune.METHODS[method].dense_state:
-        return _lth(cfg, seed, device)
+        return _trajectory(method, cfg, seed, device)
     own, _ = budget(method, cfg)
     devices.seed_everything(seed)
     m = prune.make(method, sparsity, 1, seed=seed, **method_hp(method, cfg))
     if m.from_dense:
-        model, _ = get("dense", 0.0, cfg, seed, device)
+        model, _ = get(prune.DENSE, 0.0, cfg, seed, device)
         devices.seed_everything(seed)
     else:
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
@@ -264,22 +270,23 @@ def _grad_fn(cfg: Config, seed, batch):
     return grad_fn
 
 
-def _lth(cfg: Config, seed, device) -> None:
-    """One IMP trajectory gives the LTH-T checkpoints of every sparsity of this seed."""
+def _trajectory(name: str, cfg: Config, seed, device) -> None:
+    """One trajectory of a method that keeps the dense weights (LTH-T: IMP) gives its checkpoints of
+    every sparsity of this seed: its masks on the dense weights, no retraining."""
     up = cfg["upstream"]
-    dense, _ = get("dense", 0.0, cfg, seed, device)
+    dense, _ = get(prune.DENSE, 0.0, cfg, seed, device)
     dense_state = {k: v.clone() for k, v in dense.state_dict().items()}
     tr, evals = loaders(cfg, seed)
     devices.seed_everything(seed)
     t0 = time.time()
-    method = prune.make("lth_t", 0.0, 1, **method_hp("lth_t", cfg))
-    round_epochs = float(up["methods"]["lth_t"]["round_budget"]) * float(up["D"])
-    opt = optimizer("lth_t", cfg)
+    method = prune.make(name, 0.0, 1, **method_hp(name, cfg))
+    round_epochs = method.round_budget() * float(up["D"])
+    opt = optimizer(name, cfg)
 
     def train_round(model, fixed, desc):
         train.fit(model, fixed, tr, round_epochs, opt, device, desc=desc, grad_clip=up["grad_clip"])
 
-    found = method.find_masks(dense, dense_state, train_round, sparsities_of(cfg, "lth_t", seed))
+    found = method.find_masks(dense, dense_state, train_round, sparsities_of(cfg, name, seed))
     for sparsity, mk in found.items():
         model = models.build(cfg["arch"], cfg["mini_data"]["upstream"]["classes"])
         model.load_state_dict(dense_state)
@@ -291,7 +298,7 @@ def _lth(cfg: Config, seed, device) -> None:
             "epochs": 0.0,
             **{f"{k}_top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()},
         }
-        checkpoints.save(model, cfg, "lth_t", sparsity, seed, info, budget("lth_t", cfg)[1])
+        checkpoints.save(model, cfg, name, sparsity, seed, info, budget(name, cfg)[1])
 
 
 # --- the reference set --------------------------------------------------------------------------
@@ -346,15 +353,15 @@ def epoch_seconds(cfg: Config, steps: int = 12, device=None) -> float:
 
 
 def planned_seconds(cfg: Config, epoch_seconds: float) -> dict[tuple[str, float, int], float]:
-    """Planned training time of each model of the reference set at `epoch_seconds` per epoch (an
-    LTH-T trajectory's rounds shared among the sparsities it gives)."""
+    """Planned training time of each model of the reference set at `epoch_seconds` per epoch (the
+    training of one trajectory (LTH-T's rounds) shared among the sparsities it gives)."""
     out = {}
-    lth = cfg["upstream"]["methods"].get("lth_t", {})
     for m, s, seed in reference_set(cfg):
         own, _ = budget(m, cfg)
         if prune.METHODS[m].dense_state:
             todo = sparsities_of(cfg, m, seed)
-            own = prune.LTH.rounds(todo, lth["rate"]) * lth["round_budget"] * cfg["upstream"]["D"] / len(todo)
+            shared = prune.make(m, 0.0, 1, **method_hp(m, cfg)).trajectory_budget(todo)
+            own = shared * cfg["upstream"]["D"] / len(todo)
         out[(m, s, seed)] = own * epoch_seconds
     return out
 
@@ -363,18 +370,29 @@ def available(cfg: Config, seed: int = 0) -> list[tuple[str, float]]:
     """(method, sparsity) of every upstream checkpoint present: mini, those made with the current
     hyperparameters; paper, every <checkpoint_root>/<method>/<sparsity>.pth."""
     out = []
-    sparsities = (
-        []
-        if cfg["profile"] == "paper"
-        else sorted(set(cfg["sparsities"]) | set(cfg["upstream"]["structured_sparsities"]))
-    )
+    made = profiles.of(cfg).makes_upstream
+    sparsities = sorted(set(cfg["sparsities"]) | set(cfg["upstream"]["structured_sparsities"])) if made else []
     for method in prune.METHODS:
-        candidates = sparsities if prune.is_sparse(method) else [0.0]
-        if cfg["profile"] == "paper":
-            d = Path(cfg["checkpoint_root"]) / method
-            candidates = sorted(s for p in d.glob("*.pth") if (s := _sparsity_of(p)) is not None) if d.is_dir() else []
+        candidates = (sparsities if prune.is_sparse(method) else [0.0]) if made else _published(cfg, method)
         out += [(method, s) for s in candidates if checkpoints.checkpoint_path(method, s, cfg, seed).exists()]
     return out
+
+
+def _published(cfg: Config, method: str) -> list[float]:
+    """The sparsities of the published checkpoints of `method` placed under checkpoint_root."""
+    d = Path(cfg["checkpoint_root"]) / method
+    return sorted(s for p in d.glob("*.pth") if (s := _sparsity_of(p)) is not None) if d.is_dir() else []
+
+
+def sparsities(cfg: Config, method: str) -> list[float]:
+    """The sparsities a run of `method` may use: those the profile makes (dense and controls 0,
+    structured its own), or those with a published checkpoint under checkpoint_root."""
+    if not profiles.of(cfg).makes_upstream:
+        return sorted(s for m, s in available(cfg) if m == method)
+    if not prune.is_sparse(method):
+        return [0.0]
+    structured = prune.family(method) == "structured"
+    return [float(s) for s in (cfg["upstream"]["structured_sparsities"] if structured else cfg["sparsities"])]
 
 
 def _sparsity_of(path: Path) -> float | None:
@@ -400,7 +418,7 @@ def run_config(cfg: Config, method: str, sparsity: float, seed: int = 0) -> dict
         "sparsity": float(sparsity),
         "seed": int(seed),
     }
-    if cfg["profile"] == "mini":
+    if profiles.of(cfg).makes_upstream:  # made here: its recipe says what it is
         out["recipe"] = checkpoints.recipe_key(cfg, method)
     return out
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from sparsenb import checkpoints, config, finetune, prune, results, runs, specs, summary, sweep, upstream
+from sparsenb import checkpoints, config, finetune, models, prune, results, runs, specs, summary, sweep, upstream
 from sparsenb.config import ConfigError
 
 
@@ -137,3 +137,47 @@ def test_a_new_notebook_kind_is_one_spec_class(probe_notebook, tmp_path, monkeyp
     rec = results.record(grid[1].record, {"best": 0.5})  # what the notebook's last cell would do
     assert [r.finished() for r in grid] == [False, True]  # the sweep skips it by the same spec
     assert results.load("09_probe").run_id.tolist() == [rec["run_id"]] == [grid[1].record.run_id]
+
+
+# --- a new architecture ----------------------------------------------------------------------------
+
+
+def _tiny_net(num_classes):
+    """A new architecture as a user would add it: any nn.Module whose classifier is `fc`."""
+    net = torch.nn.Sequential()
+    net.add_module("conv1", torch.nn.Conv2d(3, 8, 3, 2, 1, bias=False))
+    net.add_module("bn1", torch.nn.BatchNorm2d(8))
+    net.add_module("relu", torch.nn.ReLU())
+    net.add_module("conv2", torch.nn.Conv2d(8, 16, 3, 2, 1, bias=False))
+    net.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
+    net.add_module("flatten", torch.nn.Flatten())
+    net.add_module("fc", torch.nn.Linear(16, num_classes))
+    return net
+
+
+def test_a_new_architecture_runs_through_upstream_and_linear_finetuning(monkeypatch, tmp_path):
+    """One registered builder (nothing in sparsenb/ or params/ changes, the profile's `arch` names
+    it): the mini upstream recipe trains and prunes it, its checkpoint is vouched for and loads
+    back, and a linear finetuning run transfers it."""
+    monkeypatch.setitem(models.ARCHS, "tiny_net", _tiny_net)
+    over = {
+        "arch": "tiny_net",
+        "data_root": str(tmp_path / "data"),
+        "checkpoint_root": str(tmp_path / "ckpt"),
+        "feature_cache": str(tmp_path / "features"),
+        "mini_data.upstream.train_per_class": 2,
+        "mini_data.upstream.val_per_class": 1,
+        "mini_data.upstream.test_per_class": 1,
+        "mini_data.tasks.shapes10": {"train_per_class": 4, "val_per_class": 2, "test_per_class": 2},
+        "upstream.D": 0.5,
+        "upstream.optimizer.batch_size": 32,
+        "linear.epochs": 2,
+        "linear.milestones": [1],
+    }
+    cfg = config.load("mini", over)
+    model, info = upstream.get("gmp", 0.8, cfg, 0, device="cpu")
+    assert checkpoints.verify(cfg, "gmp", 0.8, 0) == "ok" and checkpoints.verify(cfg, "dense", 0.0, 0) == "ok"
+    assert isinstance(model.conv2, torch.nn.Conv2d) and prune.target_sparsity(model) == pytest.approx(0.8, abs=0.02)
+    spec = runs.spec("02_linear_ft", method="gmp", sparsity=0.8, dataset="shapes10", seed=21, overrides=over)
+    res = finetune.linear(spec, device="cpu")
+    assert res["feature_dim"] == 16 and 0 <= res["reported"] <= 1

@@ -38,23 +38,17 @@ def _assert_same(a: nn.Module, b: nn.Module):
         assert torch.equal(sa[k], sb[k]), k
 
 
-@pytest.mark.parametrize(
-    "arch,n",
-    [
-        ("resnet18", 7),
-        ("resnet34", 5),
-        ("resnet50", 1000),
-        ("mobilenet_v1", 10),
-        ("mini_resnet", 128),
-        ("mini_resnet_s", 3),
-        ("mini_resnet_x", 128),
-    ],
-)
-def test_build_forward_and_fc(arch, n):
-    m = models.build(arch, n).eval()
-    size = 32 if arch.startswith("mini") else 64
-    assert m(torch.randn(2, 3, size, size)).shape == (2, n)
-    assert isinstance(m.fc, nn.Linear) and m.fc.out_features == n
+@pytest.mark.parametrize("arch", sorted(models.ARCHS))
+def test_every_architecture_builds_with_a_linear_fc_head_and_its_backbone(arch):
+    """Every registered architecture (a new one is tested without editing this file): `fc` an
+    nn.Linear with the classes asked for, a backbone giving its feature_dim features, a new head."""
+    m = models.build(arch, 7).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert m(x).shape == (2, 7)
+    assert isinstance(m.fc, nn.Linear) and m.fc.out_features == 7
+    assert models.backbone(m)(x).shape == (2, models.feature_dim(m))
+    models.replace_head(m, 3)
+    assert m(x).shape == (2, 3) and masks.prunable(m)
 
 
 def test_mini_resnet_x_has_strided_stem_and_256_features():

@@ -2,6 +2,7 @@
 checkpoint (sha256 + recipe), compact storage, and a rebuild that matches its entry."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -353,3 +354,13 @@ def test_the_upstream_command_selects_from_the_reference_set_and_names_its_metho
     err = capsys.readouterr().err
     assert err.startswith("sparsenb upstream: error: no model of the reference set matches --method/--sparsity/--seed")
     assert err.strip().endswith("its methods: " + ", ".join(methods))
+
+
+def test_the_reference_sets_recipe_keys_stay_as_committed():
+    """The committed manifest is keyed by these: a refactor that changes them orphans every shipped
+    checkpoint (a changed recipe must change them -- then update the pins)."""
+    cfg = config.load("mini")
+    keys = {m: checkpoints.recipe_key(cfg, m) for m in ("dense", "gmp", "dense_5x")}
+    assert keys == {"dense": "41aa32dbfe", "gmp": "8ae20b7061", "dense_5x": "f2ab0a5113"}
+    paper = config.load("paper", {"checkpoint_root": "/ck"})
+    assert checkpoints.checkpoint_path("gmp", 0.9, paper) == Path("/ck/gmp/0.9.pth")

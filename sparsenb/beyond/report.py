@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import plots
+from .. import plots, profiles
 from . import findings, study
 
 ARRAYS = ["reliability", "reliability_width", "pred", "labels"]
@@ -33,8 +33,9 @@ CALIBRATION = [
 
 
 def label(profile: str, arch: str) -> str:
-    """The summary's folder under outputs/summary/: `beyond` for the mini profile, else beyond-profile-arch."""
-    return "beyond" if profile == "mini" else f"beyond-{profile}-{arch}"
+    """The summary's folder under outputs/summary/: `beyond` for the default profile (mini), else
+    beyond-profile-arch."""
+    return profiles.get(profile).label("beyond", arch)
 
 
 def calibration_summary(runs: pd.DataFrame) -> pd.DataFrame:

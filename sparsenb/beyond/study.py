@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import prune, results, summary
+from .. import profiles, results, summary
 from . import calibration, classes, evidence
 
 NOTEBOOKS = {"02_linear_ft": "linear", "03_full_ft": "full"}
@@ -27,9 +27,7 @@ KEYS = ["finetune", "arch", "dataset", "method", "sparsity", "seed", "upstream_s
 def control(method: str, profile: str) -> str | None:
     """The dense model a sparse method is compared with: its budget-matched control (mini), dense
     (paper: the published checkpoints have no other); None for a dense model or a control."""
-    if method not in prune.METHODS or not prune.is_sparse(method):
-        return None
-    return "dense" if profile == "paper" else prune.control_of(method)
+    return profiles.get(profile).control(method)
 
 
 def _current(rec: dict, finetune: str, expected: dict, overrides: dict | None = None) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths
+from .. import paths, profiles
 from . import transforms as tr
 from .loaders import write_beton
 from .manifest import digest, split_key, write_manifest
@@ -18,7 +18,7 @@ from .registry import get, info
 def max_resolution(name: str, cfg) -> int | None:
     """Images kept in a .beton at most this large (longer side): mini images as they are; paper
     images at twice the training resolution (decoding stays cheap, crops keep their detail)."""
-    return None if info(name).profile == "mini" else 2 * cfg["image_size"]
+    return profiles.get(info(name).profile).beton_resolution(cfg["image_size"])
 
 
 def eval_ready(name: str, split: str, cfg) -> bool:
@@ -60,7 +60,7 @@ def prepare(name: str, cfg, betons: bool = True, out_dir: str | Path | None = No
     meta = info(name)
     out_dir = Path(out_dir) if out_dir else paths.outputs() / "data" / name
     rows = []
-    for split in ("train", "val", "test") if meta.profile == "mini" else ("train", "test"):
+    for split in profiles.get(meta.profile).splits:
         ds = get(name, cfg["data_root"], split, cfg=cfg)
         table = write_manifest(ds, out_dir / f"manifest-{split}.csv")
         beton = None

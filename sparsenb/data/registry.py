@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from .. import files
+from .. import files, profiles
 from . import mini, paper
 from .base import SPLITS, ArrayDataset, DataError, DatasetInfo
 
@@ -69,7 +69,7 @@ def get(name: str, root: str | os.PathLike, split: str = "train", transform=None
     i = info(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    if i.profile == "mini":
+    if profiles.get(i.profile).renders_data:
         if cfg is None:
             raise DataError(f"{name} is generated from the mini profile's sizes: pass cfg=config.load('mini')")
         ds = _mini(name, split, root, cfg)

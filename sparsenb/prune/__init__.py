@@ -33,8 +33,10 @@ __all__ = [
     "Control",
     "GMPScratch",
     "RigL5x",
+    "DENSE",
     "Dense",
     "control_of",
+    "eval_interpolation",
     "is_sparse",
     "Method",
     "RigL",
@@ -53,6 +55,7 @@ __all__ = [
     "names",
     "obs_prune",
     "register",
+    "reported_in",
     "target_sparsity",
     "targets",
     "topk_mask",
@@ -75,6 +78,10 @@ METHODS: dict[str, type[Method]] = {
     "gmp_scratch": GMPScratch,
     "structured": Structured,
 }
+
+# the dense model at D: the reference of relative errors, task difficulty and the released results'
+# contrasts, and the model every from-dense method starts from
+DENSE = "dense"
 
 
 def register(name: str):
@@ -114,6 +121,18 @@ def control_of(method: str) -> str | None:
     """The budget-matched control of a sparse method (the same run at target sparsity 0), else None."""
     check_choice("method", method, METHODS)
     return METHODS[method].control
+
+
+def eval_interpolation(method: str) -> str:
+    """How the published models of `method` are resized at evaluation: "bilinear" | "bicubic" (RigL)."""
+    check_choice("method", method, METHODS)
+    return METHODS[method].eval_interpolation
+
+
+def reported_in(method: str, finetune: str) -> bool:
+    """Whether the paper reports `method` in `finetune` (LTH-T: full finetuning only); a method only
+    the released results have (M-FAC) in both."""
+    return finetune in (METHODS[method].finetunes if method in METHODS else ("linear", "full"))
 
 
 def names(family: str | None = None) -> list[str]:

@@ -13,7 +13,14 @@ says what it is and owns every special case of it, so that no other module compa
 - `sparse`: False for dense and the controls (filed at sparsity 0, trained at target 0);
 - `control`: the name of its budget-matched control -- the same run at target sparsity 0: same
   start, schedule, data order, seed and gradient bound (None for dense and the controls);
-- `follows`: a control that runs another method's schedule takes that method's params entry.
+- `follows`: a control that runs another method's schedule takes that method's params entry;
+- `dense_state`: keeps the dense weights and only finds masks, one trajectory for every sparsity
+  (`find_masks`, `trajectory_budget`: LTH-T);
+- `needs_gradients`: prunes from fresh mini-batch gradients (`grad_fn`: WoodFisher);
+- `eval_interpolation`: how its published models were evaluated (RigL's TF code: bicubic), applied
+  where the profile evaluates published checkpoints (`sparsenb.profiles`);
+- `finetunes`: the finetuning modes the paper reports it in (LTH-T: full only);
+- `extra_info()`: what its run adds to the checkpoint's record.
 Its budget (a multiple of the dense budget D) and hyperparameters are in params (`upstream.methods`);
 an `optimizer` entry there replaces the shared learning rate and schedule with the method's own
 (the official code's), for it and for the control that follows it.
@@ -59,6 +66,8 @@ class Method:
     dense_state = False  # keeps the dense weights, only finds a mask (LTH-T): no run of its own
     needs_gradients = False  # needs `grad_fn` (fresh mini-batch gradients) to prune (WoodFisher)
     weight_sparsity = True  # its nominal sparsity is a fraction of weights (structured: of filters)
+    eval_interpolation = "bilinear"  # resizing at evaluation of its published models (RigL: bicubic)
+    finetunes = ("linear", "full")  # the finetuning modes the paper reports it in (LTH-T: full only)
     # its keys in params (`upstream.methods.<name>`) and their types: the schema of its entry. `budget`
     # is the length of its own run in multiples of D (sparsenb.upstream.budget reads it).
     hyperparameters: dict[str, type] = {"budget": float}

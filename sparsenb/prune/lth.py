@@ -19,6 +19,15 @@ from .magnitude import magnitude_masks
 class LTH(Method):
     name, family, from_dense, dense_state = "lth_t", "lottery_ticket", True, True
     hyperparameters = {"rate": float, "round_budget": float, "optimizer": Schedule}  # no run of its own: the IMP rounds
+    finetunes = ("full",)  # designed for full finetuning: the paper leaves it out of linear finetuning (Sec. 3.3)
+
+    def round_budget(self) -> float:
+        """The training of one IMP round, in multiples of D."""
+        return float(self.param("round_budget"))
+
+    def trajectory_budget(self, sparsities) -> float:
+        """The training of the one trajectory that gives every one of `sparsities`, in multiples of D."""
+        return self.rounds(sparsities, self.param("rate")) * self.round_budget()
 
     def find_masks(
         self, model: nn.Module, dense_state: dict, train_round: Callable[[nn.Module, Method, str], None], sparsities

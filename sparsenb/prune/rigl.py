@@ -18,6 +18,7 @@ from .magnitude import topk_mask
 
 class RigL(Method):
     name, family = "rigl", "regularization"
+    eval_interpolation = "bicubic"  # its published checkpoints come from TF code that resized bicubic
     hyperparameters = {"budget": float, "alpha": float, "every_epochs": float, "end": float}
 
     def start(self, model, optimizer) -> None:
