@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from . import checkpoints, data, devices, features, metrics, models, prune, train, upstream
+from . import checkpoints, data, devices, features, metrics, models, profiles, prune, train, upstream
 from .data.prepare import beton_for
 from .errors import UserError
 from .specs import FinetuneSpec, ScratchSpec, Spec, splits
@@ -27,7 +27,7 @@ def _split(spec: Spec, split: str):
 
 def bicubic(spec: Spec) -> bool:
     """RigL's checkpoints were made with bicubic resizing (paper profile)."""
-    return spec.cfg["profile"] == "paper" and getattr(spec, "method", "").startswith("rigl")
+    return profiles.of(spec.cfg).bicubic(getattr(spec, "method", prune.DENSE))
 
 
 def loader(spec: Spec, split: str, mean, std, batch_size: int, device=None, backend: str = "", ds=None):

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .prune import DENSE
+
 
 def _sns():
     import seaborn  # imported when a figure needs it (a second of start-up for every notebook otherwise)
@@ -249,8 +251,8 @@ def _gap_to_dense(c: pd.DataFrame, ft: str, sparsity: float) -> pd.DataFrame:
     that difference over seeds (Welch's standard error, t with the smaller cell's seeds - 1)."""
     from scipy import stats
 
-    d = c[(c.finetune == ft) & (c.method == "dense")].set_index("dataset")
-    s = c[(c.finetune == ft) & (c.sparsity == sparsity) & (c.method != "dense")].copy()
+    d = c[(c.finetune == ft) & (c.method == DENSE)].set_index("dataset")
+    s = c[(c.finetune == ft) & (c.sparsity == sparsity) & (c.method != DENSE)].copy()
     s = s[s.dataset.isin(d.index)]
     dm, ds, dn = (s.dataset.map(d[k]) for k in ("mean", "std", "seeds"))
     s["gap"] = s["mean"] - dm
@@ -322,7 +324,7 @@ def accuracy_vs_sparsity(c: pd.DataFrame, finetune: str, path=None, title: str =
     at 0% as points at 0%."""
     d = c[c.finetune == finetune]
     tasks = sorted(d.dataset.unique())
-    levels = sorted(d[d.method != "dense"].sparsity.unique())
+    levels = sorted(d[d.method != DENSE].sparsity.unique())
     pal = colors(list(d.method.unique()))
     order = method_order(d.method)
     rows = int(np.ceil(len(tasks) / cols))
@@ -333,7 +335,7 @@ def accuracy_vs_sparsity(c: pd.DataFrame, finetune: str, path=None, title: str =
         t = d[d.dataset == task]
         for k, m in enumerate(order):
             sub = t[t.method == m].sort_values("sparsity")
-            if m == "dense":
+            if m == DENSE:
                 mu, half = float(sub["mean"].iloc[0]), float(ci95(sub["std"], sub["seeds"])[0])
                 ax.axhline(mu, color=pal[m], lw=1)
                 if np.isfinite(half):

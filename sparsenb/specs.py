@@ -20,10 +20,9 @@ import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
-from . import checkpoints, data, devices, files, prune, results, upstream
+from . import checkpoints, data, devices, files, profiles, prune, results, upstream
 from .config import Config
 from .data.manifest import split_key
 from .errors import ConfigError, check_choice
@@ -123,41 +122,20 @@ def count(name: str, value) -> int:
     return value
 
 
-def sparsities(cfg: Config, method: str) -> list[float]:
-    """The sparsities a run of `method` may use: mini, the ones the profile makes (structured: its
-    own); paper, those with a checkpoint under <checkpoint_root>/<method>/."""
-    if cfg["profile"] == "paper":
-        return sorted(s for m, s in upstream.available(cfg) if m == method)
-    if not prune.is_sparse(method):
-        return [0.0]
-    return [
-        float(s) for s in (cfg["upstream"]["structured_sparsities"] if method == "structured" else cfg["sparsities"])
-    ]
-
-
 def check_sparsity(cfg: Config, method: str, sp) -> None:
     """A fraction in [0, 1) that the profile makes for `method` (or a checkpoint exists for)."""
     if isinstance(sp, bool) or not isinstance(sp, (int, float)) or not 0 <= sp < 1:
         raise ConfigError(f"sparsity must be a fraction in [0, 1) (0.9: 90% of the weights zero), got {sp!r}")
-    valid = sparsities(cfg, method)
+    valid = upstream.sparsities(cfg, method)
     if any(abs(float(sp) - v) < 1e-9 for v in valid):
         return
-    paper = cfg["profile"] == "paper"
-    where = (
-        f"with a checkpoint under {Path(cfg['checkpoint_root']) / method}"
-        if paper
-        else f"the {cfg['profile']} profile makes"
-    )
+    prof = profiles.of(cfg)
+    where = prof.sparsities_where(cfg, method)
     listed = ", ".join(f"{v:g}" for v in valid) or "none"
     raise ConfigError(
         f"{method} at sparsity {sp!r}: the sparsities {where} are {listed}"
         + ("; dense models have sparsity 0: pass -p sparsity 0" if valid == [0.0] else "")
-        + (
-            "; place the published checkpoint there as <method>/<sparsity>.pth, or point -p checkpoint_root "
-            "(SPARSENB_CHECKPOINT_ROOT) at your copy"
-            if paper
-            else ""
-        )
+        + prof.sparsity_fix()
     )
 
 
@@ -214,7 +192,7 @@ class UpstreamSpec(Spec):
     @classmethod
     def of(cls, cfg, p, inputs=True):
         check_choice("method", p["method"], prune.METHODS)
-        recipe = checkpoints.recipe_key(cfg, p["method"]) if cfg["profile"] == "mini" else None
+        recipe = checkpoints.recipe_key(cfg, p["method"]) if profiles.of(cfg).makes_upstream else None
         return cls(
             **common(cfg, p), method=p["method"], sparsity=float(p["sparsity"]), seed=int(p["seed"]), recipe=recipe
         )
@@ -261,7 +239,7 @@ def finetune_fields(ft: str, cfg: Config, p: dict, inputs: bool = True) -> dict:
     method, sparsity, dataset = p["method"], float(p["sparsity"]), p["dataset"]
     check_choice("method", method, prune.METHODS)
     data.info(dataset)
-    mini = cfg["profile"] == "mini"
+    mini = profiles.of(cfg).makes_upstream  # its models and data are made here: their recipes say what they are
     return {
         **common(cfg, p),
         "finetune": ft,
@@ -282,8 +260,8 @@ def finetune_fields(ft: str, cfg: Config, p: dict, inputs: bool = True) -> dict:
 
 
 def splits(cfg: Config) -> tuple[str, ...]:
-    """Mini: train, val, test (the epoch is chosen on val); paper: the paper's train and test."""
-    return ("train", "val", "test") if cfg["profile"] == "mini" else ("train", "test")
+    """The profile's splits (mini: train, val, test -- the epoch is chosen on val; paper: train, test)."""
+    return profiles.of(cfg).splits
 
 
 def input_digests(cfg: Config, method: str, sparsity: float, dataset: str) -> dict:
@@ -406,7 +384,7 @@ class SpeedupSpec(Spec):
             hp=self.hp,
             image_size=cfg["image_size"],
             eval_transform=cfg["eval_transform"] if cfg["eval_transform"] != "crop_resize" else None,
-            upstream_recipe=checkpoints.recipe_key(cfg, method) if cfg["profile"] == "mini" else None,
+            upstream_recipe=checkpoints.recipe_key(cfg, method) if profiles.of(cfg).makes_upstream else None,
         )
 
     def records(self) -> list[Spec]:
@@ -448,7 +426,7 @@ class ScratchSpec(Spec):
             optimizer={k: full[k] for k in ("momentum", "weight_decay", "random_resized_crop_scale")},
             image_size=cfg["image_size"],
             eval_transform=cfg["eval_transform"] if cfg["eval_transform"] != "crop_resize" else None,
-            mini_data=cfg["mini_data"] if cfg["profile"] == "mini" else None,
+            mini_data=cfg["mini_data"] if profiles.of(cfg).renders_data else None,
         )
 
     def transfer(self) -> FullSpec:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, data, files, metrics, prune, results, runs, specs
+from . import config, data, files, metrics, profiles, prune, results, runs, specs
 from .errors import UserError, check_choice
 
 REFERENCE = Path(__file__).resolve().parent / "reference_results"
@@ -188,7 +188,8 @@ def select(tidy: Tidy, source: str, profile: str | None = None, arch: str | None
     present = frame.profile.value_counts()
     if profile and len(frame) and profile not in present:
         raise UserError(f"no {source} records of profile {profile!r}; there are: {dict(present)}")
-    profile = profile or ("mini" if "mini" in present else present.index[0] if len(present) else "mini")
+    main = profiles.default().name  # the notebooks' default profile
+    profile = profile or (main if main in present else present.index[0] if len(present) else main)
     rows = frame[frame.profile == profile]
     archs = rows.arch.value_counts()
     default = MAIN[source][1] if source in MAIN else config.load(profile)["arch"]
@@ -205,8 +206,13 @@ def select(tidy: Tidy, source: str, profile: str | None = None, arch: str | None
         if others
         else ""
     )
-    label = source if arch == default and profile == MAIN.get(source, ("mini",))[0] else f"{source}-{profile}-{arch}"
+    label = source if arch == default and profile == MAIN.get(source, (main,))[0] else f"{source}-{profile}-{arch}"
     return replace(tidy, frame=out, selection=selection, label=label)
+
+
+def _sparse(method: str) -> bool:
+    """A sparse model's method (a released method this repo has no class for counts as one)."""
+    return method not in prune.METHODS or prune.is_sparse(method)
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -224,8 +230,8 @@ def table1(c: pd.DataFrame, sparsities=(0.8, 0.9), arch: str | None = None) -> p
     sparse method's mean +- std. Columns finetune, sparsity, dataset, method, mean, std."""
     arch = arch or c.arch.iloc[0]
     c = c[c.arch == arch]
-    dense = c[c.method == "dense"]
-    sparse = c[(c.method != "dense") & c.sparsity.isin(sparsities)]
+    dense = c[c.method == prune.DENSE]
+    sparse = c[(c.method != prune.DENSE) & c.sparsity.isin(sparsities)]
     best = sparse.loc[sparse.groupby(["finetune", "sparsity", "dataset"])["mean"].idxmax()]
     out = pd.concat([dense, best])[["finetune", "sparsity", "dataset", "method", "mean", "std", "seeds"]]
     return out.sort_values(["finetune", "sparsity", "dataset"]).reset_index(drop=True)
@@ -238,7 +244,7 @@ def table1_selected(df: pd.DataFrame, sparsities=(0.8, 0.9), arch: str | None = 
     is best on the *other* seeds) -- and reported on test beside the best-of-all-methods value.
     Columns: finetune, sparsity, dataset, chosen_by, selected (mean %), best_of_all (%), optimism."""
     arch = arch or df.arch.iloc[0]
-    d = df[(df.arch == arch) & ~df.method.isin(["dense", "dense_5x"]) & df.sparsity.isin(sparsities)]
+    d = df[(df.arch == arch) & df.method.map(_sparse) & df.sparsity.isin(sparsities)]
     rows = []
     for (ft, sp, ds), g in d.groupby(["finetune", "sparsity", "dataset"]):
         means = g.groupby("method")["accuracy"].mean()
@@ -303,7 +309,7 @@ def alpha_summary(c: pd.DataFrame) -> pd.DataFrame:
 
 def difficulty(c: pd.DataFrame) -> pd.DataFrame:
     """Task difficulty (Sec. 3.3): dense full minus dense linear accuracy, per (arch, dataset)."""
-    d = c[c.method == "dense"].pivot_table(index=["arch", "dataset"], columns="finetune", values="mean")
+    d = c[c.method == prune.DENSE].pivot_table(index=["arch", "dataset"], columns="finetune", values="mean")
     if not {"full", "linear"} <= set(d.columns):
         return pd.DataFrame(columns=["arch", "dataset", "difficulty"])
     d = d.dropna(subset=["full", "linear"])

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config, files, paths, progress, prune, results, slurm, specs
+from . import config, files, paths, profiles, progress, prune, results, slurm, specs
 from .config import ROOT, ConfigError
 from .errors import UserError, read_yaml
 from .runs import defaults, execute_notebook, kind_of, notebook_path, parameters, resolve, unchecked
@@ -214,12 +214,13 @@ def _label(run: Run) -> str:
 
 
 def _runnable(run: Run) -> bool:
-    """Paper profile: a (method, sparsity) with a checkpoint under checkpoint_root or a released one;
-    every run of the other profiles and notebooks (`sparsenb.planning.runnable`)."""
+    """A profile of published checkpoints (paper): a (method, sparsity) with a checkpoint under
+    checkpoint_root or a released one (`sparsenb.planning.runnable`); every run of the others."""
     from . import planning
 
     p = parameters(run.notebook, run.params)
-    if p.get("profile") != "paper" or kind_of(run.notebook) is None or "method" not in p:
+    made_here = profiles.get(p.get("profile") or profiles.default().name).makes_upstream
+    if made_here or kind_of(run.notebook) is None or "method" not in p:
         return True
     return planning.runnable(_profile(p), p["method"], float(p["sparsity"]))
 

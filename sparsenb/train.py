@@ -509,7 +509,7 @@ class _FitHooks:
 def _fit_row(model: nn.Module, method: prune.Method, epoch: float, loss: float) -> dict:
     """The curve's row of one `fit` epoch: epoch, loss, and sparsity for a sparse method."""
     row = {"epoch": epoch, "loss": loss}
-    if method.name != "dense" and method.family != "control":
+    if method.family not in ("dense", "control"):
         row["sparsity"] = prune.target_sparsity(model)
     return row
 

@@ -77,7 +77,7 @@ SPARSENB = Path(profiles.__file__).parent
 OWNERS = {"profiles.py", "prune", "verdicts.py"}  # verdicts quotes the paper's claims, which name methods
 # files another change converts (each with the replacement named in its review); leave this list
 # when converted -- the test below says when one no longer compares names
-PENDING = {"finetune.py", "runs.py", "sweep.py", "speedup.py", "summary.py", "plots.py", "train.py", "__main__.py"}
+PENDING: set[str] = set()  # files still to convert (none)
 _NAMES = "|".join(sorted(map(re.escape, prune.METHODS), key=len, reverse=True))
 PROFILE_NAME = re.compile(r"""profile["']?\]?\)?\s*[!=]=\s*["']|["'](mini|paper)["']\s*[!=]=""")
 METHOD_NAME = re.compile(
