@@ -173,7 +173,7 @@ def full_recipe(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
     every (lr, epochs) of `full_search` on every task, the milestones scaled with the epochs as in
     `full`. Only validation accuracy is recorded (at the epoch chosen on validation): the recipe is
     chosen on it, and the test set is never read for it. out_dir/full_recipe_D<D>.csv."""
-    from . import finetune  # finetuning sits above upstream; only this measurement needs it
+    from . import finetune, specs  # finetuning sits above upstream; only this measurement needs it
 
     full = cfg["full"]
 
@@ -183,7 +183,9 @@ def full_recipe(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
         scale = epochs / full["epochs"]
         rcfg["full"].update(lr=lr, epochs=epochs, milestones=[round(m * scale) for m in full["milestones"]])
         rcfg["full"]["lr_overrides"] = {}
-        res = finetune.full(rcfg, "dense", 0.0, ds, cfg["seeds"][0], cfg["upstream"]["seeds"][0], device)
+        run = {"method": prune.DENSE, "sparsity": 0.0, "dataset": ds, "seed": cfg["seeds"][0]}
+        spec = specs.build(specs.FullSpec, rcfg, {**run, "upstream_seed": cfg["upstream"]["seeds"][0]})
+        res = finetune.full(spec, device)
         return {
             "lr": lr,
             "epochs": epochs,

@@ -364,3 +364,30 @@ def test_the_reference_sets_recipe_keys_stay_as_committed():
     assert keys == {"dense": "41aa32dbfe", "gmp": "8ae20b7061", "dense_5x": "f2ab0a5113"}
     paper = config.load("paper", {"checkpoint_root": "/ck"})
     assert checkpoints.checkpoint_path("gmp", 0.9, paper) == Path("/ck/gmp/0.9.pth")
+
+
+def test_the_full_recipe_search_finetunes_the_dense_model_and_records_validation_only(tmp_path):
+    """`calibration.full_recipe`: each candidate on each task is one full finetuning of the dense
+    upstream model at that lr and length (milestones scaled); the table holds validation accuracy,
+    never a test number, and a second call trains nothing."""
+    over = {
+        "data_root": str(tmp_path / "data"),
+        "checkpoint_root": str(tmp_path / "ckpt"),
+        "mini_data.upstream.train_per_class": 2,
+        "mini_data.upstream.val_per_class": 1,
+        "mini_data.upstream.test_per_class": 1,
+        "mini_data.tasks.shapes10": {"train_per_class": 4, "val_per_class": 2, "test_per_class": 2},
+        "upstream.D": 0.5,
+        "datasets": ["shapes10"],
+        "full.epochs": 2,
+        "full.milestones": [1],
+        "full_search": {"lr": [0.01, 0.03], "epochs": [2]},
+    }
+    cfg = config.load("mini", over)
+    upstream.get("dense", 0.0, cfg, 0, device="cpu")
+    table = calibration.full_recipe(cfg, tmp_path / "search", device="cpu")
+    assert sorted(table.lr) == [0.01, 0.03] and set(table.epochs) == {2} and set(table.dataset) == {"shapes10"}
+    assert not any("test" in c or c in ("reported", "best", "final") for c in table.columns)
+    assert table.val_accuracy.between(0, 1).all()
+    assert calibration.full_recipe(cfg, tmp_path / "search", device="cpu").equals(table)  # resumed: nothing retrained
+    assert calibration.choose_full_recipe(table, ["shapes10"])[1] == 2
