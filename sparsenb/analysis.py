@@ -60,13 +60,17 @@ def reference_table(cfg: Config) -> "pd.DataFrame":
     """Table 3 of the mini reference set from its manifest: one row per (method, sparsity) with its
     family, budget-matched control, epochs from random weights, achieved sparsity, test / val top-1 in %
     (mean over upstream seeds, SE, n) and `gap_to_control`: top-1 minus its control's, paired by
-    upstream seed (mean and SE over seeds, points)."""
+    upstream seed (mean and SE over seeds, points). A model off its nominal sparsity, or made by
+    another recipe (stale), is left out."""
     import numpy as np
     import pandas as pd
 
     man = checkpoints.read_manifest(cfg)
     if man.empty:
         return pd.DataFrame()
+    off = [checkpoints.off_target(m, s, a) for m, s, a in zip(man.method, man.sparsity, man.achieved_sparsity)]
+    stale = [r != checkpoints.recipe_key(cfg, m) for m, r in zip(man.method, man.recipe)]  # another recipe's
+    man = man[~pd.Series(off, index=man.index, dtype=bool) & ~pd.Series(stale, index=man.index, dtype=bool)]
     man = man.assign(family=man.method.map(prune.family), control=man.method.map(lambda m: prune.control_of(m) or ""))
     ctrl = man[["method", "seed", "top1"]].rename(columns={"method": "control", "top1": "control_top1"})
     man = man.merge(ctrl, on=["control", "seed"], how="left")

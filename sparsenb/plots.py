@@ -501,3 +501,33 @@ def robustness(rob: pd.DataFrame, path=None, title: str = "Robustness: corrupted
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def budget_curve(b: pd.DataFrame, path=None, title: str = ""):
+    """Transfer accuracy (%) of the dense-like models against their upstream budget (epochs from
+    random weights, log axis), one panel per finetuning mode; 95% intervals over tasks x upstream
+    seeds (`summary.budget_curve`)."""
+    from . import prune
+
+    modes = [ft for ft in ("linear", "full") if (b.finetune == ft).any()]
+    pal = colors(list(b.method.unique()))
+    fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.4), squeeze=False)
+    for ax, ft in zip(axes[0], modes):
+        t = b[b.finetune == ft]
+        from_random = [m for m in t.method if not prune.METHODS[m].from_dense]  # the continuation is off the curve
+        scratch = t[t.method.isin(from_random)].sort_values("epochs")
+        ax.plot(scratch.epochs, scratch["mean"], color="#888888", lw=1, zorder=1)
+        for m in method_order(t.method):
+            r = t[t.method == m].iloc[0]
+            ax.errorbar(r.epochs, r["mean"], yerr=[[r["mean"] - r.low], [r.high - r["mean"]]], marker="o",
+                        capsize=3, color=pal[m], label=m, zorder=2)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(t.epochs.unique()), [f"{e:g}" for e in sorted(t.epochs.unique())])
+        ax.set_xlabel("upstream budget (epochs from random weights)")
+        ax.set_title(f"{ft} finetuning", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("transfer accuracy (%), mean over tasks")
+    _legend_outside(fig, method_order(b.method), pal)
+    fig.suptitle((title + "\n" if title else "") + "budget -> transfer: 95% CI over tasks x upstream seeds")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -27,6 +27,9 @@ PRODUCTS = (
     "figure3",
     "accuracy_linear",
     "accuracy_full",
+    "table3_upstream",
+    "budget_curve",
+    "budget_curve_plot",
 )  # what a summary may write, as <name>.csv + .md or <name>.png
 
 STD = "± is the sample standard deviation over seeds; (n=k): the cell's seeds"
@@ -49,6 +52,13 @@ HEADERS = {  # name -> (title, what the numbers are)
                        "vs dense (%) of the chosen method on the results not used to choose it, 95% interval "
                        "[alpha_pct_low, alpha_pct_high] over tasks"),
     "excluded_records": ("Records left out of this summary", "one row per record file, with the reason"),
+    "table3_upstream": ("Table 3: the upstream reference set, each model beside its budget-matched control",
+                        "top-1 % on the upstream task (test; val_top1: validation), mean over upstream seeds, "
+                        "_se: its standard error, n: seeds; gap_to_control: top-1 minus its control's, paired "
+                        "by seed (points); off-target models (> 1.5 points from their sparsity) left out"),
+    "budget_curve": ("Budget -> transfer: the dense-like models by upstream budget",
+                     "transfer accuracy %, mean over tasks x upstream seeds, 95% interval [low, high] over both "
+                     "(stats.crossed); epochs: upstream training from random weights"),
     "tableC1_linear": ("Table C.1: linear finetuning, every method × sparsity × task",
                        f"accuracy %, mean ± std; {STD}; " + BOLD.format(group=" at its sparsity")),
     "tableC2_full": ("Table C.2: full finetuning, every method × sparsity × task",
@@ -105,6 +115,7 @@ def write(
     excluded = tidy.excluded
     if excluded:
         tables["excluded_records"] = pd.DataFrame(excluded, columns=["file", "reason"])
+    tables.update(_upstream_tables(source, tidy, overrides) if len(c) else {})
     paths = Written(out_dir)
     title = source_title(source, tidy, overrides)
     for name, t in tables.items():
@@ -113,6 +124,9 @@ def write(
         paths[name] = out_dir / f"{name}.csv"
     if len(c):
         paths.update(_figures(c, tables["alpha"], out_dir, title))
+    if "budget_curve" in tables and len(tables["budget_curve"]):
+        plots.plt.close(plots.budget_curve(tables["budget_curve"], path=out_dir / "budget_curve_plot.png", title=title))
+        paths["budget_curve_plot"] = out_dir / "budget_curve_plot.png"
     for name in PRODUCTS:  # what an earlier summary wrote and this one does not
         for suffix in (".csv", ".md", ".png"):
             if name not in paths and (out_dir / f"{name}{suffix}").exists():
@@ -191,6 +205,18 @@ def _tables(tidy: pd.DataFrame, c: pd.DataFrame) -> dict:
         if (c.finetune == ft).any():
             tables[name] = summary.tables_c(c, ft).reset_index()
     return tables
+
+
+def _upstream_tables(source: str, tidy, overrides: dict | None) -> dict:
+    """A profile that makes its upstream models (mini): Table 3 of its reference set (each model
+    beside its budget-matched control) and the budget -> transfer curve of its dense-like models."""
+    from . import analysis, profiles
+
+    profile = tidy.frame.profile.iloc[0] if "profile" in tidy.frame else ""
+    if source == "published" or profile not in profiles.PROFILES or not profiles.get(profile).makes_upstream:
+        return {}
+    cfg = config.load(profile, overrides)
+    return {"table3_upstream": analysis.reference_table(cfg), "budget_curve": summary.budget_curve(tidy.frame, cfg)}
 
 
 def _reported(t: pd.DataFrame) -> pd.DataFrame:

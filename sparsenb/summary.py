@@ -315,3 +315,23 @@ def difficulty(c: pd.DataFrame) -> pd.DataFrame:
     d = d.dropna(subset=["full", "linear"])
     d["difficulty"] = d["full"] - d["linear"]
     return d.reset_index()[["arch", "dataset", "difficulty"]]
+
+
+def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Transfer accuracy against the upstream training budget (epochs from random weights) of the
+    dense-like models (dense and its controls: dense at D, 2D, 5D and GMP's continuation), per
+    finetuning mode: the mean over tasks x upstream seeds of each model's accuracy (%), with its 95%
+    interval over both (`stats.crossed`). Columns: finetune, method, epochs, mean, low, high, tasks,
+    upstream, runs."""
+    from . import stats, upstream
+
+    d = frame[~frame.method.map(_sparse)]
+    rows = []
+    for (ft, m), _ in d.groupby(["finetune", "method"]):
+        t = stats.means(d, {"x": (ft, [m], None)})
+        e = stats.crossed(t["x"], t.attrs["runs"])
+        epochs = upstream.budget(m, cfg)[1]
+        rows.append(dict(finetune=ft, method=m, epochs=epochs, mean=100 * e.mean, low=100 * e.low,
+                         high=100 * e.high, tasks=e.tasks, upstream=e.upstream, runs=e.runs))  # fmt: skip
+    cols = ["finetune", "method", "epochs", "mean", "low", "high", "tasks", "upstream", "runs"]
+    return pd.DataFrame(rows, columns=cols)

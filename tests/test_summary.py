@@ -225,3 +225,31 @@ def test_one_colour_per_method_in_every_figure():
     every = plots.colors(list(prune.METHODS) + ["mfac"])
     assert len(set(every.values())) == len(every)
     assert plots.method_order(["str", "dense_5x", "gmp", "dense"]) == ["dense", "gmp", "str", "dense_5x"]
+
+
+def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_interval():
+    """The dense-like models (dense and its controls) at their upstream budgets (epochs from random
+    weights: D, 2D, 5D; GMP's continuation at 2D), the mean over tasks x upstream seeds with a 95%
+    interval over both; sparse models are not on the curve."""
+    import numpy as np
+
+    from sparsenb import config, plots, summary
+
+    cfg = config.load("mini")
+    D = cfg["upstream"]["D"]
+    rng = np.random.default_rng(0)
+    level = {"dense": 0.60, "dense_2x": 0.61, "dense_2x_scratch": 0.66, "dense_5x": 0.70, "gmp": 0.55}
+    rows = [
+        dict(profile="mini", arch="a", finetune=ft, method=m, sparsity=0.9 if m == "gmp" else 0.0, dataset=f"t{t}",
+             upstream_seed=u, seed=21, accuracy=acc + 0.02 * t + rng.normal(0, 0.005))
+        for ft in ("linear", "full") for m, acc in level.items() for t in range(4) for u in range(3)
+    ]  # fmt: skip
+    b = summary.budget_curve(pd.DataFrame(rows), cfg).set_index(["finetune", "method"])
+    assert "gmp" not in b.index.get_level_values("method")
+    assert b.loc[("full", "dense"), "epochs"] == D and b.loc[("full", "dense_5x"), "epochs"] == 5 * D
+    assert b.loc[("full", "dense_2x"), "epochs"] == 2 * D == b.loc[("full", "dense_2x_scratch"), "epochs"]
+    r = b.loc[("linear", "dense_5x")]
+    assert r["mean"] == pytest.approx(100 * (0.70 + 0.03), abs=0.5) and r.low < r["mean"] < r.high
+    assert (r.tasks, r.upstream, r.runs) == (4, 3, 12)
+    fig = plots.budget_curve(b.reset_index())
+    assert fig.axes[0].get_xlabel().startswith("upstream budget (epochs")

@@ -297,6 +297,17 @@ def test_reference_table_pairs_each_model_with_its_control(tmp_path):
     assert t.loc["gmp", "gap_to_control"] == pytest.approx(-3.0)  # (-2 and -4 points) paired by seed
     assert t.loc["gmp", "gap_se"] == pytest.approx(1.0)
     assert list(t.index) == ["dense_2x", "gmp"]
+    # an off-target model and one of another recipe (stale) are left out, never filed under 0.9
+    extra = [("acdc", 0.9, 0, 0.5, 0.85), ("woodfisher", 0.9, 0, 0.5, 0.9)]
+    for m, s, seed, top1, achieved in extra:
+        path = checkpoints.checkpoint_path(m, s, cfg, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"{m}{seed}".encode())
+        checkpoints.register(cfg, path, m, s, seed, {"test_top1": top1, "val_top1": top1, "sparsity": achieved}, 2.0)
+    assert checkpoints.verify(cfg, "acdc", 0.9, 0) == "off-target"
+    cfg["upstream"]["methods"]["woodfisher"]["block"] = 32  # its recipe changed since it was made
+    assert checkpoints.verify(cfg, "woodfisher", 0.9, 0) == "stale"
+    assert list(analysis.reference_table(cfg).method) == ["dense_2x", "gmp"]
 
 
 def test_a_recipe_key_of_digits_only_stays_text_in_the_manifest(tmp_path, monkeypatch):
