@@ -381,20 +381,14 @@ def test_the_full_recipe_search_finetunes_the_dense_model_and_records_validation
     """`calibration.full_recipe`: each candidate on each task is one full finetuning of the dense
     upstream model at that lr and length (milestones scaled); the table holds validation accuracy,
     never a test number, and a second call trains nothing."""
-    over = {
-        "data_root": str(tmp_path / "data"),
-        "checkpoint_root": str(tmp_path / "ckpt"),
-        "mini_data.upstream.train_per_class": 2,
-        "mini_data.upstream.val_per_class": 1,
-        "mini_data.upstream.test_per_class": 1,
+    extra = {
         "mini_data.tasks.shapes10": {"train_per_class": 4, "val_per_class": 2, "test_per_class": 2},
-        "upstream.D": 0.5,
         "datasets": ["shapes10"],
         "full.epochs": 2,
         "full.milestones": [1],
         "full_search": {"lr": [0.01, 0.03], "epochs": [2]},
     }
-    cfg = config.load("mini", over)
+    cfg = _tiny(tmp_path, **extra)
     upstream.get("dense", 0.0, cfg, 0, device="cpu")
     table = calibration.full_recipe(cfg, tmp_path / "search", device="cpu")
     assert sorted(table.lr) == [0.01, 0.03] and set(table.epochs) == {2} and set(table.dataset) == {"shapes10"}
