@@ -194,7 +194,7 @@ def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=
     profile = profiles.of(cfg)
     if profile.makes_upstream:
         return mini_row(method, sparsity, cfg, seed, device)
-    model, _ = upstream.get(method, sparsity, cfg, seed, device)
+    model, info = upstream.get(method, sparsity, cfg, seed, device)
     checkpoints.check_sparsity(model, cfg, method, sparsity, seed)
     row = {
         "method": method,
@@ -202,7 +202,7 @@ def result_row(method: str, sparsity: float, cfg: Config, seed: int = 0, device=
         "seed": seed,
         "achieved_sparsity": prune.target_sparsity(model),
         "pruned_filters": float(masks.pruned_filters(model).iloc[-1]["fraction"]),
-        "checkpoint_format": getattr(model, "checkpoint_format", ""),
+        "checkpoint_format": info["checkpoint_format"],
     }
     row.update(evaluate_imagenet(model, cfg, bicubic=profile.bicubic(method), device=device))
     return row

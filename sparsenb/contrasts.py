@@ -4,7 +4,7 @@ one (the mini study), else dense -- and the terms of a family's mean *gap* for s
     D = contrasts.Data(contrasts.one_arch(tidy))  # one architecture's per-seed results
     D.base("full", "gmp")                         # "dense_2x" (mini) | "dense" (released results)
     terms, gap = contrasts.gap_terms(D, "p", "full", ["gmp", "woodfisher"], (0.8, 0.9))
-    stats.crossed(gap(stats.means(tidy, terms)))  # the family's mean gap over tasks x upstream models
+    stats.crossed(gap(stats.means(tidy, terms).frame))  # the family's mean gap over tasks x upstream models
 
 Controls (family "control", target sparsity 0): `dense` (D epochs from random weights: the control
 of acdc, str, rigl_erk_1x, gmp_scratch, lth_t), `dense_2x` (dense + a further D on GMP's schedule
@@ -118,14 +118,15 @@ def alphas(D: Data, families: dict, literal: bool = False) -> tuple[dict, int]:
     members = [m for ms in families.values() for m in ms]
     terms = {f"{m}@{s:g}": ("linear", [m], s) for m in members for s in SPARSITIES}
     terms |= {f"base:{b}": ("linear", [b], None) for b in {D.base("linear", m, literal) for m in members}}
-    t = stats.means(D.d, terms)
+    means = stats.means(D.d, terms)
+    t = means.frame
 
     def alpha(m):
         base = t[f"base:{D.base('linear', m, literal)}"]
         a = sum(metrics.relative_error_increase(t[f"{m}@{s:g}"], base) for s in SPARSITIES) / len(SPARSITIES)
         return pd.Series(a, index=t.index)
 
-    return {f: sum(alpha(m) for m in ms) / len(ms) for f, ms in families.items()}, t.attrs["runs"]
+    return {f: sum(alpha(m) for m in ms) / len(ms) for f, ms in families.items()}, means.runs
 
 
 def one_arch(tidy: pd.DataFrame, arch: str | None) -> pd.DataFrame:

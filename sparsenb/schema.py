@@ -6,6 +6,8 @@ hyperparameter has a default in code -- a key missing from params is an error, n
 A method's own hyperparameters (`upstream.methods.<name>`) are declared by its recipe class
 (`hyperparameters` in sparsenb.prune), so a new method brings its schema with it. Numbers that
 have a sane range declare it (`Annotated[int, Range(1, 10_000)]`): a billion epochs is refused.
+A name of a registry declares it (`Annotated[str, OneOf(profiles.PROFILES)]`): what is registered
+when the profile is checked is valid, so a new profile needs no edit here.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ class Range:
 
     lo: float
     hi: float
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A name of a registry (a mapping read when checked: entries registered later count)."""
+
+    registry: dict = dataclasses.field(compare=False)
 
 
 Epochs = Annotated[int, Range(1, 10_000)]
@@ -178,7 +187,7 @@ class FullSearch:
 
 @dataclass
 class Profile:
-    profile: Literal["mini", "paper"]
+    profile: Annotated[str, OneOf(profiles.PROFILES)]
     arch: str
     image_size: Annotated[int, Range(8, 4096)]
     data_root: str
@@ -228,6 +237,9 @@ def check(value: Any, tp, where: str) -> list[str]:
         for r in (a for a in args[1:] if isinstance(a, Range)):
             if not bad and not r.lo <= value <= r.hi:
                 bad = [f"{where}: {value!r} is outside its sane range [{r.lo:g}, {r.hi:g}]"]
+        for c in (a for a in args[1:] if isinstance(a, OneOf)):
+            if not bad and value not in c.registry:
+                bad = [f"{where}: {value!r} is not one of {', '.join(map(repr, c.registry))}"]
         return bad
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:

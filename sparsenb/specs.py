@@ -319,13 +319,15 @@ class SpeedupRow(Spec):
 
 @dataclass(frozen=True, kw_only=True)
 class SpeedupSpec(Spec):
-    """A 05_speedup run: online linear finetuning of each method's backbone (dense-like ones at
-    sparsity 0, `prune.is_sparse`), dense-like in PyTorch and in `sparse_engine`, sparse ones in it."""
+    """A 05_speedup run: on each task in turn (`dataset`: one or a comma-separated list, e.g.
+    "shapes10,digits"), online linear finetuning of each method's backbone (dense-like ones at
+    sparsity 0, `prune.is_sparse`), dense-like in PyTorch and in `sparse_engine`, sparse ones in it;
+    one record per (task, method, engine): `row`."""
 
     kind = "05_speedup"
     methods: tuple
     sparsity: float
-    dataset: str
+    datasets: tuple
     seed: int
     upstream_seed: int
     batch_size: int
@@ -335,11 +337,20 @@ class SpeedupSpec(Spec):
     def method_list(p: dict) -> list[str]:
         return [m.strip() for m in str(p["methods"]).split(",") if m.strip()]
 
+    @staticmethod
+    def dataset_list(p: dict) -> list[str]:
+        """The tasks of the `dataset` parameter, in order, each once."""
+        return list(dict.fromkeys(d.strip() for d in str(p["dataset"]).split(",") if d.strip()))
+
     @classmethod
     def check(cls, cfg, p):
+        tasks = cls.dataset_list(p)
+        if not tasks:
+            raise ConfigError(f"dataset names no task ({p['dataset']!r}): e.g. -p dataset shapes10,digits")
         for m in cls.method_list(p):
             sp = p["sparsity"] if prune.is_sparse(m) else 0.0
-            check(cfg, {**p, "method": m, "sparsity": sp}, downstream=cls.kind)
+            for d in tasks:
+                check(cfg, {**p, "method": m, "sparsity": sp, "dataset": d}, downstream=cls.kind)
         count("batch_size", p["batch_size"])
 
     @classmethod
@@ -348,7 +359,7 @@ class SpeedupSpec(Spec):
             **common(cfg, p),
             methods=tuple(cls.method_list(p)),
             sparsity=float(p["sparsity"]),
-            dataset=p["dataset"],
+            datasets=tuple(cls.dataset_list(p)),
             seed=int(p["seed"]),
             upstream_seed=int(p["upstream_seed"]),
             batch_size=int(p["batch_size"]),
@@ -367,7 +378,8 @@ class SpeedupSpec(Spec):
             self.cfg["speedup"], **{k: v for k, v in self.cfg["linear"].items() if k not in self.cfg["speedup"]}
         )
 
-    def row(self, method: str, engine: str) -> SpeedupRow:
+    def row(self, dataset: str, method: str, engine: str) -> SpeedupRow:
+        """The record of one task, method and engine."""
         cfg = self.cfg
         return SpeedupRow(
             profile=self.profile,
@@ -377,7 +389,7 @@ class SpeedupSpec(Spec):
             method=method,
             sparsity=self.sparsity_of(method),
             engine=engine,
-            dataset=self.dataset,
+            dataset=dataset,
             seed=int(self.seed),
             upstream_seed=int(self.upstream_seed),
             batch_size=int(self.batch_size),
@@ -388,7 +400,7 @@ class SpeedupSpec(Spec):
         )
 
     def records(self) -> list[Spec]:
-        return [self.row(m, e) for m in self.methods for e in self.engines(m)]
+        return [self.row(d, m, e) for d in self.datasets for m in self.methods for e in self.engines(m)]
 
 
 # --- 06_extensions ------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Sec. 3.6: training speed-up of linear finetuning with a sparse backbone on a sparsity-aware CPU
 engine (DeepSparse), in the online setting (augmented samples go through the backbone every step).
 
-    cfg, spec = runs.setup("05_speedup", methods="dense,gmp,acdc", sparsity=0.9)
-    df = speedup.run(spec)                  # one row per (method, engine): spec.row(method, engine)
-    plots.speedup(df)                       # Figure 4
+    cfg, spec = runs.setup("05_speedup", dataset="shapes10,digits", methods="dense,gmp,acdc", sparsity=0.9)
+    df = speedup.run(spec)                  # one row per (task, method, engine): spec.row(dataset, method, engine)
+    plots.speedup(df)                       # Figure 4: a panel per task
 """
 
 from __future__ import annotations
@@ -17,14 +17,24 @@ from .specs import SpeedupSpec, splits
 
 
 def run(spec: SpeedupSpec) -> pd.DataFrame:
-    """Online linear finetuning of every method's backbone (upstream seed `spec.upstream_seed`):
-    dense-like ones (`prune.is_sparse` false: dense and the dense controls, at sparsity 0) in
-    PyTorch and in the sparse engine, every sparse model in the sparse engine. Columns: dataset,
-    method, sparsity, engine, epoch_seconds, reported (test accuracy at the epoch chosen on
-    validation: mini tasks; the last epoch where the task has no validation split), best, final,
-    metric, speedup (vs the fastest dense-like run), accuracy_gap (reported minus the dense-like
-    runs' mean, in points; the engine is irrelevant: features are equal up to 1e-4)."""
-    rows = [_row(spec, method, engine) for method in spec.methods for engine in spec.engines(method)]
+    """Online linear finetuning of every method's backbone (upstream seed `spec.upstream_seed`) on
+    each task in turn: dense-like ones (`prune.is_sparse` false: dense and the dense controls, at
+    sparsity 0) in PyTorch and in the sparse engine, every sparse model in the sparse engine.
+    Columns: dataset, method, sparsity, engine, epoch_seconds, reported (test accuracy at the epoch
+    chosen on validation: mini tasks; the last epoch where the task has no validation split), best,
+    final, metric, speedup (vs the task's fastest dense-like run), accuracy_gap (reported minus the
+    task's dense-like runs' mean, in points; the engine is irrelevant: features are equal up to 1e-4)."""
+    return pd.concat([_task(spec, d) for d in spec.datasets], ignore_index=True)
+
+
+def stem(spec: SpeedupSpec) -> str:
+    """The name of the run's table and figure: its tasks and sparsity, e.g. "shapes10+digits-0.9"."""
+    return f"{'+'.join(spec.datasets)}-{spec.sparsity:g}"
+
+
+def _task(spec: SpeedupSpec, dataset: str) -> pd.DataFrame:
+    """One task's rows, its speed-ups and accuracy gaps against its own dense-like runs."""
+    rows = [_row(spec, dataset, method, engine) for method in spec.methods for engine in spec.engines(method)]
     df = pd.DataFrame(rows)
     dense = df[~df.method.map(prune.is_sparse)]
     df["speedup"] = dense.epoch_seconds.min() / df.epoch_seconds
@@ -32,12 +42,12 @@ def run(spec: SpeedupSpec) -> pd.DataFrame:
     return df
 
 
-def _row(spec: SpeedupSpec, method: str, engine: str) -> dict:
-    """One method's backbone in one engine: its record's metrics."""
+def _row(spec: SpeedupSpec, dataset: str, method: str, engine: str) -> dict:
+    """One method's backbone in one engine on one task: its record's metrics."""
     from .train import online_linear_finetune
 
-    row = spec.row(method, engine)  # its record's spec: the method's sparsity and upstream recipe
-    meta = data.info(spec.dataset)
+    row = spec.row(dataset, method, engine)  # its record's spec: the method's sparsity and upstream recipe
+    meta = data.info(dataset)
     mean, std = upstream.norm_stats(spec.cfg)
     model, _ = upstream_model(row)
     eng = Engine(model, spec.cfg["image_size"], spec.batch_size, engine)
@@ -56,7 +66,7 @@ def _row(spec: SpeedupSpec, method: str, engine: str) -> dict:
         val_loader=val_loader,
     )
     return {
-        "dataset": spec.dataset,
+        "dataset": dataset,
         "method": method,
         "sparsity": row.sparsity,
         "engine": engine,

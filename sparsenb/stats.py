@@ -1,8 +1,8 @@
 """Contrasts with uncertainty over crossed random factors: what every finding and decision of
 07_summary rests on.
 
-    t = stats.means(tidy, {"a": ("linear", ["acdc", "str"], 0.8), "b": ("linear", ["dense"], None)})
-    e = stats.crossed(t["a"] - t["b"])            # mean over tasks x upstream models, 95% interval
+    m = stats.means(tidy, {"a": ("linear", ["acdc", "str"], 0.8), "b": ("linear", ["dense"], None)})
+    e = stats.crossed(m.frame.a - m.frame.b, m.runs)  # mean over tasks x upstream models, 95% interval
     stats.verdict(e, "greater")                   # "agrees" | "contradicts" | "inconclusive"
 
 A result is one finetuning run: a task (dataset) x an upstream model (method, sparsity, upstream
@@ -127,12 +127,21 @@ def _select(df: pd.DataFrame, finetune: str, method: str, sparsity) -> pd.DataFr
     return df[m]
 
 
-def means(df: pd.DataFrame, terms: dict) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Means:
+    """What `means` returns. `frame`: one row per unit (dataset, upstream_seed), a column per term;
+    `runs`: the result rows that entered (a row in two terms counts once); `paired`: every unit's
+    cells share their finetuning seeds."""
+
+    frame: pd.DataFrame
+    runs: int
+    paired: bool
+
+
+def means(df: pd.DataFrame, terms: dict) -> Means:
     """Per unit (dataset, upstream_seed), the value of each term {name: (finetune, [methods],
     sparsity or None for any)}: the mean over the methods of each method's mean over seeds (a unit
-    where a member is missing is NaN). A member without any result is a UserError naming it.
-    Columns: the term names; `.attrs`: "runs" (rows that entered), "paired" (every unit's cells
-    share their finetuning seeds)."""
+    where a member is missing is NaN). A member without any result is a UserError naming it."""
     df = df.reset_index(drop=True) if "upstream_seed" in df else df.assign(upstream_seed=0).reset_index(drop=True)
     parts = []
     for name, (finetune, members, sparsity) in terms.items():
@@ -154,9 +163,7 @@ def means(df: pd.DataFrame, terms: dict) -> pd.DataFrame:
     fam = member.groupby(level=UNIT + ["term"]).agg(["mean", "count"])
     complete = fam["count"] == fam.index.get_level_values("term").map(n)
     out = fam["mean"].where(complete).unstack("term").reindex(columns=list(terms))
-    out.attrs["runs"] = runs
-    out.attrs["paired"] = bool((seeds.groupby(level=UNIT).nunique() == 1).all())
-    return out
+    return Means(out, runs, bool((seeds.groupby(level=UNIT).nunique() == 1).all()))
 
 
 def _complete(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

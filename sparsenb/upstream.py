@@ -122,15 +122,19 @@ def load(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None) 
     achieved sparsity); anything else is one error naming the command that builds it."""
     check_choice("method", method, prune.METHODS)
     if not profiles.of(cfg).makes_upstream:  # published: nothing to vouch for
-        path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
-        return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
+        return _read(checkpoints.checkpoint_path(method, sparsity, cfg, seed), cfg)
     sparsity = float(sparsity) if prune.is_sparse(method) else 0.0
     check_seed(cfg, seed)
     state = checkpoints.verify(cfg, method, sparsity, seed)
     if state != "ok":
         raise UpstreamMissing(_missing_message(cfg, method, sparsity, seed, state))
-    path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
-    return weights.load_upstream(path, cfg["arch"]), checkpoints.info_of(path)
+    return _read(checkpoints.checkpoint_path(method, sparsity, cfg, seed), cfg)
+
+
+def _read(path: Path, cfg: Config) -> tuple[nn.Module, dict]:
+    """The model at `path` and its info: the sidecar's (checkpoints.info_of) and `checkpoint_format`."""
+    ck = weights.read_upstream(path, cfg["arch"])
+    return ck.model, {**checkpoints.info_of(path), "checkpoint_format": ck.format}
 
 
 def check_seed(cfg: Config, seed: int) -> None:

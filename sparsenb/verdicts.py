@@ -122,10 +122,10 @@ def _contrast_of(key, D, finetune, a, b, claim, literal, label_a, label_b, margi
     try:
         ta, ga = gap_terms(D, "a", finetune, ok_a, SPARSITIES, literal)
         tb, gb = gap_terms(D, "b", finetune, ok_b, SPARSITIES, literal)
-        t = stats.means(D.d, {**ta, **tb})
+        means = stats.means(D.d, {**ta, **tb})
     except UserError as err:
         return _missing(key, test, str(err), contrast)
-    e = stats.crossed(ga(t) - gb(t), t.attrs["runs"])
+    e = stats.crossed(ga(means.frame) - gb(means.frame), means.runs)
     bases = bases_text(D, finetune, ok_a + ok_b, literal)
     return _row(key, e, claim, test, "; ".join(filter(None, [bases, _absent(no_a + no_b)])), contrast, margin)
 
@@ -189,11 +189,11 @@ def _candidates(D: Data, literal: bool):
                 continue
             try:
                 terms, gap = gap_terms(D, "m", "linear", [m], [s], literal)
-                t = stats.means(D.d, terms)
+                means = stats.means(D.d, terms)
             except UserError as err:
                 absent.append(f"{m} {100 * s:g}% ({err})")
                 continue
-            parts.append((f"{m} {100 * s:g}%", stats.crossed(gap(t), t.attrs["runs"]), "noninferior", D.margin))
+            parts.append((f"{m} {100 * s:g}%", stats.crossed(gap(means.frame), means.runs), "noninferior", D.margin))
     return parts, absent
 
 
@@ -250,11 +250,12 @@ def sparsity_costs_more_full(D: Data) -> list[dict]:
         return [_missing(key, test, _absent(sorted(set(no_f + no_l))) or "no results")]
     terms = {f"{ft}@{s:g}": (ft, ms, s) for ft in ("full", "linear") for s in SPARSITIES}
     try:
-        t = stats.means(D.d, terms)
+        means = stats.means(D.d, terms)
     except UserError as err:
         return [_missing(key, test, str(err))]
+    t = means.frame
     drop = {ft: t[f"{ft}@{lo:g}"] - t[f"{ft}@{hi:g}"] for ft in ("full", "linear")}
-    e = stats.crossed(drop["full"] - drop["linear"], t.attrs["runs"])
+    e = stats.crossed(drop["full"] - drop["linear"], means.runs)
     mean = {ft: stats.crossed(drop[ft]).mean for ft in drop}
     note = f"mean drop full {100 * mean['full']:+.1f}, linear {100 * mean['linear']:+.1f} points"
     return [
@@ -278,16 +279,19 @@ def _lth_parts(D: Data, literal: bool):
         raise UserError("no other standard method has full finetuning results at 80% to compare LTH-T with")
     tl, gl = gap_terms(D, "l", "full", ["lth_t"], [0.8], literal)
     to, go = gap_terms(D, "o", "full", others, [0.8], literal)
-    t = stats.means(D.d, {**tl, **to})
-    parts = [("competitive at 80%", stats.crossed(gl(t) - go(t), t.attrs["runs"]), "noninferior", D.margin)]
+    means = stats.means(D.d, {**tl, **to})
+    parts = [
+        ("competitive at 80%", stats.crossed(gl(means.frame) - go(means.frame), means.runs), "noninferior", D.margin)
+    ]
     for s in highs:
         both = [m for m in others if D.has("full", m, s)]
         if not both:
             raise UserError(f"no other method has full finetuning results at {100 * s:g}% to compare LTH-T with")
         terms = {f"{w}@{x:g}": ("full", ms, x) for w, ms in (("l", ["lth_t"]), ("o", both)) for x in (0.8, s)}
-        t = stats.means(D.d, terms)
+        means = stats.means(D.d, terms)
+        t = means.frame
         did = (t[f"l@{s:g}"] - t[f"o@{s:g}"]) - (t["l@0.8"] - t["o@0.8"])
-        parts.append((f"drop at {100 * s:g}%", stats.crossed(did, t.attrs["runs"]), "less", 0.0))
+        parts.append((f"drop at {100 * s:g}%", stats.crossed(did, means.runs), "less", 0.0))
     return parts, others, absent, highs
 
 

@@ -3,6 +3,7 @@ architectures (IST's common format, torchvision, RigL's TF port, SparseML; wrapp
 stripped), write ours (IST format, sparse tensors stored compactly).
 
     model = weights.load_upstream("acdc/0.9.pth", "resnet50")     # format detected, zero set kept
+    weights.read_upstream("acdc/0.9.pth", "resnet50").format      # ... and which it was: "ist", "str", ...
     weights.save_checkpoint(model, path, "mini_resnet_x", compact=True, method="acdc")
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -270,7 +272,22 @@ def _arch_fix(arch: str = "<arch>") -> str:
     )
 
 
+@dataclass(frozen=True)
+class UpstreamCheckpoint:
+    """What `read_upstream` returns: the model (eval mode) and the format the file was in: "ist"
+    (IST's common format: model_state_dict, maybe wrapped layers), or the names it came with
+    ("torchvision", "str", "rigl_tf", "sparseml")."""
+
+    model: nn.Module
+    format: str
+
+
 def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -> nn.Module:
+    """The model of `read_upstream` (its format not needed)."""
+    return read_upstream(path, arch, num_classes).model
+
+
+def read_upstream(path: str | Path, arch: str, num_classes: int | None = None) -> UpstreamCheckpoint:
     """Load an upstream checkpoint of any supported format into `arch`; the format is detected.
 
     Formats: IST common format (`model_config` + `model_state_dict`, wrapped layers with masks,
@@ -300,10 +317,8 @@ def load_upstream(path: str | Path, arch: str, num_classes: int | None = None) -
     ref = model.state_dict()
     _check_fit(path, fmt, target_arch, sd, ref)
     model.load_state_dict(OrderedDict((k, sd.get(k, ref[k])) for k in ref))
-    # what the file was: IST's format (model_state_dict, maybe wrapped layers; torchvision names inside)
-    # or the names it came with (torchvision, str, rigl_tf, sparseml)
-    model.checkpoint_format = "ist" if ist and fmt == "torchvision" else fmt
-    return model.eval()
+    # IST's format has torchvision names inside
+    return UpstreamCheckpoint(model.eval(), "ist" if ist and fmt == "torchvision" else fmt)
 
 
 def _read(path: Path):

@@ -88,7 +88,8 @@ def _preds(z0, labels, seed, method, rng):
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     root = _synthetic(tmp_path_factory.mktemp("results"))
-    return root, study.load(root)
+    loaded = study.load(root)
+    return root, loaded.frame, loaded.skipped
 
 
 def _synthetic(root):
@@ -117,7 +118,7 @@ def _synthetic(root):
 def test_study_loads_runs_and_names_what_it_skips(synthetic):
     runs = synthetic[1]
     assert len(runs) == len(DATASETS) * 2 * 2 * len(SEEDS)
-    reasons = sorted(s["reason"] for s in runs.attrs["skipped"])
+    reasons = sorted(s["reason"] for s in synthetic[2])
     assert reasons == ["made before runs kept their predictions", "made with another configuration"]
     assert runs.temperature.notna().all()  # mini runs keep val: temperature fitted on it
     assert study.control("gmp", "mini") == "dense_2x" and study.control("gmp", "paper") == "dense"

@@ -131,6 +131,23 @@ def test_online_linear_finetuning_reports_the_epoch_chosen_on_validation():
     assert "val_accuracy" not in online_linear_finetune(torch.nn.Identity(), batches, batches, 8, 3, hp)["curve"][0]
 
 
+def test_figure4_has_one_panel_per_task_in_points():
+    rows = [
+        (ds, m, e, sec, gap)
+        for ds in ("pets", "flowers", "dtd")
+        for m, e, sec, gap in [
+            ("dense", "torch", 2.0, 0.0),
+            ("dense", "deepsparse", 3.0, 0.0),
+            ("gmp", "deepsparse", 1.0, -0.4),
+        ]
+    ]
+    df = pd.DataFrame(rows, columns=["dataset", "method", "engine", "epoch_seconds", "accuracy_gap"])
+    fig = plots.speedup(df)
+    assert [ax.get_title() for ax in fig.axes] == ["pets", "flowers", "dtd"]
+    assert all(len(ax.collections) == 3 and "points" in ax.get_xlabel() for ax in fig.axes)
+    assert _legend_labels(fig)[:2] == ["dense", "gmp"]
+
+
 def test_a_sweep_shows_runs_done_failed_and_an_eta(monkeypatch, capsys):
     monkeypatch.setenv("SPARSENB_PROGRESS", "0")  # not a terminal: one line per finished run
     with progress.Runs(3, "sweep toy") as shown:

@@ -124,8 +124,9 @@ def test_str_conv_fc_and_thresholds(tmp_path):
     sd["fc.weight"] = sd["fc.weight"][:, :, None, None].clone()  # 1x1 conv classifier
     sd["layer1.0.conv1.sparseThreshold"] = torch.tensor([-3.2])
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "str.pth")
-    got = weights.load_upstream(tmp_path / "str.pth", "resnet50")
-    assert got.checkpoint_format == "str"
+    ck = weights.read_upstream(tmp_path / "str.pth", "resnet50")
+    got = ck.model
+    assert ck.format == "str"
     _assert_same(ref, got)
 
 
@@ -147,9 +148,10 @@ def test_rigl_tf_port_names_and_maxpool(tmp_path):
     rigl = _to_rigl_names(ref.state_dict())
     assert any(k.startswith("layer1.block.0.shortcut.conv") for k in rigl)
     torch.save({"model_state_dict": rigl}, tmp_path / "rigl.pth")
-    got = weights.load_upstream(tmp_path / "rigl.pth", "resnet50")
+    ck = weights.read_upstream(tmp_path / "rigl.pth", "resnet50")
+    got = ck.model
     _assert_same(ref, got)
-    assert got.checkpoint_format == "rigl_tf"
+    assert ck.format == "rigl_tf"
     # RigL's TF port pools differently: pad right/bottom, then pool without padding
     x = torch.randn(1, 64, 112, 112)
     ref_pool = nn.MaxPool2d(3, 2, 0)(nn.functional.pad(x, (0, 1, 0, 1)))
@@ -172,8 +174,9 @@ def _to_sparseml_names(sd):
 def test_sparseml_names(tmp_path):
     ref = _randomise(models.build("resnet50", 1000), sparsity=0.95)
     torch.save(_to_sparseml_names(ref.state_dict()), tmp_path / "sml.pth")
-    got = weights.load_upstream(tmp_path / "sml.pth", "resnet50")
-    assert got.checkpoint_format == "sparseml"
+    ck = weights.read_upstream(tmp_path / "sml.pth", "resnet50")
+    got = ck.model
+    assert ck.format == "sparseml"
     _assert_same(ref, got)
 
 
@@ -288,5 +291,6 @@ def test_the_format_label_says_ist_for_ist_checkpoints(tmp_path):
     m = models.build("mini_resnet_x", 10)
     weights.save_checkpoint(m, tmp_path / "ist.pth", "mini_resnet_x")
     torch.save(m.state_dict(), tmp_path / "plain.pth")
-    assert weights.load_upstream(tmp_path / "ist.pth", "mini_resnet_x").checkpoint_format == "ist"
-    assert weights.load_upstream(tmp_path / "plain.pth", "mini_resnet_x").checkpoint_format == "torchvision"
+    assert weights.read_upstream(tmp_path / "ist.pth", "mini_resnet_x").format == "ist"
+    assert weights.read_upstream(tmp_path / "plain.pth", "mini_resnet_x").format == "torchvision"
+    assert not hasattr(weights.load_upstream(tmp_path / "ist.pth", "mini_resnet_x"), "checkpoint_format")

@@ -71,6 +71,17 @@ def test_an_unknown_profile_lists_the_valid_ones():
         profiles.register(type("Other", (profiles.Mini,), {})())
 
 
+def test_the_schema_takes_any_registered_profile_and_names_the_valid_ones(monkeypatch):
+    cfg = dict(config.load("mini"))
+    cfg["profile"] = "laptop"
+    assert schema.problems(cfg, prune.hyperparameters()) == ["profile: 'laptop' is not one of 'mini', 'paper'"]
+    laptop = type("Laptop", (profiles.Mini,), {"name": "laptop"})()
+    monkeypatch.setitem(profiles.PROFILES, "laptop", laptop)  # a new profile: registered, no schema edit
+    assert schema.problems(cfg, prune.hyperparameters()) == []
+    cfg["profile"] = 3
+    assert schema.problems(cfg, prune.hyperparameters()) == ["profile: expected str, got 3"]
+
+
 # --- no module but the owners compares profile or method names -----------------------------------
 
 SPARSENB = Path(profiles.__file__).parent

@@ -96,6 +96,44 @@ def test_speedup_runs_are_identified_by_their_upstream_models_and_batch(monkeypa
         runs.spec("05_speedup", upstream_seed=7)
 
 
+def test_speedup_runs_several_tasks_in_turn_one_record_per_task_method_and_engine(monkeypatch):
+    from sparsenb import speedup
+
+    spec = runs.spec("05_speedup", dataset="shapes10, digits,shapes10", methods="dense,gmp")
+    assert spec.datasets == ("shapes10", "digits") and speedup.stem(spec) == "shapes10+digits-0.9"
+    recs = spec.records()
+    assert [(r.dataset, r.method, r.engine) for r in recs] == [
+        (d, m, e)
+        for d in spec.datasets
+        for m, e in [("dense", "torch"), ("dense", "deepsparse"), ("gmp", "deepsparse")]
+    ]
+    # each record is the one a run of its task alone writes: the same run ids as before
+    alone = {r.run_id for d in spec.datasets for r in runs.spec("05_speedup", dataset=d, methods="dense,gmp").records()}
+    assert {r.run_id for r in recs} == alone and len(alone) == 6
+    for bad, message in [
+        ("shapes10,cifar10", "unknown dataset of the mini profile 'cifar10'"),
+        ("digits,upstream", "'upstream' is the mini profile's upstream task"),
+        (" , ", "dataset names no task"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            runs.spec("05_speedup", dataset=bad)
+
+    # speed-up and accuracy gap are against the dense-like runs of the same task
+    seconds = {"dense": {"shapes10": (2.0, 4.0), "digits": (10.0, 5.0)}, "gmp": {"shapes10": (1.0,), "digits": (1.0,)}}
+    acc = {("shapes10", "dense"): 0.5, ("shapes10", "gmp"): 0.6, ("digits", "dense"): 0.9, ("digits", "gmp"): 0.8}
+
+    def fake(spec, dataset, method, engine):
+        sec = seconds[method][dataset][spec.engines(method).index(engine)]
+        return dict(dataset=dataset, method=method, engine=engine, epoch_seconds=sec, reported=acc[dataset, method])
+
+    monkeypatch.setattr(speedup, "_row", fake)
+    df = speedup.run(spec).set_index(["dataset", "method", "engine"])
+    assert df.loc[("shapes10", "gmp", "deepsparse"), "speedup"] == pytest.approx(2.0)
+    assert df.loc[("digits", "gmp", "deepsparse"), "speedup"] == pytest.approx(5.0)
+    assert df.loc[("shapes10", "gmp", "deepsparse"), "accuracy_gap"] == pytest.approx(10.0)
+    assert df.loc[("digits", "gmp", "deepsparse"), "accuracy_gap"] == pytest.approx(-10.0)
+
+
 def test_a_misspelled_sweep_key_is_refused_when_the_sweep_is_expanded(tmp_path):
     f = tmp_path / "typo.yaml"
     f.write_text(yaml.safe_dump({"notebooks": ["02_linear_ft"], "grid": {"methods": ["gmp", "acdc"]}}))

@@ -3,6 +3,8 @@ intervals that cover (crossed task x upstream-model noise, 3-12 tasks), families
 their members, claims one-sided and per method as the paper states them, budget-matched contrasts,
 and a decision guide that reports on results it did not choose on."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,7 +104,7 @@ def test_null_rate_on_results_with_crossed_upstream_noise():
     called = 0
     for rep in range(60):
         df = tidy_from(lambda *a: 0.0, ["acdc", "gmp"], sparsities=(0.8,), model_sd=0.01, run_sd=0.004, seed=rep)
-        t = stats.means(df, {"a": ("linear", ["acdc"], 0.8), "b": ("linear", ["gmp"], 0.8)})
+        t = stats.means(df, {"a": ("linear", ["acdc"], 0.8), "b": ("linear", ["gmp"], 0.8)}).frame
         e = stats.crossed(t.a - t.b)
         assert e.upstream == 3 and e.tasks == 7
         called += stats.verdict(e, "greater") != "inconclusive"
@@ -113,11 +115,11 @@ def test_upstream_noise_widens_the_interval_and_one_model_says_so():
     quiet = tidy_from(lambda *a: 0.0, ["acdc", "gmp"], sparsities=(0.8,), model_sd=0.0, run_sd=0.003)
     noisy = tidy_from(lambda *a: 0.0, ["acdc", "gmp"], sparsities=(0.8,), model_sd=0.02, run_sd=0.003)
     terms = {"a": ("linear", ["acdc"], 0.8), "b": ("linear", ["gmp"], 0.8)}
-    eq, en = (stats.crossed(t.a - t.b) for t in (stats.means(quiet, terms), stats.means(noisy, terms)))
+    eq, en = (stats.crossed(t.frame.a - t.frame.b) for t in (stats.means(quiet, terms), stats.means(noisy, terms)))
     assert en.high - en.low > 3 * (eq.high - eq.low)
-    one = stats.crossed((lambda t: t.a - t.b)(stats.means(noisy[noisy.upstream_seed == 0], terms)))
+    one = stats.crossed((lambda t: t.a - t.b)(stats.means(noisy[noisy.upstream_seed == 0], terms).frame))
     assert one.upstream == 1 and "not in the interval" in one.caveat and not one.reason
-    two = stats.crossed((lambda t: t.a - t.b)(stats.means(noisy[noisy.upstream_seed < 2], terms)))
+    two = stats.crossed((lambda t: t.a - t.b)(stats.means(noisy[noisy.upstream_seed < 2], terms).frame))
     assert (
         two.upstream == 2 and "upstream models (< 3)" in two.reason and stats.verdict(two, "greater") == "inconclusive"
     )
@@ -174,9 +176,26 @@ def test_a_requested_member_without_results_is_an_error_naming_it():
         stats.means(df, {"p": ("linear", ["gmp"], 0.9)})
 
 
+def test_means_counts_the_runs_that_entered_and_says_whether_seeds_pair():
+    df = tidy_from(lambda *a: 0.0, ["gmp", "woodfisher", "dense"], seeds=(21, 51), sparsities=(0.8,))
+    terms = {
+        "p": ("linear", ["gmp", "woodfisher"], 0.8),
+        "d": ("linear", ["dense"], None),
+        "g": ("linear", ["gmp"], 0.8),
+    }
+    m = stats.means(df, terms)
+    assert list(m.frame.columns) == list(terms) and m.frame.index.names == stats.UNIT
+    # 3 methods x 7 tasks x 3 upstream x 2 seeds; gmp's rows in two terms count once
+    assert (m.runs, m.paired) == (3 * 7 * 3 * 2, True)
+    m = stats.means(df[(df.method != "woodfisher") | (df.seed == 21)], terms)
+    assert (m.runs, m.paired) == ((2 * 2 + 1) * 7 * 3, False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.runs = 0
+
+
 def test_one_excellent_member_cannot_carry_its_family():
     df = tidy_from(lambda ft, m, s, i: 0.03 if m == "acdc" else 0.0, ["gmp", "woodfisher", *REG], sparsities=(0.8,))
-    t = stats.means(df, {"r": ("linear", list(REG), 0.8), "p": ("linear", ["gmp", "woodfisher"], 0.8)})
+    t = stats.means(df, {"r": ("linear", list(REG), 0.8), "p": ("linear", ["gmp", "woodfisher"], 0.8)}).frame
     assert stats.crossed(t.r - t.p).mean == pytest.approx(0.01, abs=0.002)
 
 

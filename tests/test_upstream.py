@@ -156,6 +156,7 @@ def test_reference_set_manifest_verify_and_rebuild(tmp_path):
     assert ("gmp", 0.9, 1) in upstream.reference_set(cfg)
     for m, s, seed in [("dense", 0.0, 0), ("gmp", 0.9, 0), ("lth_t", 0.8, 0)]:
         model, info = upstream.get(m, s, cfg, seed, device="cpu")
+        assert info["checkpoint_format"] == "ist" and info["method"] == m  # the sidecar's info, and the format
     man = checkpoints.read_manifest(cfg)
     assert set(man.method) == {"dense", "gmp", "lth_t"} and len(man) == 4  # LTH-T: both sparsities at once
     row = man[man.method == "gmp"].iloc[0]

@@ -73,8 +73,8 @@ def describe(t: dict, results_root, out_dir) -> str:
 def tables(cfg, root=None, overrides: dict | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(tables by name, runs, robustness rows) of the records of `cfg`'s profile and architecture
     (made with `overrides`)."""
-    runs = study.load(root, cfg["beyond"]["ece_bins"], overrides)
-    skipped = runs.attrs.get("skipped", [])
+    loaded = study.load(root, cfg["beyond"]["ece_bins"], overrides)
+    runs, skipped = loaded.frame, loaded.skipped
     if len(runs):
         runs = runs[(runs.profile == cfg["profile"]) & (runs.arch == cfg["arch"])].reset_index(drop=True)
     rob = study.robustness(root)

@@ -1,17 +1,19 @@
 """The beyond-accuracy tables of a study, from the records of its linear and full finetuning runs
 (their stored test and val probabilities; `results.predictions`) and of 08's robustness runs.
 
-    runs = study.load(root, n_bins=15)      # one row per run: calibration before / after temperature scaling
+    runs = study.load(root, n_bins=15).frame  # one row per run: calibration before / after temperature scaling
     study.per_class(runs)                   # per-class accuracy change vs the run's control, same seeds
     study.disagreement(runs); study.pies(runs)
     study.robustness(root)                  # 08_beyond_accuracy records: accuracy per corruption x severity
 
 A sparse run is compared with its budget-matched control (`control`): the same finetuning mode, task,
 finetuning seed and upstream seed. Records made before runs kept predictions are named in
-`.attrs["skipped"]` and left out, never guessed.
+`Loaded.skipped` and left out, never guessed.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -57,11 +59,20 @@ def _row(rec: dict, finetune: str, preds: dict, n_bins: int) -> dict:
     return row
 
 
-def load(root=None, n_bins: int = 15, overrides: dict | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Loaded:
+    """What `load` returns. `frame`: one row per run; `skipped`: the records left out, each
+    {"file", "reason"}."""
+
+    frame: pd.DataFrame
+    skipped: tuple[dict, ...] = ()
+
+
+def load(root=None, n_bins: int = 15, overrides: dict | None = None) -> Loaded:
     """One row per linear / full finetuning run of the current configuration that kept its
     predictions: its keys, test calibration before and after temperature scaling (fitted on its val
     split; paper runs have none: NaN), reliability bins, predicted labels. Records without
-    predictions or of another configuration: `.attrs["skipped"]` ([{file, reason}])."""
+    predictions or of another configuration are named in `skipped`."""
     rows, skipped, expected = [], [], {}
     for nb, finetune in NOTEBOOKS.items():
         recs = results.load(nb, root)
@@ -75,9 +86,7 @@ def load(root=None, n_bins: int = 15, overrides: dict | None = None) -> pd.DataF
                 skipped.append({"file": where, "reason": "made before runs kept their predictions"})
                 continue
             rows.append(_row(rec, finetune, preds, n_bins))
-    out = pd.DataFrame(rows)
-    out.attrs["skipped"] = skipped
-    return out
+    return Loaded(pd.DataFrame(rows), tuple(skipped))
 
 
 def pairs(runs: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
