@@ -329,7 +329,7 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
     rows = []
     for (ft, m), _ in d.groupby(["finetune", "method"]):
         t = stats.means(d, {"x": (ft, [m], None)})
-        e = stats.crossed(t["x"], t.attrs["runs"])
+        e = stats.crossed(t.frame["x"], t.runs)
         epochs = upstream.budget(m, cfg)[1]
         rows.append(dict(finetune=ft, method=m, epochs=epochs, mean=100 * e.mean, low=100 * e.low,
                          high=100 * e.high, tasks=e.tasks, upstream=e.upstream, runs=e.runs))  # fmt: skip
