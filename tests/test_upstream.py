@@ -397,3 +397,16 @@ def test_the_full_recipe_search_finetunes_the_dense_model_and_records_validation
     assert table.val_accuracy.between(0, 1).all()
     assert calibration.full_recipe(cfg, tmp_path / "search", device="cpu").equals(table)  # resumed: nothing retrained
     assert calibration.choose_full_recipe(table, ["shapes10"])[1] == 2
+
+
+def test_the_demo_trains_no_upstream_model_and_names_the_build_when_one_is_missing(tmp_path, monkeypatch, capsys):
+    """`make demo` runs on the shipped reference set's first seed: with a model missing it stops at
+    once, naming the command that builds it (no sweep starts, nothing is trained)."""
+    from sparsenb import __main__ as cli
+    from sparsenb import sweep
+
+    monkeypatch.setenv("SPARSENB_CHECKPOINT_ROOT", str(tmp_path / "ckpt"))
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("a sweep started"))
+    assert cli.main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "not verified: dense 0 (missing)" in err and "python -m sparsenb upstream build --seed 0" in err
