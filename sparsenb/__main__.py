@@ -144,7 +144,9 @@ def sweep(args) -> int:
         pl = sw.plan(sw.load_sweep(args.file))
         hours = "device-hours unknown" if pl["hours"] is None else f"~{pl['hours']:.1f} device-hours (one run per GPU)"
         known = f" for the {pl['todo'] - pl['unknown']} with an estimate" if pl["unknown"] and pl["hours"] else ""
-        print(f"== plan {args.file}: {pl['runs']} runs, {pl['todo']} to do, {hours}{known} {pl['note']}".rstrip())
+        cells = f" in {pl['todo']} kernels (one per cell of {', '.join(pl['cell_over'])})" if pl["cell_over"] else ""
+        runs = f"{pl['points']} runs, {pl['points_todo']} to do{cells}"
+        print(f"== plan {args.file}: {runs}, {hours}{known} {pl['note']}".rstrip())
         for source in pl["estimated_from"]:
             print(f"  estimated from {source}")
         if pl["unknown"]:
