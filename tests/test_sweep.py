@@ -335,3 +335,12 @@ def test_cell_over_is_checked(tmp_path, toy_sweep):
     (tmp_path / "toy_cells.yaml").write_text(yaml.safe_dump({**toy, "cell_over": ["x"]}))
     with pytest.raises(config.ConfigError, match="these notebooks take none: remove cell_over"):
         sweep.load_sweep(tmp_path / "toy_cells.yaml")
+
+
+def test_the_study_prints_its_plan_first(toy_sweep, capsys):
+    from sparsenb.__main__ import study_plan
+
+    study_plan([(toy_sweep([1, 2]), 2)])
+    out = capsys.readouterr().out
+    assert "plan toy: 2 of 2 runs to do in 2 kernels" in out and "2 without an estimate" in out
+    assert "== study plan: ~0.0 h (resumable" in out
