@@ -126,15 +126,35 @@ def study(args) -> int:
             file=sys.stderr,
         )
         return 2
+    sweeps = [(ROOT / "params" / "sweeps" / f"{name}.yaml", jobs) for name, jobs in STUDY_SWEEPS]
+    study_plan(sweeps)
     t0 = time.time()
-    failures = sum(
-        sweep.run_sweep(ROOT / "params" / "sweeps" / f"{name}.yaml", "local", jobs) for name, jobs in STUDY_SWEEPS
-    )
+    failures = sum(sweep.run_sweep(path, "local", jobs) for path, jobs in sweeps)
     dt = _run_notebook(
         "07_summary.ipynb", paths.outputs() / "runs" / "study" / "07_summary-results.ipynb", {"source": "results"}
     )
     print(f"== study done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs; summary {dt:.0f} s)")
     return 1 if failures else 0
+
+
+def study_plan(sweeps: list) -> float:
+    """The study's plan before it starts, sweep by sweep (runs to do, the kernels that run them, the
+    estimate at its workers) and in all; returns the planned hours."""
+    from . import sweep
+
+    total = 0.0
+    for path, jobs in sweeps:
+        pl = sweep.plan(sweep.load_sweep(path))
+        hours = (pl["hours"] or 0.0) / jobs
+        total += hours
+        unknown = f", {pl['unknown']} without an estimate" if pl["unknown"] else ""
+        print(
+            f"  plan {path.stem}: {pl['points_todo']} of {pl['points']} runs to do in {pl['todo']} kernels, "
+            f"~{hours:.1f} h at {jobs} at a time{unknown}",
+            flush=True,
+        )
+    print(f"== study plan: ~{total:.1f} h (resumable: stop it at any time, run it again to continue)", flush=True)
+    return total
 
 
 def sweep(args) -> int:
@@ -144,7 +164,9 @@ def sweep(args) -> int:
         pl = sw.plan(sw.load_sweep(args.file))
         hours = "device-hours unknown" if pl["hours"] is None else f"~{pl['hours']:.1f} device-hours (one run per GPU)"
         known = f" for the {pl['todo'] - pl['unknown']} with an estimate" if pl["unknown"] and pl["hours"] else ""
-        print(f"== plan {args.file}: {pl['runs']} runs, {pl['todo']} to do, {hours}{known} {pl['note']}".rstrip())
+        cells = f" in {pl['todo']} kernels (one per cell of {', '.join(pl['cell_over'])})" if pl["cell_over"] else ""
+        runs = f"{pl['points']} runs, {pl['points_todo']} to do{cells}"
+        print(f"== plan {args.file}: {runs}, {hours}{known} {pl['note']}".rstrip())
         for source in pl["estimated_from"]:
             print(f"  estimated from {source}")
         if pl["unknown"]:

@@ -4,6 +4,8 @@
     cfg, spec = runs.setup("02_linear_ft", method="acdc", sparsity=0.9)
     res = finetune.linear(spec)        # Sec. 3.3
     res = finetune.full(spec)          # Sec. 3.4 (a 03_full_ft spec)
+    cfg, cell = runs.setup_cell("02_linear_ft", method="acdc", upstream_seed="0,1,2")
+    recs = finetune.cell(cell, finetune.linear)  # its runs in this process, each recorded as it lands
 
 The upstream model comes from `upstream.load` (mini: the reference set, never trained here; paper:
 the published checkpoint), the data from `data.get`, every hyperparameter from the spec and its
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import time
 
-from . import checkpoints, data, devices, features, metrics, models, profiles, prune, train, upstream
+from . import checkpoints, data, devices, features, metrics, models, profiles, prune, results, train, upstream
 from .data.prepare import beton_for
 from .errors import UserError
 from .specs import FinetuneSpec, ScratchSpec, Spec, splits
@@ -151,6 +153,30 @@ def full(spec: FinetuneSpec, device=None) -> dict:
         "train_size": len(ds["train"]),
         "test_size": len(ds["test"]),
     }
+
+
+def cell(cell_specs: list[FinetuneSpec], run, started: float | None = None) -> list[dict]:
+    """The runs of a cell (`runs.setup_cell`) one after another in this process, `run` (`linear` or
+    `full`) each; each is recorded as it lands -- the record a single run of it writes -- so a cell
+    killed midway keeps its finished runs. `started`: when the first began (its setup included).
+    Returns the records, a line printed for each."""
+    out = []
+    for spec in cell_specs:
+        t0 = started if started and not out else time.time()
+        rec = results.record(spec, run(spec), started=t0)
+        print(summary_line(rec), flush=True)
+        out.append(rec)
+    return out
+
+
+def summary_line(rec: dict) -> str:
+    """One finished run in a line: what ran, its reported accuracy and where it came from, its time and id."""
+    return (
+        f"{rec['method']} {rec['sparsity']:.0%} (upstream seed {rec['config']['upstream_seed']}) on {rec['dataset']}: "
+        f"reported {rec['reported']:.4f} (epoch {rec['reported_epoch']}, chosen on validation where there is one), "
+        f"best {rec['best']:.4f}, final {rec['final']:.4f} ({rec['metric']}), {rec['wall_seconds']:.0f} s, "
+        f"run {rec['run_id']}"
+    )
 
 
 def full_norm(hp: dict, dataset: str, train_split) -> tuple[tuple, tuple]:

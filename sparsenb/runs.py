@@ -10,6 +10,11 @@ before any work.
 
     cfg, spec = runs.setup("02_linear_ft", method="acdc", sparsity=0.9, dataset="shapes10")
     spec = runs.spec("03_full_ft", method="gmp", overrides={"full.epochs": 2})
+    cfg, cell = runs.setup_cell("02_linear_ft", method="acdc", upstream_seed="0,1,2")  # three specs
+
+A cell is the runs that differ only in a parameter the notebook takes several values of (its kind's
+`cell_over`: 02/03's `upstream_seed`), run one after another in one kernel; each of its specs is
+exactly the spec of that run alone, so a cell writes the records the single runs would.
 
 Every notebook declares `overrides` (dotted config keys -> values, e.g. {"upstream.D": 7}): a
 parameter like any other, applied over the profile, recorded in the spec and so in the run id.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 from pathlib import Path
 
 from . import config, paths, planning, specs
@@ -110,6 +116,39 @@ def setup(notebook: str, **params) -> tuple[Config, specs.Spec | None]:
     if isinstance(spec, specs.FinetuneSpec):  # over an hour: says so first
         planning.announce(Path(notebook).stem, cfg, spec.config(), bool(params.get("epochs")))
     return cfg, spec
+
+
+def setup_cell(notebook: str, **params) -> tuple[Config, list[specs.Spec]]:
+    """`setup` of a cell: (configuration, the spec of each of its runs, in the order given), e.g.
+    `upstream_seed="0,1,2"` (or [0, 1, 2]) on 02/03 -- each the spec `setup` makes of that run alone."""
+    refuse_undeclared(notebook)
+    paths.writable()
+    resolved = [resolve(notebook, **p) for p in cell_params(notebook, params)]
+    cfg, first = resolved[0]
+    if isinstance(first, specs.FinetuneSpec):  # over an hour: says so first
+        planning.announce(Path(notebook).stem, cfg, first.config(), bool(params.get("epochs")))
+    return cfg, [s for _, s in resolved]
+
+
+def cell_params(notebook: str, params: dict) -> list[dict]:
+    """The parameters of each run of a cell: `params` with one value of each `cell_over` key of the
+    notebook's kind (every combination, in the order given); other notebooks: `params` alone."""
+    kind = kind_of(notebook)
+    keys = kind.cell_over if kind else ()
+    p = parameters(notebook, params)
+    values = [values_of(k, p[k]) for k in keys]
+    return [{**params, **dict(zip(keys, combo))} for combo in itertools.product(*values)]
+
+
+def values_of(key: str, value) -> list[int]:
+    """The values of a cell parameter: one whole number, a list of them, or a comma-separated string
+    ("0,1,2", as `papermill -p upstream_seed 0,1,2` passes it); a repeated value counts once."""
+    if isinstance(value, str):
+        value = [int(v) if v.strip().isdigit() else v.strip() for v in value.split(",") if v.strip()]
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise ConfigError(f'{key} is empty: give one value (0) or several ("0,1,2" or [0, 1, 2])')
+    return list(dict.fromkeys(specs.count(key, v) for v in values))
 
 
 def resolve(notebook: str, **params) -> tuple[Config, specs.Spec | None]:

@@ -37,6 +37,7 @@ class Spec:
 
     kind: ClassVar[str] = ""  # the notebook's name; subclasses that set it are registered in KINDS
     records_under: ClassVar[str] = ""  # the folder of its records under the results root (default: kind)
+    cell_over: ClassVar[tuple] = ()  # parameters its notebook takes several values of: one run each, one kernel
 
     profile: str
     arch: str
@@ -288,12 +289,14 @@ def _split_key(dataset: str, data_root: str, split: str) -> str:
 class LinearSpec(FinetuneSpec):
     kind = "02_linear_ft"
     FINETUNE = "linear"
+    cell_over = ("upstream_seed",)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FullSpec(FinetuneSpec):
     kind = "03_full_ft"
     FINETUNE = "full"
+    cell_over = ("upstream_seed",)
 
 
 # --- 05_speedup ---------------------------------------------------------------------------------

@@ -12,6 +12,12 @@ itself would write, under the results root of its configuration, `results.root_o
 earlier sweep finished it (a `.done` marker beside the executed notebook), so a sweep killed midway
 and started again reruns only what is missing. A failed run does not stop the sweep: the failures
 are listed at the end and the exit status is non-zero.
+
+`cell_over: [upstream_seed]` (02/03 sweeps): the grid's upstream seeds of one (method, sparsity,
+dataset, seed) are one cell, run by one notebook execution (one kernel, imports paid once) that
+writes each seed's record as it lands -- the same runs, run ids and records as one execution each.
+A cell is done when all its records exist; a cell killed midway is started again with only its
+missing seeds. Without the key every grid point is one execution, as ever.
 """
 
 from __future__ import annotations
@@ -47,13 +53,15 @@ class Run:
     record: specs.Spec | None = None  # the run's spec, for a notebook that records (when known)
     grid_keys: tuple = ()  # the parameters that vary: they name the run
     env: dict = field(default_factory=dict)  # extra environment of its process
+    cell_key: str = ""  # a cell: the parameter whose values (a list in params) run in one execution
+    cell: dict = field(default_factory=dict)  # a cell: value -> the spec of its run (when known)
     name: str = field(init=False)
 
     def __post_init__(self):
         import re
 
         stem = Path(self.notebook).stem
-        tag = "".join(f"-{k}={self.params[k]}" for k in self.grid_keys if k in self.params)
+        tag = "".join(f"-{k}={_tag(self.params[k])}" for k in self.grid_keys if k in self.params)
         self.name = re.sub(r"[^A-Za-z0-9._=+-]", "_", f"{stem}-{self.params.get('profile', '')}{tag}")
 
     @property
@@ -70,18 +78,36 @@ class Run:
 
     def finished(self) -> bool:
         """A recording notebook's run is done when its records are complete (a damaged one is
-        rerun); another notebook's when the sweep marked it done."""
+        rerun), a cell when all its runs' are; another notebook's when the sweep marked it done."""
+        if self.cell_key:
+            return bool(self.cell) and all(results.done(s) for s in self.cell.values())
         if self.record is not None:
             return results.done(self.record)
         return self.marker.exists()
 
+    def todo_params(self) -> dict:
+        """The parameters to execute it with: a cell's values narrowed to its runs not yet recorded."""
+        if not self.cell:
+            return self.params
+        return {**self.params, self.cell_key: [v for v, s in self.cell.items() if not results.done(s)]}
+
+    def size(self, todo: bool = False) -> int:
+        """The grid points it runs (a cell: its values; `todo`: those not yet recorded)."""
+        return len((self.todo_params() if todo else self.params)[self.cell_key]) if self.cell_key else 1
+
     def damaged_record(self) -> str | None:
         """'<path>: <why>' when a file stands where one of this run's records should be but is not one."""
-        for r in self.record.records() if self.record is not None else []:
+        mine = list(self.cell.values()) or ([self.record] if self.record is not None else [])
+        for r in (r for spec in mine for r in spec.records()):
             why = results.problem(results.path(r))
             if why and why != "missing":
                 return f"{results.path(r)}: {why}"
         return None
+
+
+def _tag(value) -> str:
+    """A parameter's value in a run's name (a cell's values joined by +)."""
+    return "+".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _record_of(notebook: str, params: dict) -> specs.Spec | None:
@@ -115,7 +141,17 @@ def load_sweep(path: str | Path) -> dict:
     spec = read_yaml(path) or {}
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping (notebooks, profile, grid, parameters, ...)")
-    valid = ("notebooks", "profile", "grid", "parameters", "slurm", "dense_only_at_zero", "reference_set_only", "name")
+    valid = (
+        "notebooks",
+        "profile",
+        "grid",
+        "parameters",
+        "slurm",
+        "dense_only_at_zero",
+        "reference_set_only",
+        "cell_over",
+        "name",
+    )
     unknown = set(spec) - set(valid)
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; valid: {', '.join(valid)}")
@@ -131,40 +167,79 @@ def load_sweep(path: str | Path) -> dict:
             f"empty list, which makes 0 runs: give {'it' if len(empty) == 1 else 'them'} at least one value, or "
             f"remove {'it' if len(empty) == 1 else 'them'} (the notebook's default is then used)"
         )
+    _check_cell_over(path, spec)
     spec.setdefault("name", path.stem)
     slurm.resources(spec.get("slurm"))  # unknown resource names refused before anything runs
     return spec
 
 
+def _check_cell_over(path: Path, spec: dict) -> None:
+    """`cell_over`: a list of one grid key that every notebook of the sweep takes several values of."""
+    over = spec.get("cell_over")
+    if over is None:
+        return
+    takes = [set(kind_of(nb).cell_over if kind_of(nb) else ()) for nb in spec["notebooks"]]
+    common = sorted(set.intersection(*takes)) if takes else []
+    grid = spec.get("grid") or {}
+    if not (isinstance(over, list) and len(over) == 1 and over[0] in common and isinstance(grid.get(over[0]), list)):
+        raise ConfigError(
+            f"{path}: cell_over is a list of one grid key (a list of values) that the sweep's notebooks take "
+            f"several values of, to run them in one kernel; "
+            + (
+                f"these notebooks take: {', '.join(common)} (e.g. cell_over: [{common[0]}])"
+                if common
+                else "these notebooks take none: remove cell_over"
+            )
+            + f"; got {over!r}"
+        )
+
+
 def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -> list[Run]:
-    """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order.
+    """Every run of the grid (dense only at sparsity 0 unless dense_only_at_zero is false), in order;
+    with `cell_over`, one per cell (its values of that key, those the reference set has, as a list).
     `check=False` (planning before the data and checkpoints are in place): parameter names are still
     checked, values and records are not."""
     for cached in (_throughput, _per_epoch, _median_wall):  # params, records may have changed
         cached.cache_clear()
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
-    grid = spec.get("grid") or {}
-    keys = list(grid)
+    grid = {k: v if isinstance(v, list) else [v] for k, v in (spec.get("grid") or {}).items()}
+    cell_key = (spec.get("cell_over") or [""])[0]
+    keys = [k for k in grid if k != cell_key]
     runs, seen = [], set()
     for nb in spec["notebooks"]:
-        for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
-            params = {
-                **({"profile": spec.get("profile", "mini")} if "profile" in defaults(nb) else {}),
-                **(spec.get("parameters") or {}),
-                **dict(zip(keys, values)),
-            }
-            parameters(nb, params)  # a key the notebook does not declare: refused, valid ones named
-            method = params.get("method")
-            if spec.get("dense_only_at_zero", True) and method in prune.METHODS and not prune.is_sparse(method):
-                params["sparsity"] = 0.0
-            if spec.get("reference_set_only") and not _in_reference_set(nb, params):
-                continue
-            key = (nb, json.dumps(params, sort_keys=True))
-            if key in seen:
-                continue
-            seen.add(key)
-            runs.append(Run(nb, params, spec["name"], out_dir, _record_of(nb, params) if check else None, tuple(keys)))
+        for values in itertools.product(*(grid[k] for k in keys)):
+            members = []  # the grid points of this cell (one without cell_over) not listed before
+            for value in grid[cell_key] if cell_key else [None]:
+                params = _point(spec, nb, {**dict(zip(keys, values)), **({cell_key: value} if cell_key else {})})
+                key = (nb, json.dumps(params, sort_keys=True))
+                if params is not None and key not in seen:
+                    seen.add(key)
+                    members.append(params)
+            names, name = tuple(grid), spec["name"]
+            if not cell_key:
+                runs += [Run(nb, p, name, out_dir, _record_of(nb, p) if check else None, names) for p in members]
+            elif members:
+                cell = {p[cell_key]: _record_of(nb, p) for p in members} if check else {}
+                params = {**members[0], cell_key: [p[cell_key] for p in members]}
+                runs.append(Run(nb, params, name, out_dir, None, names, cell_key=cell_key, cell=cell))
     return runs
+
+
+def _point(spec: dict, nb: str, point: dict) -> dict | None:
+    """The parameters of one grid point of notebook `nb` (None: not run, its model is not in the
+    reference set); dense methods at sparsity 0 unless dense_only_at_zero is false."""
+    params = {
+        **({"profile": spec.get("profile", "mini")} if "profile" in defaults(nb) else {}),
+        **(spec.get("parameters") or {}),
+        **point,
+    }
+    parameters(nb, params)  # a key the notebook does not declare: refused, valid ones named
+    method = params.get("method")
+    if spec.get("dense_only_at_zero", True) and method in prune.METHODS and not prune.is_sparse(method):
+        params["sparsity"] = 0.0
+    if spec.get("reference_set_only") and not _in_reference_set(nb, params):
+        return None
+    return params
 
 
 def plan(spec: dict, out_root=None) -> dict:
@@ -197,8 +272,11 @@ def plan(spec: dict, out_root=None) -> dict:
         + (f" --partition={slurm['slurm_partition']}" if "slurm_partition" in slurm else "")
     )
     return {
-        "runs": len(runs),
+        "runs": len(runs),  # notebook executions (a cell: one)
         "todo": len(todo),
+        "points": sum(r.size() for r in runs),  # runs of the grid, one record each (a cell: its values)
+        "points_todo": sum(r.size(todo=True) for r in todo),
+        "cell_over": spec.get("cell_over") or [],
         "hours": seconds / 3600 if unknown < len(todo) or not todo else None,
         "unknown": unknown,
         "unknown_why": sorted(why),
@@ -226,10 +304,21 @@ def _runnable(run: Run) -> bool:
 
 
 def _run_seconds(run: Run) -> tuple[float | None, str]:
+    """(planned seconds, where the estimate comes from) of what is left of a run (a cell: its runs
+    not yet recorded, summed)."""
+    if run.cell_key:
+        left = run.todo_params()[run.cell_key]
+        planned = [_point_seconds(run.notebook, {**run.params, run.cell_key: v}) for v in left]
+        secs = [t for t, _ in planned]
+        return (None if None in secs else sum(secs)), planned[0][1] if planned else ""
+    return _point_seconds(run.notebook, run.params)
+
+
+def _point_seconds(notebook: str, params: dict) -> tuple[float | None, str]:
     from . import planning
 
-    name, p = Path(run.notebook).stem, parameters(run.notebook, run.params)
-    spec = unchecked(run.notebook, **run.params) if kind_of(run.notebook) else None
+    name, p = Path(notebook).stem, parameters(notebook, params)
+    spec = unchecked(notebook, **params) if kind_of(notebook) else None
     if isinstance(spec, (specs.LinearSpec, specs.FullSpec)):
         return planning.run_seconds(name, spec.cfg, spec.config(), _throughput(), _per_epoch(name))
     return _median_wall(name, p.get("profile", "mini"))
@@ -299,7 +388,7 @@ def execute_here(run: Run) -> tuple[str, int, float, str]:
     t = time.time()
     rc, err = 0, ""
     try:
-        execute_notebook(run.path, run.output, run.params)
+        execute_notebook(run.path, run.output, run.todo_params())
         run.marker.write_text(json.dumps(run.params))
     except Exception as e:  # noqa: BLE001 - a failed run is reported, the sweep goes on
         rc = 1
@@ -332,7 +421,8 @@ def run_sweep(
     _announce(spec, runs, todo, executor, jobs)
     if dry_run or not todo:
         for r in todo:
-            print("  todo", r.name)
+            left, every = r.todo_params().get(r.cell_key), r.params.get(r.cell_key)
+            print("  todo", r.name + (f" ({r.cell_key} {_tag(left)} of {_tag(every)})" if left != every else ""))
         return 0
     t0 = time.time()
     if executor == "local":
@@ -359,7 +449,7 @@ def _announce(spec: dict, runs: list[Run], todo: list[Run], executor: str, jobs:
         if (damaged := r.damaged_record()) is not None:
             print(f"  damaged record, the run is done again: {damaged}", flush=True)
     print(
-        f"== sweep {spec['name']}: {len(runs)} runs, {len(runs) - len(todo)} already done, {len(todo)} to run "
+        f"== sweep {spec['name']}: {counted(spec, runs, todo)} "
         f"({executor}{', ' + str(jobs) + ' at a time' if executor == 'local' else ''})",
         flush=True,
     )
@@ -368,6 +458,15 @@ def _announce(spec: dict, runs: list[Run], todo: list[Run], executor: str, jobs:
     if hours > 1:  # a long sweep says so first (its estimate as `--plan` makes it)
         how = "; ".join(sorted({how for secs, how in planned if secs is not None}))
         print(f"  plan: ~{hours:.1f} device-hours, estimated from {how}", flush=True)
+
+
+def counted(spec: dict, runs: list[Run], todo: list[Run]) -> str:
+    """'N runs, D already done, T to run' (with cell_over: and the kernels that run them)."""
+    n, t = sum(r.size() for r in runs), sum(r.size(todo=True) for r in todo)
+    out = f"{n} runs, {n - t} already done, {t} to run"
+    if spec.get("cell_over"):
+        out += f" in {len(todo)} kernels (one per cell of {', '.join(spec['cell_over'])}; {len(runs)} cells in all)"
+    return out
 
 
 def _run_local(todo: list[Run], jobs: int, label: str) -> tuple[list, list]:

@@ -57,3 +57,27 @@ def test_upstream_notebook_record_and_figure(tiny):
     assert rec["achieved_sparsity"] == pytest.approx(0.8, abs=0.01)
     assert 0 < rec["val_top1"] <= 1 and 0 < rec["top1"] <= 1 and rec["epochs"] == 2 * cfg.upstream.D
     assert os.path.exists(os.path.join(cfg.checkpoint_root, "layers", "gmp-0.8-seed0.png"))
+
+
+def test_a_cell_of_upstream_seeds_writes_the_single_runs_records(tiny):
+    """A sweep with cell_over runs 02 once for upstream seeds 0 and 1 (one kernel): the records are
+    those of the single runs (same run ids); with one record gone, the cell runs that seed alone."""
+    import yaml
+
+    from sparsenb import sweep
+
+    build_upstream([("dense", 0.0, 0), ("dense", 0.0, 1)], {"linear.milestones": [1]})
+    params = {"method": "dense", "sparsity": 0.0, "dataset": "digits", "epochs": 2, "overrides": TINY}
+    grid = {"notebooks": ["02_linear_ft"], "cell_over": ["upstream_seed"], "grid": {"upstream_seed": [0, 1]}}
+    (tiny / "cells.yaml").write_text(yaml.safe_dump({**grid, "parameters": params}))
+    assert sweep.run_sweep(tiny / "cells.yaml", out_root=tiny / "runs") == 0
+    single = [runs.spec("02_linear_ft", upstream_seed=u, **params) for u in (0, 1)]
+    recs = [results.read(results.path(s)) for s in single]
+    assert all(recs) and [r["config"] for r in recs] == [s.config() for s in single]
+    assert len(list(results.path(single[0]).parent.glob("*.json"))) == 2  # nothing else recorded
+    kept = results.path(single[0]).read_text()
+    results.path(single[1]).unlink()
+    assert sweep.run_sweep(tiny / "cells.yaml", out_root=tiny / "runs") == 0
+    assert results.path(single[0]).read_text() == kept and results.read(results.path(single[1]))
+    executed = (tiny / "runs" / "cells" / "02_linear_ft-mini-upstream_seed=0+1.ipynb").read_text()
+    assert "upstream_seed = [1]" in executed

@@ -123,7 +123,8 @@ def test_study_grid_holds_only_the_reference_set():
     """The study's grids ask only for upstream models the reference set has: 95% for the first
     upstream seed only, dense and dense_5x at sparsity 0 once per upstream seed."""
     runs = sweep.expand(sweep.load_sweep(config.ROOT / "params" / "sweeps" / "mini_linear.yaml"))
-    keys = {(r.params["method"], r.params["sparsity"], r.params["upstream_seed"]) for r in runs}
+    keys = {(r.params["method"], r.params["sparsity"], u) for r in runs for u in r.params["upstream_seed"]}
+    assert len(runs) == 196 and sum(len(r.cell) for r in runs) == 476  # one kernel per cell of upstream seeds
     assert ("gmp", 0.95, 0) in keys and ("gmp", 0.95, 1) not in keys and ("gmp", 0.9, 2) in keys
     assert {s for m, s, _ in keys if m in ("dense", "dense_5x")} == {0.0}
     up = sweep.expand(sweep.load_sweep(config.ROOT / "params" / "sweeps" / "mini_upstream.yaml"))
@@ -264,3 +265,82 @@ def test_the_sweep_names_slurms_state_of_a_task_that_left_no_result(slurm_task, 
     job("COMPLETING")
     assert slurm.state("43") == "ENDED"
     assert slurm.state("44") == "ENDED"  # slurmctld forgot it (MinJobAge)
+
+
+def _cell_sweep(**extra) -> dict:
+    grid = {"method": ["dense", "gmp"], "sparsity": [0.8, 0.95], "dataset": ["shapes10"], "upstream_seed": [0, 1, 2]}
+    return {"name": "t", "notebooks": ["02_linear_ft"], "reference_set_only": True, "grid": grid, **extra}
+
+
+def test_a_cell_is_its_single_runs(tmp_path, monkeypatch):
+    """cell_over: one run per cell of upstream seeds (those the reference set has), whose specs are
+    exactly the single runs' -- the same run ids, so nothing is recorded twice."""
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
+    single = sweep.expand(_cell_sweep(), tmp_path / "runs")
+    cells = sweep.expand(_cell_sweep(cell_over=["upstream_seed"]), tmp_path / "runs")
+    assert [(r.params["method"], r.params["sparsity"], r.params["upstream_seed"]) for r in cells] == [
+        ("dense", 0.0, [0, 1, 2]),
+        ("gmp", 0.8, [0, 1, 2]),
+        ("gmp", 0.95, [0]),  # 95%: the first upstream seed only
+    ]
+    assert [s.run_id for r in cells for s in r.cell.values()] == [r.record.run_id for r in single]
+    assert cells[0].name.endswith("upstream_seed=0+1+2") and cells[2].name.endswith("upstream_seed=0")
+    _, cell = runs.setup_cell("02_linear_ft", method="gmp", sparsity=0.8, upstream_seed="2,0")
+    assert [s.run_id for s in cell] == [
+        runs.spec("02_linear_ft", method="gmp", sparsity=0.8, upstream_seed=u).run_id for u in (2, 0)
+    ]
+    with pytest.raises(config.ConfigError, match="upstream_seed must be a whole number"):
+        runs.setup_cell("02_linear_ft", upstream_seed="0,x")
+
+
+def test_a_partly_done_cell_runs_only_its_missing_seeds(tmp_path, monkeypatch):
+    """A cell executes with the seeds that have no record; the records it writes (finetune.cell, as
+    the notebook does) are those the single runs would write; done when all are there."""
+    from sparsenb import finetune
+
+    monkeypatch.setenv("SPARSENB_OUTPUTS", str(tmp_path))
+    run = sweep.expand(_cell_sweep(cell_over=["upstream_seed"]), tmp_path / "runs")[1]  # gmp 80%, seeds 0-2
+    results.record(run.cell[1], {"best": 0.5, "final": 0.5})
+    assert not run.finished() and run.todo_params()["upstream_seed"] == [0, 2] and run.size(todo=True) == 2
+    executed = []
+
+    def execute(notebook, output, params):  # the notebook's two package calls, the finetuning faked
+        executed.append(params["upstream_seed"])
+        _, cell = runs.setup_cell(notebook.stem, **params)
+        fake = {"best": 0.6, "final": 0.6, "reported": 0.6, "reported_epoch": 1, "metric": "accuracy"}
+        finetune.cell(cell, lambda spec: fake)
+
+    monkeypatch.setattr(sweep, "execute_notebook", execute)
+    assert sweep.execute_here(run)[1] == 0 and executed == [[0, 2]]
+    assert run.finished() and sorted(p.stem for p in (results.root_of() / "02_linear_ft").glob("*.json")) == sorted(
+        runs.spec("02_linear_ft", method="gmp", sparsity=0.8, upstream_seed=u).run_id for u in (0, 1, 2)
+    )
+    assert results.read(results.path(run.cell[1]))["best"] == 0.5  # the finished seed was not run again
+    pl = sweep.plan(_cell_sweep(cell_over=["upstream_seed"]), tmp_path / "runs")
+    assert (pl["runs"], pl["todo"], pl["points"], pl["points_todo"]) == (3, 2, 7, 4)
+
+
+def test_cell_over_is_checked(tmp_path, toy_sweep):
+    import yaml
+
+    for bad, why in (
+        ({"cell_over": ["seed"]}, r"these notebooks take: upstream_seed \(e.g. cell_over: \[upstream_seed\]\)"),
+        ({"cell_over": "upstream_seed"}, "a list of one grid key"),
+    ):
+        f = tmp_path / "bad.yaml"
+        f.write_text(yaml.safe_dump(_cell_sweep(**bad)))
+        with pytest.raises(config.ConfigError, match=why):
+            sweep.load_sweep(f)
+    toy = yaml.safe_load(toy_sweep([1]).read_text())
+    (tmp_path / "toy_cells.yaml").write_text(yaml.safe_dump({**toy, "cell_over": ["x"]}))
+    with pytest.raises(config.ConfigError, match="these notebooks take none: remove cell_over"):
+        sweep.load_sweep(tmp_path / "toy_cells.yaml")
+
+
+def test_the_study_prints_its_plan_first(toy_sweep, capsys):
+    from sparsenb.__main__ import study_plan
+
+    study_plan([(toy_sweep([1, 2]), 2)])
+    out = capsys.readouterr().out
+    assert "plan toy: 2 of 2 runs to do in 2 kernels" in out and "2 without an estimate" in out
+    assert "== study plan: ~0.0 h (resumable" in out
