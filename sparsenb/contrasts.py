@@ -28,7 +28,16 @@ from .prune import DENSE
 
 SPARSITIES = (0.8, 0.9)  # the paper's main sparsities (Figs. 2-3, Table 1): pooled claims use both
 CONTROL_NAMES = tuple(m for m in prune.METHODS if not prune.is_sparse(m))  # dense and the controls
-BUDGET = {"dense": "D", "dense_2x": "2D", "dense_5x": "5D", "dense_2x_scratch": "2D"}  # epochs from random weights
+
+
+def budget(control: str) -> str:
+    """A control's upstream budget (epochs from random weights) in multiples of D ("2D"), as the
+    profile that makes controls (mini) has it."""
+    from . import config, profiles, upstream
+
+    cfg = config.load(profiles.default().name)
+    k = upstream.budget(control, cfg)[1] / float(cfg["upstream"]["D"])
+    return "D" if k == 1 else f"{k:g}D"
 
 
 def control_of(method: str) -> str | None:
@@ -89,7 +98,7 @@ def bases_text(D: Data, finetune: str, methods, literal: bool) -> str:
     for m in methods:
         b, c = D.base(finetune, m), control_of(m) or DENSE
         if c != DENSE:
-            label = f"{BUDGET.get(c, '?')} (control {c})" if literal else f"{c} ({BUDGET.get(c, '?')})"
+            label = f"{budget(c)} (control {c})" if literal else f"{c} ({budget(c)})"
             by.setdefault(label + ("" if b == c else " absent: vs dense"), []).append(m)
     if not by:
         return ""
