@@ -264,7 +264,7 @@ def report_D(cfg: Config, out_dir: Path) -> int:
     from . import plots
 
     conv = convergence(cfg, out_dir)
-    plots.convergence(conv, cfg["upstream"]["optimizer"], path=out_dir / "convergence.png")
+    plots.convergence(conv, cfg["upstream"]["optimizer"], path=out_dir / "convergence.png", D=cfg["upstream"]["D"])
     print(conv.to_string(index=False))
     D = choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
     print(

@@ -397,9 +397,10 @@ def figure3(alphas: pd.DataFrame, difficulty: pd.DataFrame, kinds: dict, sparsit
     return _save(fig, path)
 
 
-def convergence(conv, opt: dict, path=None):
+def convergence(conv, opt: dict, path=None, D: float | None = None):
     """The dense-budget study: validation and test top-1 against the budget (log2 axis), the mean
-    over seeds and each seed, runs without gradient clipping marked; the runs of recipe `opt` only."""
+    over seeds and each seed, runs without gradient clipping marked; the runs of recipe `opt` only;
+    `D`, the budget the mini study uses, marked."""
     import matplotlib.pyplot as plt
 
     base = conv[
@@ -407,7 +408,7 @@ def convergence(conv, opt: dict, path=None):
     ]
     clipped, unclipped = base[base.grad_clip.notna()], base[base.grad_clip.isna()]
     g = clipped.groupby("epochs")
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
     for col, label in (("val_top1", "validation"), ("top1", "test")):
         m = g[col].mean() * 100
         ax.plot(m.index, m.values, "o-", label=f"{label} (mean over seeds)")
@@ -426,8 +427,10 @@ def convergence(conv, opt: dict, path=None):
     ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.set_xlabel("dense budget (epochs; one cosine run each)")
     ax.set_ylabel("upstream top-1 (%)")
+    if D is not None:
+        ax.axvline(D, color="black", lw=0.8, ls="--", label=f"D = {D:g}, the study's budget (chosen by compute)")
     ax.set_title("mini upstream: dense top-1 against its budget", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
