@@ -181,3 +181,17 @@ def test_the_committed_summary_notebook_holds_the_published_table1_of_the_curren
     )  # fmt: skip
     shown = [o for o in checked[0].outputs if "text/markdown" in o.get("data", {})]
     assert shown and shown[0]["data"]["text/markdown"] == table, "run `make paper-tables` and commit its outputs"
+
+
+def test_the_convergence_figure_marks_the_studys_budget_and_keeps_its_legend_off_the_data():
+    rows = [
+        dict(epochs=e, seed=s, grad_clip=2.0, lr=0.1, weight_decay=5e-4, batch_size=128, val_top1=v, top1=v)
+        for e, v in ((14, 0.72), (28, 0.78), (56, 0.82))
+        for s in (0, 1)
+    ]
+    fig = plots.convergence(pd.DataFrame(rows), {"lr": 0.1, "weight_decay": 5e-4, "batch_size": 128}, D=14)
+    ax = fig.axes[0]
+    assert any(list(line.get_xdata()) == [14, 14] for line in ax.get_lines())
+    legend = ax.get_legend()
+    assert "D = 14" in " ".join(t.get_text() for t in legend.get_texts()) and legend.get_bbox_to_anchor().x0 > 0
+    assert ax.get_ylabel() == "upstream top-1 (%)"
