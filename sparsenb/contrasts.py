@@ -17,7 +17,7 @@ The paper's literal contrast (everything against dense at D) is `literal=True`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ SPARSITIES = (0.8, 0.9)  # the paper's main sparsities (Figs. 2-3, Table 1): poo
 CONTROL_NAMES = tuple(m for m in prune.METHODS if not prune.is_sparse(m))  # dense and the controls
 
 
+@cache  # the params file is read once, not once per method of every findings row
 def budget(control: str) -> str:
     """A control's upstream budget (epochs from random weights) in multiples of D ("2D"), as the
     profile that makes controls (mini) has it."""
