@@ -350,6 +350,18 @@ def test_full_recipe_search_covers_every_candidate_on_every_task():
     assert (cfg["full"]["lr"], cfg["full"]["epochs"]) in {(lr, e) for lr, e, _ in runs}
 
 
+def test_the_shipped_full_recipe_is_the_one_chosen_on_validation():
+    """params' full.lr / full.epochs are what `choose_full_recipe` picks from the committed search
+    (outputs/finetune/full_recipe_D<D>.csv), and the milestones are scaled with the epochs."""
+    cfg = config.load("mini")
+    csv = Path(__file__).resolve().parents[1] / "outputs" / "finetune" / f"full_recipe_D{float(cfg['upstream']['D']):g}.csv"
+    table = pd.read_csv(csv)
+    assert set(zip(table.lr, table.epochs, table.dataset)) == set(calibration.full_recipe_runs(cfg))
+    full = cfg["full"]
+    assert calibration.choose_full_recipe(table, list(cfg["datasets"])) == (full["lr"], full["epochs"])
+    assert all(0 < m < full["epochs"] for m in full["milestones"])
+
+
 def test_the_upstream_command_selects_from_the_reference_set_and_names_its_methods(tmp_path, monkeypatch, capsys):
     """`upstream verify|plan|build --method/--sparsity/--seed` act on the matching models of the
     reference set (upstream.select); a filter nothing matches is one error listing its methods."""
