@@ -213,8 +213,8 @@ def _filter_heatmap(ax, layers: pd.DataFrame, rows: list, fig):
 
 def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning: epoch time vs accuracy gap"):
     """Figure 4: average epoch time against the accuracy gap to dense (points; the epoch of each
-    run chosen on validation where the task has a validation split), one point per method and
-    engine, one panel per task (column `dataset`, if any)."""
+    run chosen on validation where the task has a validation split, else the last, as the x label
+    says from column `epoch_rule`), one point per method and engine, one panel per task."""
     d = df.assign(dataset=df["dataset"] if "dataset" in df else "")
     tasks = list(dict.fromkeys(d.dataset))
     pal = colors(list(d.method.unique()))
@@ -228,7 +228,8 @@ def speedup(df: pd.DataFrame, path=None, title: str = "Online linear finetuning:
                 r.method, (r.accuracy_gap, r.epoch_seconds), fontsize=7, xytext=(4, 3), textcoords="offset points"
             )
         ax.axvline(0, color="gray", lw=0.8, ls=":")
-        ax.set_xlabel("accuracy − dense (points)")
+        rule = ", ".join(sorted(set(sub.epoch_rule))) if "epoch_rule" in sub else ""
+        ax.set_xlabel("accuracy − dense (points" + (f"; {rule})" if rule else ")"))
         ax.set_ylabel("average epoch time (s)")
         ax.set_ylim(0, None)
         ax.set_title(task or title, fontsize=10)

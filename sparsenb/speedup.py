@@ -73,6 +73,7 @@ def _row(spec: SpeedupSpec, dataset: str, method: str, engine: str) -> dict:
         "epoch_seconds": res["epoch_seconds"],
         "reported": res["reported"],
         "reported_epoch": res["reported_epoch"],
+        "epoch_rule": "chosen on validation" if val_loader is not None else "last epoch",
         "best": res["best"],
         "final": res["final"],
         "metric": meta.metric,

@@ -142,9 +142,11 @@ def test_figure4_has_one_panel_per_task_in_points():
         ]
     ]
     df = pd.DataFrame(rows, columns=["dataset", "method", "engine", "epoch_seconds", "accuracy_gap"])
+    df["epoch_rule"] = df.dataset.map(lambda d: "last epoch" if d == "pets" else "chosen on validation")
     fig = plots.speedup(df)
     assert [ax.get_title() for ax in fig.axes] == ["pets", "flowers", "dtd"]
     assert all(len(ax.collections) == 3 and "points" in ax.get_xlabel() for ax in fig.axes)
+    assert [ax.get_xlabel().split("; ")[1] for ax in fig.axes] == ["last epoch)"] + ["chosen on validation)"] * 2
     assert _legend_labels(fig)[:2] == ["dense", "gmp"]
 
 
