@@ -354,8 +354,8 @@ def test_the_shipped_full_recipe_is_the_one_chosen_on_validation():
     """params' full.lr / full.epochs are what `choose_full_recipe` picks from the committed search
     (outputs/finetune/full_recipe_D<D>.csv), and the milestones are scaled with the epochs."""
     cfg = config.load("mini")
-    csv = Path(__file__).resolve().parents[1] / "outputs" / "finetune" / f"full_recipe_D{float(cfg['upstream']['D']):g}.csv"
-    table = pd.read_csv(csv)
+    D = float(cfg["upstream"]["D"])
+    table = pd.read_csv(Path(__file__).resolve().parents[1] / "outputs" / "finetune" / f"full_recipe_D{D:g}.csv")
     assert set(zip(table.lr, table.epochs, table.dataset)) == set(calibration.full_recipe_runs(cfg))
     full = cfg["full"]
     assert calibration.choose_full_recipe(table, list(cfg["datasets"])) == (full["lr"], full["epochs"])
