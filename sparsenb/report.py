@@ -59,6 +59,10 @@ HEADERS = {  # name -> (title, what the numbers are)
     "budget_curve": ("Budget -> transfer: the dense-like models by upstream budget",
                      "transfer accuracy %, mean over tasks x upstream seeds, 95% interval [low, high] over both "
                      "(stats.crossed); epochs: upstream training from random weights"),
+    "control_gaps": ("Each sparse model minus its budget-matched control",
+                     "transfer accuracy, points: gap = sparse − its control (the same run at target sparsity 0), "
+                     "literal = sparse − dense at D (the paper's contrast); mean over tasks x upstream seeds "
+                     "of the seed-paired difference, 95% interval [low, high] over both (stats.crossed)"),
     "tableC1_linear": ("Table C.1: linear finetuning, every method × sparsity × task",
                        f"accuracy %, mean ± std; {STD}; " + BOLD.format(group=" at its sparsity")),
     "tableC2_full": ("Table C.2: full finetuning, every method × sparsity × task",
@@ -216,7 +220,11 @@ def _upstream_tables(source: str, tidy, overrides: dict | None) -> dict:
     if source == "published" or profile not in profiles.PROFILES or not profiles.get(profile).makes_upstream:
         return {}
     cfg = config.load(profile, overrides)
-    return {"table3_upstream": analysis.reference_table(cfg), "budget_curve": summary.budget_curve(tidy.frame, cfg)}
+    return {
+        "table3_upstream": analysis.reference_table(cfg),
+        "budget_curve": summary.budget_curve(tidy.frame, cfg),
+        "control_gaps": summary.control_gaps(tidy.frame),
+    }
 
 
 def _reported(t: pd.DataFrame) -> pd.DataFrame:

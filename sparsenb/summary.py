@@ -335,3 +335,28 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
                          high=100 * e.high, tasks=e.tasks, upstream=e.upstream, runs=e.runs))  # fmt: skip
     cols = ["finetune", "method", "epochs", "mean", "low", "high", "tasks", "upstream", "runs"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def control_gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each sparse method at each sparsity minus its budget-matched control (`prune.control_of`), and
+    minus dense at D (the paper's literal contrast), per finetuning mode: the mean over tasks x
+    upstream seeds of the paired difference (points), with its 95% interval over both
+    (`stats.crossed`). Columns: finetune, method, sparsity, control, gap, low, high, literal,
+    literal_low, literal_high, tasks, upstream, runs."""
+    from . import stats
+
+    rows = []
+    sparse = frame[frame.method.map(_sparse) & frame.method.isin(prune.METHODS)]
+    for (ft, m, s), _ in sparse.groupby(["finetune", "method", "sparsity"]):
+        ctrl = prune.control_of(m) or prune.DENSE
+        if not prune.reported_in(m, ft) or not ((frame.finetune == ft) & (frame.method == ctrl)).any():
+            continue
+        row = dict(finetune=ft, method=m, sparsity=s, control=ctrl)
+        for name, base in (("gap", ctrl), ("literal", prune.DENSE)):
+            t = stats.means(frame, {"x": (ft, [m], s), "base": (ft, [base], None)})
+            e = stats.crossed(t.frame["x"] - t.frame["base"], t.runs)
+            row |= {name: 100 * e.mean, f"{name}_low": 100 * e.low, f"{name}_high": 100 * e.high}
+        rows.append(row | dict(tasks=e.tasks, upstream=e.upstream, runs=e.runs))
+    cols = ["finetune", "method", "sparsity", "control", "gap", "gap_low", "gap_high", "literal", "literal_low",
+            "literal_high", "tasks", "upstream", "runs"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)

@@ -227,6 +227,29 @@ def test_one_colour_per_method_in_every_figure():
     assert plots.method_order(["str", "dense_5x", "gmp", "dense"]) == ["dense", "gmp", "str", "dense_5x"]
 
 
+def test_control_gaps_pair_each_sparse_model_with_its_matched_control_and_with_dense():
+    """gap = sparse minus its budget-matched control, literal = minus dense at D, per task x upstream
+    seed, with a 95% interval over both; LTH-T is left out of linear finetuning (not reported there)."""
+    import numpy as np
+
+    from sparsenb import summary
+
+    rng = np.random.default_rng(1)
+    level = {"dense": 0.60, "dense_2x": 0.62, "gmp": 0.59, "acdc": 0.57, "lth_t": 0.5}
+    rows = [
+        dict(profile="mini", arch="a", finetune=ft, method=m, sparsity=0.0 if m.startswith("dense") else 0.9,
+             dataset=f"t{t}", upstream_seed=u, seed=21, accuracy=acc + 0.05 * t + rng.normal(0, 0.003))
+        for ft in ("linear", "full") for m, acc in level.items() for t in range(5) for u in range(3)
+    ]  # fmt: skip
+    g = summary.control_gaps(pd.DataFrame(rows)).set_index(["finetune", "method"])
+    assert ("linear", "lth_t") not in g.index and g.loc[("full", "lth_t"), "control"] == "dense"
+    r = g.loc[("full", "gmp")]
+    assert r.control == "dense_2x" and r.gap == pytest.approx(-3.0, abs=0.5) and r.gap_low < r.gap < r.gap_high
+    assert r.literal == pytest.approx(-1.0, abs=0.5) and (r.tasks, r.upstream) == (5, 3)
+    a = g.loc[("linear", "acdc")]
+    assert a.control == "dense" and a.gap == pytest.approx(a.literal) == pytest.approx(-3.0, abs=0.5)
+
+
 def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_interval():
     """The dense-like models (dense and its controls) at their upstream budgets (epochs from random
     weights: D, 2D, 5D; GMP's continuation at 2D), the mean over tasks x upstream seeds with a 95%
