@@ -62,7 +62,8 @@ HEADERS = {  # name -> (title, what the numbers are)
     "control_gaps": ("Each sparse model minus its budget-matched control",
                      "transfer accuracy, points: gap = sparse − its control (the same run at target sparsity 0), "
                      "literal = sparse − dense at D (the paper's contrast); mean over tasks x upstream seeds "
-                     "of the seed-paired difference, 95% interval [low, high] over both (stats.crossed)"),
+                     "of the seed-paired difference, 95% interval [low, high] over both (stats.crossed; where "
+                     "`upstream` is 1 the interval is over tasks only and misses upstream noise)"),
     "tableC1_linear": ("Table C.1: linear finetuning, every method × sparsity × task",
                        f"accuracy %, mean ± std; {STD}; " + BOLD.format(group=" at its sparsity")),
     "tableC2_full": ("Table C.2: full finetuning, every method × sparsity × task",
