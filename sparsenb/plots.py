@@ -487,22 +487,30 @@ def per_class_drops(pc: pd.DataFrame, path=None, title: str = "Per-class accurac
 
 
 def robustness(rob: pd.DataFrame, path=None, title: str = "Robustness: corrupted / clean accuracy against sparsity"):
-    """Mean relative accuracy under corruption (over corruptions, severities, tasks and seeds)
-    against sparsity, one line per method (the controls at sparsity 0), one panel per severity."""
+    """Relative accuracy under corruption (corrupted / clean, mean over corruptions) against sparsity,
+    one colour per method (the controls at sparsity 0, each method's points nudged sideways so that
+    none hides another), one panel per severity; bars: 95% interval over tasks x upstream seeds
+    (`stats.crossed`)."""
+    from . import stats
+
     sev = sorted(rob.severity.unique())
     fig, axes = plt.subplots(1, max(1, len(sev)), figsize=(3.6 * max(1, len(sev)), 3.4), squeeze=False, sharey=True)
     col = colors(rob.method.unique())
+    order = method_order(rob.method.unique())
     for ax, s in zip(axes[0], sev):
-        g = rob[rob.severity == s].groupby(["method", "sparsity"])["relative"].mean().reset_index()
-        for m in method_order(g.method):
-            r = g[g.method == m].sort_values("sparsity")
-            ax.plot(100 * r.sparsity, r.relative, "o-", color=col[m], label=m)
+        unit = rob[rob.severity == s].groupby(["method", "sparsity", "dataset", "upstream_seed"]).relative.mean()
+        for i, m in enumerate(order):
+            pts = [(sp, stats.crossed(u.droplevel([0, 1]))) for (mm, sp), u in unit.groupby(level=[0, 1]) if mm == m]
+            x = [100 * sp + 1.5 * (i - (len(order) - 1) / 2) for sp, _ in pts]
+            y = [e.mean for _, e in pts]
+            err = [[e.mean - e.low for _, e in pts], [e.high - e.mean for _, e in pts]]
+            ax.errorbar(x, y, yerr=err, fmt="o-", color=col[m], capsize=2, ms=5, label=m)
         ax.set_xlabel("sparsity (%)")
         ax.set_title(f"severity {s}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("corrupted / clean accuracy")
-    _legend_outside(fig, method_order(rob.method), col, marker="o")
-    fig.suptitle(title, fontsize=10)
+    _legend_outside(fig, order, col, marker="o")
+    fig.suptitle(f"{title}\n(bars: 95% interval over tasks x upstream seeds)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -197,3 +197,17 @@ def test_the_convergence_figure_marks_the_studys_budget_and_keeps_its_legend_off
     legend = ax.get_legend()
     assert "D = 14" in " ".join(t.get_text() for t in legend.get_texts()) and legend.get_bbox_to_anchor().x0 > 0
     assert ax.get_ylabel() == "upstream top-1 (%)"
+
+
+def test_robustness_figure_has_an_interval_per_method_and_no_hidden_points():
+    rows = [
+        dict(method=m, sparsity=sp, dataset=f"t{t}", upstream_seed=u, severity=sev, corruption=c,
+             relative=0.5 + 0.1 * t - 0.05 * sev + 0.01 * u)
+        for m, sp in (("dense", 0.0), ("dense_2x", 0.0), ("gmp", 0.9), ("acdc", 0.9))
+        for t in range(3) for u in range(2) for sev in (1, 3) for c in ("noise", "blur")
+    ]  # fmt: skip
+    fig = plots.robustness(pd.DataFrame(rows))
+    ax = fig.axes[0]
+    assert len(ax.containers) == 4 and "95% interval" in fig._suptitle.get_text()
+    xs = [c.lines[0].get_xdata()[0] for c in ax.containers]
+    assert len(set(xs)) == 4  # dense and dense_2x, gmp and acdc: side by side, not on top
