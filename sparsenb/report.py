@@ -30,6 +30,7 @@ PRODUCTS = (
     "table3_upstream",
     "budget_curve",
     "budget_curve_plot",
+    "control_gaps",
 )  # what a summary may write, as <name>.csv + .md or <name>.png
 
 STD = "± is the sample standard deviation over seeds; (n=k): the cell's seeds"

@@ -276,3 +276,11 @@ def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_
     assert (r.tasks, r.upstream, r.runs) == (4, 3, 12)
     fig = plots.budget_curve(b.reset_index())
     assert fig.axes[0].get_xlabel().startswith("upstream budget (epochs")
+
+
+def test_every_table_a_summary_can_write_is_a_product_it_can_remove():
+    """report.write removes what an earlier summary wrote and this one does not: only the names in
+    PRODUCTS, so every titled table must be one (control_gaps once was not)."""
+    from sparsenb import report
+
+    assert set(report.HEADERS) <= set(report.PRODUCTS)
