@@ -42,6 +42,10 @@ class Profile:
         """Where the upstream checkpoint of (method, sparsity, seed) lives under checkpoint_root."""
         raise NotImplementedError
 
+    def regime(self, cfg) -> str:
+        """What its results describe, said in every summary title of its records ("" if nothing)."""
+        return ""
+
     def figures_dir(self, cfg) -> Path:
         """Where 01_upstream puts its per-model figures (never into a user's checkpoint folder)."""
         return paths.outputs() / "upstream" / self.name
@@ -94,6 +98,10 @@ class Mini(Profile):
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"s{sparsity:g}-seed{seed}.pth"  # listed in manifest.csv
+
+    def regime(self, cfg) -> str:
+        return (f"the under-trained regime (dense upstream budget D = {float(cfg['upstream']['D']):g} epochs, "
+                "far from converged: outputs/upstream/convergence.csv)")  # fmt: skip
 
     def figures_dir(self, cfg) -> Path:
         return Path(cfg["checkpoint_root"])  # beside the reference checkpoints

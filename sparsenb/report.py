@@ -101,9 +101,21 @@ def source_title(source: str, tidy=None, overrides: dict | None = None) -> str:
     sel = sel.split(":", 1)[-1].strip()
     if source == "published":
         return f"the paper's released results: {sel}"
+    regime = _regime(tidy, overrides)
     if is_demo(overrides):
-        return f"DEMO (a slice of the study, first upstream seed), not evidence: {sel}"
-    return f"this repo's records: {sel}"
+        return f"DEMO (a slice of the study, first upstream seed), not evidence: {sel}{regime}"
+    return f"this repo's records: {sel}{regime}"
+
+
+def _regime(tidy, overrides: dict | None) -> str:
+    """ "; <the profile's regime>" for records of a profile that says what its results describe."""
+    from . import profiles
+
+    if tidy is None or "profile" not in tidy.frame or not len(tidy.frame):
+        return ""
+    name = tidy.frame.profile.iloc[0]
+    text = profiles.get(name).regime(config.load(name, overrides)) if name in profiles.PROFILES else ""
+    return f"; {text}" if text else ""
 
 
 def write(

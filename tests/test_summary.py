@@ -284,3 +284,17 @@ def test_every_table_a_summary_can_write_is_a_product_it_can_remove():
     from sparsenb import report
 
     assert set(report.HEADERS) <= set(report.PRODUCTS)
+
+
+def test_a_mini_summary_says_its_regime_in_every_title(tmp_path):
+    """The mini study is the under-trained regime: every title of a summary of its records says so,
+    with D from params; the paper's released results carry no such note."""
+    from sparsenb import config, report, summary
+
+    for seed in (21, 51):
+        _rec(tmp_path, "02_linear_ft", "dense", 0.0, "shapes10", seed, 0.8)
+    tidy = summary.select(summary.load("results", tmp_path), "results", None, None)
+    D = float(config.load("mini")["upstream"]["D"])
+    assert f"under-trained regime (dense upstream budget D = {D:g} epochs" in report.source_title("results", tidy)
+    published = summary.select(summary.load("published"), "published", None, None)
+    assert "regime" not in report.source_title("published", published)
