@@ -338,18 +338,19 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
 
 
 def control_gaps(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each sparse method at each sparsity minus its budget-matched control (`prune.control_of`), and
-    minus dense at D (the paper's literal contrast), per finetuning mode: the mean over tasks x
-    upstream seeds of the paired difference (points), with its 95% interval over both
-    (`stats.crossed`). Columns: finetune, method, sparsity, control, gap, low, high, literal,
-    literal_low, literal_high, tasks, upstream, runs."""
-    from . import stats
+    """Each sparse method at each sparsity minus what the findings take its gap against
+    (`contrasts.Data.base`: its budget-matched control where the results have it), and minus dense at
+    D (the paper's literal contrast), per finetuning mode: the mean over tasks x upstream seeds of the
+    paired difference (points), with its 95% interval over both (`stats.crossed`). Columns: finetune,
+    method, sparsity, control, gap, low, high, literal, literal_low, literal_high, tasks, upstream,
+    runs."""
+    from . import contrasts, stats
 
-    rows = []
+    rows, D = [], contrasts.Data(frame)
     sparse = frame[frame.method.map(_sparse) & frame.method.isin(prune.METHODS)]
     for (ft, m, s), _ in sparse.groupby(["finetune", "method", "sparsity"]):
-        ctrl = prune.control_of(m) or prune.DENSE
-        if not prune.reported_in(m, ft) or not ((frame.finetune == ft) & (frame.method == ctrl)).any():
+        ctrl = D.base(ft, m)
+        if not prune.reported_in(m, ft) or not D.has(ft, ctrl):
             continue
         row = dict(finetune=ft, method=m, sparsity=s, control=ctrl)
         for name, base in (("gap", ctrl), ("literal", prune.DENSE)):

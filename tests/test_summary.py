@@ -229,13 +229,15 @@ def test_one_colour_per_method_in_every_figure():
 
 def test_control_gaps_pair_each_sparse_model_with_its_matched_control_and_with_dense():
     """gap = sparse minus its budget-matched control, literal = minus dense at D, per task x upstream
-    seed, with a 95% interval over both; LTH-T is left out of linear finetuning (not reported there)."""
+    seed, with a 95% interval over both; LTH-T is left out of linear finetuning (not reported there);
+    a model whose control is absent (RigL 5x without dense_5x) is taken against dense, as the findings
+    take it, and says so."""
     import numpy as np
 
     from sparsenb import summary
 
     rng = np.random.default_rng(1)
-    level = {"dense": 0.60, "dense_2x": 0.62, "gmp": 0.59, "acdc": 0.57, "lth_t": 0.5}
+    level = {"dense": 0.60, "dense_2x": 0.62, "gmp": 0.59, "acdc": 0.57, "lth_t": 0.5, "rigl_erk_5x": 0.58}
     rows = [
         dict(profile="mini", arch="a", finetune=ft, method=m, sparsity=0.0 if m.startswith("dense") else 0.9,
              dataset=f"t{t}", upstream_seed=u, seed=21, accuracy=acc + 0.05 * t + rng.normal(0, 0.003))
@@ -248,6 +250,7 @@ def test_control_gaps_pair_each_sparse_model_with_its_matched_control_and_with_d
     assert r.literal == pytest.approx(-1.0, abs=0.5) and (r.tasks, r.upstream) == (5, 3)
     a = g.loc[("linear", "acdc")]
     assert a.control == "dense" and a.gap == pytest.approx(a.literal) == pytest.approx(-3.0, abs=0.5)
+    assert g.loc[("full", "rigl_erk_5x"), "control"] == "dense"
 
 
 def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_interval():
