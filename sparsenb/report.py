@@ -168,11 +168,12 @@ class Written(dict):
         return f"wrote under {where}: {wrote}{gone}"
 
 
-def markdown(name: str, t: pd.DataFrame, source: str, bold=None) -> str:
+def markdown(name: str, t: pd.DataFrame, source: str, bold=None, header: tuple[str, str] | None = None) -> str:
     """A table as Markdown under a header that says what it is, where its numbers come from and
     what "±" and bold mean; numbers rounded as the paper prints them (0.1; p to 2 significant
-    digits; alpha in %). `bold`: a boolean frame aligned with `t` (the wide tables' marked cells)."""
-    title, what = HEADERS.get(name, (name, ""))
+    digits; alpha in %). `bold`: a boolean frame aligned with `t` (the wide tables' marked cells);
+    `header`: (title, what) for a table that is not one of this summary's (`HEADERS`)."""
+    title, what = header or HEADERS.get(name, (name, ""))
     t = t.copy()
     for col in t.columns:
         v = t[col]

@@ -12,8 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from .. import plots, profiles
+from ..report import markdown
 from . import findings, study
 
+FINDINGS_NOTE = (
+    "estimate and its 95% interval [ci_low, ci_high] in points: sparse minus its budget-matched control, "
+    "paired on task and seeds, the interval over tasks x upstream models (`stats.crossed`); "
+    "tasks, pairs: what the estimate rests on"
+)
 ARRAYS = ["reliability", "reliability_width", "pred", "labels"]
 
 
@@ -104,7 +110,12 @@ def write(cfg, out_dir, root=None, overrides: dict | None = None) -> tuple[dict,
     for name, df in t.items():
         df.to_csv(out_dir / f"{name}.csv", index=False)
         written[name] = out_dir / f"{name}.csv"
-    (out_dir / "findings.md").write_text(t["findings"].to_markdown(index=False))
+    header = ("Beyond accuracy: the project's own questions as tests (not the paper's)", FINDINGS_NOTE)
+    source = (
+        f"{len(runs)} finetuning runs with stored predictions and {len(rob)} robustness rows, "
+        f"profile {cfg['profile']}, arch {cfg['arch']}"
+    )
+    (out_dir / "findings.md").write_text(markdown("findings", t["findings"], source, header=header))
     figures = {
         "reliability": (plots.reliability, runs),
         "per_class_drops": (plots.per_class_drops, t.get("per_class", pd.DataFrame())),
