@@ -59,7 +59,9 @@ HEADERS = {  # name -> (title, what the numbers are)
                         "by seed (points); off-target models (> 1.5 points from their sparsity) left out"),
     "budget_curve": ("Budget -> transfer: the dense-like models by upstream budget",
                      "transfer accuracy %, mean over tasks x upstream seeds, 95% interval [low, high] over both "
-                     "(stats.crossed); epochs: upstream training from random weights"),
+                     "(stats.crossed; it holds the tasks' spread); gain: minus dense at D (points), paired on "
+                     "task and seeds, 95% interval [gain_low, gain_high] over both; epochs: upstream training "
+                     "from random weights"),
     "control_gaps": ("Each sparse model minus its budget-matched control",
                      "transfer accuracy, points: gap = sparse − its control (the same run at target sparsity 0), "
                      "literal = sparse − dense at D (the paper's contrast); mean over tasks x upstream seeds "

@@ -321,8 +321,10 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
     """Transfer accuracy against the upstream training budget (epochs from random weights) of the
     dense-like models (dense and its controls: dense at D, 2D, 5D and GMP's continuation), per
     finetuning mode: the mean over tasks x upstream seeds of each model's accuracy (%), with its 95%
-    interval over both (`stats.crossed`). Columns: finetune, method, epochs, mean, low, high, tasks,
-    upstream, runs."""
+    interval over both (`stats.crossed`), and its gain over dense at D (points), paired on task and
+    seeds, with its own interval -- the comparison (the means' intervals hold the tasks' spread).
+    Columns: finetune, method, epochs, mean, low, high, gain, gain_low, gain_high, tasks, upstream,
+    runs."""
     from . import stats, upstream
 
     d = frame[~frame.method.map(_sparse)]
@@ -330,10 +332,15 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
     for (ft, m), _ in d.groupby(["finetune", "method"]):
         t = stats.means(d, {"x": (ft, [m], None)})
         e = stats.crossed(t.frame["x"], t.runs)
-        epochs = upstream.budget(m, cfg)[1]
-        rows.append(dict(finetune=ft, method=m, epochs=epochs, mean=100 * e.mean, low=100 * e.low,
-                         high=100 * e.high, tasks=e.tasks, upstream=e.upstream, runs=e.runs))  # fmt: skip
-    cols = ["finetune", "method", "epochs", "mean", "low", "high", "tasks", "upstream", "runs"]
+        row = dict(finetune=ft, method=m, epochs=upstream.budget(m, cfg)[1], mean=100 * e.mean, low=100 * e.low,
+                   high=100 * e.high, gain=np.nan, gain_low=np.nan, gain_high=np.nan)  # fmt: skip
+        if m != prune.DENSE and ((d.finetune == ft) & (d.method == prune.DENSE)).any():
+            p = stats.means(d, {"x": (ft, [m], None), "base": (ft, [prune.DENSE], None)})
+            g = stats.crossed(p.frame["x"] - p.frame["base"], p.runs)
+            row |= dict(gain=100 * g.mean, gain_low=100 * g.low, gain_high=100 * g.high)
+        rows.append(row | dict(tasks=e.tasks, upstream=e.upstream, runs=e.runs))
+    cols = ["finetune", "method", "epochs", "mean", "low", "high", "gain", "gain_low", "gain_high", "tasks",
+            "upstream", "runs"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -153,6 +153,27 @@ def test_findings_verdicts_on_known_truth(synthetic):
     assert full.loc["calibration_no_worse_after_ts", "verdict"] == "agrees"
 
 
+def test_full_repairs_calibration_pairs_the_modes_on_one_upstream_model():
+    """A linear and a full run on the same upstream model are paired, so the interval crosses tasks
+    with upstream models; an upstream model's own shift (alike in both modes) cancels. A finding whose
+    values pool the upstream models (transfer-PIEs) says so instead of the one-model caveat."""
+    from sparsenb.beyond import evidence
+
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame(
+        dict(finetune=ft, dataset=f"t{t}", method="gmp", sparsity=0.9, upstream_seed=u, seed=21,
+             diff=(0.05 if ft == "linear" else 0.01) + 0.03 * u + rng.normal(0, 0.002))
+        for ft in ("linear", "full") for t in range(4) for u in range(3)
+    )  # fmt: skip
+    d = findings.gap_by_mode(pairs)
+    assert len(d) == 12 and sorted(set(d.upstream_seed)) == [0, 1, 2]
+    assert d["diff"].to_numpy() == pytest.approx(0.04, abs=0.01)
+    e = evidence.test(d, "greater")
+    assert e["verdict"] == "agrees" and "(" not in e["text"], e["text"]  # 3 upstream models: no caveat
+    one = evidence.test(d[d.upstream_seed == 0].drop(columns="upstream_seed"), "greater", pooled=True)
+    assert one["text"].endswith(f"({evidence.POOLED})")
+
+
 def test_findings_on_no_runs_are_inconclusive():
     f = findings.table(pd.DataFrame(), None)
     assert (f.verdict == "inconclusive").all() and f.key.is_unique and (f.evidence == "no paired results").all()

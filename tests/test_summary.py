@@ -256,7 +256,8 @@ def test_control_gaps_pair_each_sparse_model_with_its_matched_control_and_with_d
 def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_interval():
     """The dense-like models (dense and its controls) at their upstream budgets (epochs from random
     weights: D, 2D, 5D; GMP's continuation at 2D), the mean over tasks x upstream seeds with a 95%
-    interval over both; sparse models are not on the curve."""
+    interval over both, and the gain over dense at D paired on task and seeds; sparse models are not
+    on the curve."""
     import numpy as np
 
     from sparsenb import config, plots, summary
@@ -277,6 +278,9 @@ def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_
     r = b.loc[("linear", "dense_5x")]
     assert r["mean"] == pytest.approx(100 * (0.70 + 0.03), abs=0.5) and r.low < r["mean"] < r.high
     assert (r.tasks, r.upstream, r.runs) == (4, 3, 12)
+    # the gain over dense at D is paired on task and seeds: the tasks' spread (0.02 a task) leaves it
+    assert r.gain == pytest.approx(10.0, abs=0.5) and r.gain_high - r.gain_low < 2 < r.high - r.low
+    assert pd.isna(b.loc[("linear", "dense"), "gain"])
     fig = plots.budget_curve(b.reset_index())
     assert fig.axes[0].get_xlabel().startswith("upstream budget (epochs")
 

@@ -12,12 +12,16 @@ import pandas as pd
 
 from .. import stats
 
+POOLED = "each value pools the upstream models: the interval is over tasks, not over upstream draws"
 
-def test(d: pd.DataFrame, direction: str, shift: float = 0.0) -> dict:
+
+def test(d: pd.DataFrame, direction: str, shift: float = 0.0, pooled: bool = False) -> dict:
     """Mean of the paired differences `d.diff` (columns dataset, diff, upstream_seed if the design
     has several) over tasks x upstream models with its 95% interval (`stats.crossed`: one value per
     unit, each the mean of its pairs), and the verdict on `diff - shift` in `direction` (greater,
-    less; `shift`: a non-inferiority margin); estimate and interval in the units of `diff`, unshifted."""
+    less; `shift`: a non-inferiority margin); estimate and interval in the units of `diff`, unshifted.
+    `pooled`: each diff already pools the upstream models (a modal label over them), so the
+    interval is over tasks only, and the text says that instead of `stats`' one-model caveat."""
     if len(d):
         d = d.assign(diff=d["diff"] - shift, upstream_seed=d["upstream_seed"] if "upstream_seed" in d else 0)
         e = stats.crossed(d.groupby(stats.UNIT)["diff"].mean(), runs=len(d))
@@ -25,7 +29,8 @@ def test(d: pd.DataFrame, direction: str, shift: float = 0.0) -> dict:
         e = stats.Estimate(float("nan"))
     mean, low, high = e.mean + shift, e.low + shift, e.high + shift
     text = "no paired results" if not e.tasks else f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
-    notes = "; ".join(x for x in (e.reason, e.caveat) if x)
+    caveat = POOLED if pooled and e.caveat else e.caveat
+    notes = "; ".join(x for x in (e.reason, caveat) if x)
     return {
         "verdict": stats.verdict(e, direction),
         "mean": mean,

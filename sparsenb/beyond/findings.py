@@ -15,10 +15,13 @@ from . import evidence, study
 COLUMNS = ["key", "finding", "test", "verdict", "estimate", "ci_low", "ci_high", "tasks", "pairs", "evidence"]
 
 
-def _finding(key: str, claim: str, test: str, d: pd.DataFrame, direction: str, shift: float = 0.0) -> dict:
+def _finding(
+    key: str, claim: str, test: str, d: pd.DataFrame, direction: str, shift: float = 0.0, pooled: bool = False
+) -> dict:
     """One row of the table: `d` has one row per pair (columns dataset, diff, in [0, 1] units); the
-    claim is about diff - `shift` (a non-inferiority margin) in `direction` (`evidence.test`)."""
-    e = evidence.test(d, direction, shift)
+    claim is about diff - `shift` (a non-inferiority margin) in `direction` (`evidence.test`;
+    `pooled`: each diff pools the upstream models)."""
+    e = evidence.test(d, direction, shift, pooled)
     return {
         "key": key,
         "finding": claim,
@@ -33,11 +36,13 @@ def _finding(key: str, claim: str, test: str, d: pd.DataFrame, direction: str, s
     }
 
 
-def _gap_by_mode(runs: pd.DataFrame, value: str) -> pd.DataFrame:
-    """ECE gap (sparse - control) linear minus the same in full, per (method, sparsity, task), each
-    mode's gap a mean over its seeds (the two modes' seeds are different runs)."""
-    d = study.calibration_pairs(runs, value)
-    g = d.groupby(["finetune", "dataset", "method", "sparsity"])["diff"].mean().unstack("finetune")
+def gap_by_mode(pairs: pd.DataFrame) -> pd.DataFrame:
+    """From `study.calibration_pairs`: the gap (sparse - control) in linear minus the same in full,
+    per (method, sparsity, task, upstream model) -- a linear and a full run on one upstream model
+    share it, so upstream noise stays in the crossed interval -- each mode's gap a mean over its
+    finetuning seeds (the two modes' seeds are different runs)."""
+    keys = ["dataset", "method", "sparsity", *(["upstream_seed"] if "upstream_seed" in pairs else [])]
+    g = pairs.groupby(["finetune", *keys], dropna=False)["diff"].mean().unstack("finetune")
     if not {"linear", "full"} <= set(g.columns):
         return pd.DataFrame(columns=["dataset", "diff"])
     return (g["linear"] - g["full"]).dropna().rename("diff").reset_index()
@@ -81,7 +86,7 @@ def _calibration(runs: pd.DataFrame, margin: float) -> list[dict]:
             shift=margin,
         )
     )
-    d = _gap_by_mode(runs, "ece_mass") if len(runs) else _empty()
+    d = gap_by_mode(study.calibration_pairs(runs, "ece_mass")) if len(runs) else _empty()
     rows.append(
         _finding(
             "full_ft_repairs_calibration",
@@ -132,6 +137,7 @@ def _agreement(runs: pd.DataFrame) -> list[dict]:
             "minus a control seed against the others' modal label; > 0",
             d,
             "greater",
+            pooled=True,
         )
     )
     return rows
