@@ -54,3 +54,28 @@ def test_every_link_exists(page):
 def test_readme_links_every_docs_page():
     linked = {Path(t).name for t in _links(README.read_text()) if t.startswith("docs/")}
     assert DOCS and linked >= {p.name for p in DOCS}, sorted({p.name for p in DOCS} - linked)
+
+
+def test_readme_results_table_is_the_committed_summary():
+    """The README's table of each sparse model minus its budget-matched control is the committed
+    `outputs/summary/results/control_gaps.csv` as printed (0.1 points, 95% interval): a rerun
+    summary that moves a number fails here until the README says it too."""
+    import pandas as pd
+
+    from sparsenb import summary
+
+    m = re.search(r"^\| (\d+)%, points \|(.*)\|\n\|[-| ]+\|\n((?:\|.*\|\n)+)", README.read_text(), re.M)
+    assert m, "README has no '| 90%, points | GMP | ...' table of gaps to the matched control"
+    sparsity, names = int(m.group(1)) / 100, [c.strip() for c in m.group(2).split("|")]
+    gaps = pd.read_csv(ROOT / "outputs" / "summary" / "results" / "control_gaps.csv")
+    gaps = gaps[gaps.sparsity.round(2) == sparsity].set_index(["finetune", "method"])
+
+    def shown(x: float) -> str:
+        return f"{x:.1f}".replace("-", "−")
+
+    rows = [[c.strip() for c in row.strip().strip("|").split("|")] for row in m.group(3).splitlines()]
+    assert {r[0] for r in rows} == {"linear", "full"}, rows
+    for finetune, *cells in rows:
+        for name, cell in zip(names, cells, strict=True):
+            g = gaps.loc[(finetune, summary.METHOD_NAMES[name])]
+            assert cell == f"{shown(g.gap)} [{shown(g.gap_low)}, {shown(g.gap_high)}]", (finetune, name, cell)
