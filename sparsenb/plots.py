@@ -516,30 +516,38 @@ def robustness(rob: pd.DataFrame, path=None, title: str = "Robustness: corrupted
 
 
 def budget_curve(b: pd.DataFrame, path=None, title: str = ""):
-    """Transfer accuracy (%) of the dense-like models against their upstream budget (epochs from
-    random weights, log axis), one panel per finetuning mode; 95% intervals over tasks x upstream
-    seeds (`summary.budget_curve`)."""
+    """The gain in transfer accuracy (points) of the dense-like models over dense at D against their
+    upstream budget (epochs from random weights, log axis), one panel per finetuning mode; 95%
+    intervals of the paired gain over tasks x upstream seeds (`summary.budget_curve`). Models at one
+    budget sit side by side."""
     from . import prune
 
     modes = [ft for ft in ("linear", "full") if (b.finetune == ft).any()]
     pal = colors(list(b.method.unique()))
     fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.4), squeeze=False)
     for ax, ft in zip(axes[0], modes):
-        t = b[b.finetune == ft]
+        t = b[b.finetune == ft].assign(gain=lambda x: x.gain.where(x.method != prune.DENSE, 0.0))
         from_random = [m for m in t.method if not prune.METHODS[m].from_dense]  # the continuation is off the curve
         scratch = t[t.method.isin(from_random)].sort_values("epochs")
-        ax.plot(scratch.epochs, scratch["mean"], color="#888888", lw=1, zorder=1)
+        ax.plot(scratch.epochs, scratch.gain, color="#888888", lw=1, zorder=1)
+        ax.axhline(0, color="black", lw=0.8)
         for m in method_order(t.method):
             r = t[t.method == m].iloc[0]
-            ax.errorbar(r.epochs, r["mean"], yerr=[[r["mean"] - r.low], [r.high - r["mean"]]], marker="o",
-                        capsize=3, color=pal[m], label=m, zorder=2)  # fmt: skip
+            same = list(method_order(t[t.epochs == r.epochs].method))
+            x = r.epochs * 1.06 ** (same.index(m) - (len(same) - 1) / 2)  # side by side at one budget
+            err = None if pd.isna(r.gain_low) else [[r.gain - r.gain_low], [r.gain_high - r.gain]]
+            ax.errorbar(x, r.gain, yerr=err, marker="o", capsize=3, color=pal[m], label=m, zorder=2)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(t.epochs.unique()), [f"{e:g}" for e in sorted(t.epochs.unique())])
+        ax.minorticks_off()
         ax.set_xlabel("upstream budget (epochs from random weights)")
         ax.set_title(f"{ft} finetuning", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("transfer accuracy (%), mean over tasks")
+    axes[0, 0].set_ylabel("gain over dense at D (points)")
     _legend_outside(fig, method_order(b.method), pal)
-    fig.suptitle((title + "\n" if title else "") + "budget -> transfer: 95% CI over tasks x upstream seeds")
+    fig.suptitle(
+        (title + "\n" if title else "") + "budget -> transfer: mean over tasks x upstream seeds of the paired gain, "
+        "95% CI over both"
+    )
     fig.tight_layout()
     return _save(fig, path)

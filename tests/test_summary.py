@@ -283,6 +283,9 @@ def test_budget_curve_places_each_dense_like_model_at_its_budget_with_a_crossed_
     assert pd.isna(b.loc[("linear", "dense"), "gain"])
     fig = plots.budget_curve(b.reset_index())
     assert fig.axes[0].get_xlabel().startswith("upstream budget (epochs")
+    assert fig.axes[0].get_ylabel() == "gain over dense at D (points)"
+    dense_point = [ln for ln in fig.axes[0].lines if list(ln.get_xdata()) == [D]]
+    assert dense_point and list(dense_point[0].get_ydata()) == [0.0]  # dense at D is the reference
 
 
 def test_every_table_a_summary_can_write_is_a_product_it_can_remove():
