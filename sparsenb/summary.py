@@ -335,9 +335,7 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
         row = dict(finetune=ft, method=m, epochs=upstream.budget(m, cfg)[1], mean=100 * e.mean, low=100 * e.low,
                    high=100 * e.high, gain=np.nan, gain_low=np.nan, gain_high=np.nan)  # fmt: skip
         if m != prune.DENSE and ((d.finetune == ft) & (d.method == prune.DENSE)).any():
-            p = stats.means(d, {"x": (ft, [m], None), "base": (ft, [prune.DENSE], None)})
-            g = stats.crossed(p.frame["x"] - p.frame["base"], p.runs)
-            row |= dict(gain=100 * g.mean, gain_low=100 * g.low, gain_high=100 * g.high)
+            row |= _paired_gap(d, ft, m, None, prune.DENSE, "gain")[0]
         rows.append(row | dict(tasks=e.tasks, upstream=e.upstream, runs=e.runs))
     cols = ["finetune", "method", "epochs", "mean", "low", "high", "gain", "gain_low", "gain_high", "tasks",
             "upstream", "runs"]  # fmt: skip
@@ -351,7 +349,7 @@ def control_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     paired difference (points), with its 95% interval over both (`stats.crossed`). Columns: finetune,
     method, sparsity, control, gap, low, high, literal, literal_low, literal_high, tasks, upstream,
     runs."""
-    from . import contrasts, stats
+    from . import contrasts
 
     rows, D = [], contrasts.Data(frame)
     sparse = frame[frame.method.map(_sparse) & frame.method.isin(prune.METHODS)]
@@ -359,12 +357,21 @@ def control_gaps(frame: pd.DataFrame) -> pd.DataFrame:
         ctrl = D.base(ft, m)
         if not prune.reported_in(m, ft) or not D.has(ft, ctrl):
             continue
-        row = dict(finetune=ft, method=m, sparsity=s, control=ctrl)
-        for name, base in (("gap", ctrl), ("literal", prune.DENSE)):
-            t = stats.means(frame, {"x": (ft, [m], s), "base": (ft, [base], None)})
-            e = stats.crossed(t.frame["x"] - t.frame["base"], t.runs)
-            row |= {name: 100 * e.mean, f"{name}_low": 100 * e.low, f"{name}_high": 100 * e.high}
-        rows.append(row | dict(tasks=e.tasks, upstream=e.upstream, runs=e.runs))
+        gap, _ = _paired_gap(frame, ft, m, s, ctrl, "gap")
+        literal, e = _paired_gap(frame, ft, m, s, prune.DENSE, "literal")
+        rows.append(dict(finetune=ft, method=m, sparsity=s, control=ctrl, **gap, **literal, tasks=e.tasks,
+                         upstream=e.upstream, runs=e.runs))  # fmt: skip
     cols = ["finetune", "method", "sparsity", "control", "gap", "gap_low", "gap_high", "literal", "literal_low",
             "literal_high", "tasks", "upstream", "runs"]  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
+
+
+def _paired_gap(frame: pd.DataFrame, finetune: str, method: str, sparsity, base: str, name: str):
+    """({name, name_low, name_high}, estimate): `method` at `sparsity` (None: any) minus `base`, paired
+    on task and seeds, in points: the mean over tasks x upstream seeds with its 95% interval over both
+    (`stats.crossed`)."""
+    from . import stats
+
+    t = stats.means(frame, {"x": (finetune, [method], sparsity), "base": (finetune, [base], None)})
+    e = stats.crossed(t.frame["x"] - t.frame["base"], t.runs)
+    return {name: 100 * e.mean, f"{name}_low": 100 * e.low, f"{name}_high": 100 * e.high}, e
