@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from . import paths
+from . import evidence, paths
 from .config import ROOT
 from .errors import UserError
 
@@ -195,6 +196,13 @@ def upstream_cmd(args) -> int:
     from . import config
     from . import upstream as up
 
+    if args.what == "pilots":
+        from . import pilots
+
+        if not args.table:
+            pilots.run(args.pilot)
+        print(pilots.table().to_string(index=False))
+        return 0
     cfg = config.load("mini", args.overrides)
     if args.what in ("convergence", "calibrate-str"):
         from . import calibration
@@ -236,6 +244,9 @@ def main(argv=None) -> int:
     ).set_defaults(fn=paper_tables)
     pst = sub.add_parser("study", help="the whole mini grid on the reference upstream models (resumable)")
     pst.add_argument("--allow-training", action="store_true", help="make missing upstream models inside the grid")
+    pst.add_argument(
+        "--replace", action="store_true", help="let the summary replace the committed one (after new records)"
+    )
     pst.set_defaults(fn=study)
     ps = sub.add_parser("sweep", help="run a grid of notebooks (resumable); see params/sweeps/")
     ps.add_argument("file", help="params/sweeps/<name>.yaml")
@@ -250,7 +261,12 @@ def main(argv=None) -> int:
         "finetune-recipe", help="choose full finetuning's lr and epochs on validation with the dense model"
     ).set_defaults(fn=finetune_recipe)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
-    pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table"])
+    pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table", "pilots"])
+    pu.add_argument(
+        "--replace", action="store_true", help="build: replace committed models made with another recipe (evidence)"
+    )
+    pu.add_argument("--pilot", action="append", help="pilots: only this pilot (params/pilots/regime.yaml)")
+    pu.add_argument("--table", action="store_true", help="pilots: only write and print the pilot table")
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
     pu.add_argument("--method", default=None, help="only this method")
     pu.add_argument("--sparsity", type=float, default=None, help="only this sparsity")
@@ -270,6 +286,8 @@ def main(argv=None) -> int:
     )
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)
+    if getattr(args, "replace", False):  # the explicit flag: this command may replace committed evidence
+        os.environ[evidence.FLAG] = "1"
     try:
         return args.fn(args)
     except UserError as e:  # bad input, a missing dataset or checkpoint: the message names the fix

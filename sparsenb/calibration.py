@@ -15,7 +15,7 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import checkpoints, devices, files, models, prune, upstream
+from . import devices, files, models, prune, upstream
 from .config import Config
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def convergence(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
             "val_top1": info["val_top1"],
             "seconds": round(info["seconds"], 1),
             "final_loss": info["curve"][-1]["loss"],
-            "built_on": checkpoints.machine(),
+            "built_on": devices.machine(),
         }
 
     return resumable_rows(

@@ -13,9 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
-from . import files, profiles, prune, weights
+from . import devices, files, profiles, prune, weights
 from .config import Config
 from .data import mini
 from .errors import check_choice
@@ -79,18 +77,6 @@ MANIFEST_COLUMNS = [
 ]
 
 
-def machine() -> str:
-    """Where a model is trained (the same recipe gives other bits on another device or library)."""
-    import platform
-
-    if torch.cuda.is_available():
-        where = f"cuda {torch.cuda.get_device_name(0)}"
-    else:
-        flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
-        where = f"cpu {platform.machine()} {'avx512' if 'avx512f' in flags else 'avx2' if 'avx2' in flags else ''}"
-    return f"{where}, torch {torch.__version__.split('+')[0]}, {torch.get_num_threads()} threads"
-
-
 def read_manifest(cfg: Config) -> "pd.DataFrame":
     import pandas as pd
 
@@ -118,7 +104,7 @@ def register(cfg: Config, path: Path, method: str, sparsity: float, seed: int, i
         "achieved_sparsity": info.get("sparsity"),
         "recipe": recipe_key(cfg, method),
         "seconds": round(float(info.get("seconds", 0.0)), 1),
-        "built_on": machine(),
+        "built_on": devices.machine(),
     }
     with files.locked(manifest_path(cfg)):
         df = read_manifest(cfg)

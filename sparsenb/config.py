@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import devices, prune, schema
+from . import profiles as registry
 from .errors import ConfigError, check_choice, read_yaml
-from .paths import ROOT, resolve
+from .paths import ROOT, resolve, slug
 from .progress import log
 
 __all__ = ["ROOT", "ConfigError", "Config", "check_choice", "load", "profiles", "validate"]
@@ -93,6 +94,7 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     for key, value in (overrides or {}).items():
         _set_dotted(cfg, key, value)
         given[key] = f"-p {key}" if key in MACHINE_KEYS else key
+    _own_roots(cfg, overrides or {})
     validate(cfg, f"params/{profile}.yaml")
     if cfg["num_workers"] == "auto":
         cfg["num_workers"] = devices.cores()
@@ -103,6 +105,25 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
             if key in given and not rel.is_absolute() and rel.parts[:1] != ("outputs",):
                 _said_relative(key, given[key], str(raw), cfg[key])
     return Config(cfg)
+
+
+# overrides that change what an upstream model is (checkpoints.recipe_key): made in a root of their own
+UPSTREAM_KEYS = ("arch", "image_size", "upstream", "mini_data.upstream", "mini_data.seed")
+
+
+def _own_roots(cfg: dict, overrides: Mapping[str, Any]) -> None:
+    """A run that departs from the profile (any override but where things are) writes its records,
+    and -- when it changes the upstream recipe -- its upstream models, under a root of its own,
+    outputs/cache/overrides/<slug>/, never into the committed ones; a root the overrides set is kept."""
+    what = {k: v for k, v in overrides.items() if k not in MACHINE_KEYS and k not in PATH_KEYS}
+    if not what:
+        return
+    base = f"outputs/cache/overrides/{slug(what)}"
+    if "results_root" not in overrides:
+        cfg["results_root"] = f"{base}/results"
+    upstream = [k for k in what if k == "mini_data" or any(k == u or k.startswith(u + ".") for u in UPSTREAM_KEYS)]
+    if upstream and "checkpoint_root" not in overrides and registry.get(cfg["profile"]).makes_upstream:
+        cfg["checkpoint_root"] = f"{base}/upstream/{cfg['profile']}"
 
 
 @functools.lru_cache(maxsize=None)

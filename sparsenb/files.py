@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import evidence
 from .errors import UserError
 from .paths import not_writable
 
@@ -63,6 +64,7 @@ def atomic(path: str | os.PathLike) -> Iterator[Path]:
     try:
         with _writing(tmp, path):
             yield tmp
+            evidence.check_replace(path, tmp)  # a committed file of the study: the same bytes, or refused
             os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
@@ -89,6 +91,19 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_csv(path: str | os.PathLike, table, **kw) -> Path:
+    """`table.to_csv(path, index=False, **kw)` through `atomic`."""
+    with atomic(path) as tmp:
+        table.to_csv(tmp, index=False, **kw)
+    return Path(path)
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete `path` unless it is committed evidence (then one error: sparsenb.evidence)."""
+    evidence.check_delete(path)
+    Path(path).unlink(missing_ok=True)
 
 
 def _lock_file(path: str | os.PathLike) -> Path:

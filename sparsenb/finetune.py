@@ -92,6 +92,7 @@ def linear_inputs(spec: FinetuneSpec, device=None):
     return model, up, tf, feats, time.time() - t0
 
 
+@devices.one_cpu_thread
 def linear(spec: FinetuneSpec, device=None) -> dict:
     """Linear finetuning: features of the frozen backbone (eval mode, resize + centre crop, upstream
     mean/std; bicubic for RigL on the paper profile), cached; a dense linear head trained by SGD."""
@@ -116,6 +117,7 @@ def linear(spec: FinetuneSpec, device=None) -> dict:
     }
 
 
+@devices.one_cpu_thread
 def full(spec: FinetuneSpec, device=None) -> dict:
     """Full finetuning: a new dense head, every unpruned weight and BN trains, the zero set fixed;
     RandomResizedCrop + flip with the dataset's own mean/std (`full_norm`); lr per dataset from the
@@ -194,6 +196,7 @@ def full_norm(hp: dict, dataset: str, train_split) -> tuple[tuple, tuple]:
     return tuple(mean), tuple(std)
 
 
+@devices.one_cpu_thread
 def scratch_gmp(spec: ScratchSpec, device=None) -> dict:
     """The baseline the paper argues against (Sec. 3.1, App. A): no upstream model -- train the
     architecture from random initialisation on the downstream task, pruning it with GMP to

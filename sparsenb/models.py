@@ -140,6 +140,8 @@ ARCHS: dict = {
     "mini_resnet_s": lambda n: MiniResNet(n, width=16),
     # the mini profile's default: strided stem (as ImageNet ResNets), widths 24/48/96, 256 features
     "mini_resnet_x": lambda n: MiniResNet(n, width=24, stem_stride=2, expand=256),
+    # the same at widths 32/64/128 (1.8x the compute): the regime pilots' capacity knob
+    "mini_resnet_x32": lambda n: MiniResNet(n, width=32, stem_stride=2, expand=256),
 }
 
 

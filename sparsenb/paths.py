@@ -73,6 +73,23 @@ def resolve(value: str | os.PathLike) -> Path:
     return ROOT / p
 
 
-def output(*parts: str) -> Path:
-    """A folder under the outputs root for a notebook's tables and figures (created)."""
-    return _made_writable(outputs().joinpath(*map(str, parts)))
+def output(*parts: str, overrides: dict | None = None) -> Path:
+    """A folder under the outputs root for a notebook's tables and figures (created); a run with
+    `overrides` gets a folder of its own beside it (`<last part>+<slug>`), never the committed one."""
+    parts = [str(p) for p in parts]
+    if overrides:
+        parts[-1] = f"{parts[-1]}+{slug(overrides)}"
+    return _made_writable(outputs().joinpath(*parts))
+
+
+def slug(overrides: dict) -> str:
+    """A folder name for a run's overrides, e.g. {"linear.epochs": 5} -> "linear.epochs=5"."""
+    import re
+
+    text = ",".join(f"{k}={overrides[k]}" for k in sorted(overrides))
+    text = re.sub(r"[^A-Za-z0-9._=,-]+", "_", text)
+    if len(text) > 80:
+        import hashlib
+
+        text = f"{text[:60]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return text

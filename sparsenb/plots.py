@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import files
 from .prune import DENSE
 
 
@@ -67,8 +66,8 @@ def colors(methods=()) -> dict[str, str]:
 
 def _save(fig, path):
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        with files.atomic(path) as tmp:  # a committed figure: the same bytes, or refused (sparsenb.evidence)
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
     return fig
 
 

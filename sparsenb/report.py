@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, data, plots, prune, summary, verdicts
+from . import config, data, files, plots, prune, summary, verdicts
 
 PRODUCTS = (
     "table1",
@@ -81,18 +81,21 @@ def is_demo(overrides: dict | None) -> bool:
         demo = config.load("mini")["demo"]["overrides"]
     except KeyError:
         return False
-    current = overrides or {}
+    current = overrides if isinstance(overrides, dict) else {}
     return bool(demo) and all(current.get(k) == v for k, v in dict(demo).items())
 
 
 def folder(source: str, tidy, overrides: dict | None = None) -> Path:
     """Where a summary goes: outputs/summary/<label> (`summary.select`'s label); a demo's summary
-    under outputs/cache/demo/summary (with the demo's records, never beside the study's)."""
+    under outputs/cache/demo/summary (with the demo's records, never beside the study's); with any
+    other overrides, beside that run's records: outputs/cache/overrides/<slug>/summary/<label>."""
     from . import paths
 
     label = tidy.label or source
     if source == "results" and is_demo(overrides):
         return paths.output("cache", "demo", "summary" + label[len("results") :])
+    if overrides:
+        return paths.output("cache", "overrides", paths.slug(overrides), "summary", label)
     return paths.output("summary", label)
 
 
@@ -139,8 +142,8 @@ def write(
     paths = Written(out_dir)
     title = source_title(source, tidy, overrides)
     for name, t in tables.items():
-        t.to_csv(out_dir / f"{name}.csv", index=False)
-        (out_dir / f"{name}.md").write_text(markdown(name, t, title, _bold(name, c)))
+        files.write_csv(out_dir / f"{name}.csv", t)
+        files.write_text(out_dir / f"{name}.md", markdown(name, t, title, _bold(name, c)))
         paths[name] = out_dir / f"{name}.csv"
     if len(c):
         paths.update(_figures(c, tables["alpha"], out_dir, title))
@@ -150,7 +153,7 @@ def write(
     for name in PRODUCTS:  # what an earlier summary wrote and this one does not
         for suffix in (".csv", ".md", ".png"):
             if name not in paths and (out_dir / f"{name}{suffix}").exists():
-                (out_dir / f"{name}{suffix}").unlink()
+                files.remove(out_dir / f"{name}{suffix}")
                 paths.removed.append(f"{name}{suffix}")
     return paths
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import files
+from . import evidence, files, paths
 
 if TYPE_CHECKING:
     from .specs import Spec
@@ -158,12 +158,43 @@ def write(notebook: str, config: dict, metrics: dict, started: float | None = No
         "versions": versions(),
         "host": socket.gethostname(),
         "cpus": os.cpu_count(),
+        "isa": _isa(),  # CPU runs reproduce bit for bit on the same instruction set (devices.isa)
     }
     where = path_of(notebook, rec["run_id"], root)
+    if where.exists() and evidence.committed(where) and not evidence.replacing_allowed():
+        where = _rerun_of_committed(where, metrics, notebook)
+        if where is None:
+            return json.loads(path_of(notebook, rec["run_id"], root).read_text())
     if preds:  # written first: a record never names predictions that are not there
         rec["predictions"] = save_predictions(predictions_path(where), preds)
     files.write_text(where, json.dumps(rec, indent=1, default=float))
     return rec
+
+
+def _isa() -> str:
+    from . import devices
+
+    return devices.isa()
+
+
+def _rerun_of_committed(where: Path, metrics: dict, notebook: str) -> Path | None:
+    """A run whose id has a committed record: None when every number it measured equals the record's
+    (one line: "reproduced"; the committed record stays), else where the new record goes instead,
+    outputs/cache/reruns/ (one line: "differs by ...")."""
+    old = json.loads(where.read_text())
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and "seconds" not in k}
+    diff = {k: v - old[k] for k, v in numbers.items() if isinstance(old.get(k), (int, float)) and v != old[k]}
+    rid = where.stem
+    if not diff:
+        print(f"run {rid}: reproduced its committed record {where.name} (every number equal); kept as it was")
+        return None
+    shown = ", ".join(f"{k} {d:+.4g}" for k, d in list(diff.items())[:4])
+    out = paths.outputs() / "cache" / "reruns" / notebook / where.name
+    made = old.get("isa", "avx512 (the study's machines; records before 2026-12 do not say)")
+    why = f" (the record was made on {made}, this run on {_isa()}: CPU kernels round differently)"
+    why = why if made != _isa() else ""
+    print(f"run {rid}: differs from its committed record by {shown}{why}; the committed one kept, this one in {out}")
+    return out
 
 
 def predictions_path(record_path: str | os.PathLike) -> Path:

@@ -354,7 +354,8 @@ class SpeedupSpec(Spec):
             sp = p["sparsity"] if prune.is_sparse(m) else 0.0
             for d in tasks:
                 check(cfg, {**p, "method": m, "sparsity": sp, "dataset": d}, downstream=cls.kind)
-        count("batch_size", p["batch_size"])
+        if count("batch_size", p["batch_size"]) < 1:
+            raise ConfigError("batch_size must be at least 1 image per step, got 0: e.g. -p batch_size 64")
 
     @classmethod
     def of(cls, cfg, p, inputs=True):

@@ -28,8 +28,23 @@ def run(spec: SpeedupSpec) -> pd.DataFrame:
 
 
 def stem(spec: SpeedupSpec) -> str:
-    """The name of the run's table and figure: its tasks and sparsity, e.g. "shapes10+digits-0.9"."""
-    return f"{'+'.join(spec.datasets)}-{spec.sparsity:g}"
+    """The name of the run's table and figure: its tasks and sparsity, e.g. "shapes10+digits-0.9", and
+    every other parameter that is not the notebook's default (methods, seeds, batch size), e.g.
+    "shapes10-0.9-bs7": another run never writes over the committed one's files."""
+    from . import runs
+
+    d = runs.defaults("05_speedup")
+    extra = [
+        f"{tag}{value}"
+        for tag, value, default in (
+            ("m", "+".join(spec.methods), d["methods"].replace(",", "+")),
+            ("seed", spec.seed, d["seed"]),
+            ("up", spec.upstream_seed, d["upstream_seed"]),
+            ("bs", spec.batch_size, d["batch_size"]),
+        )
+        if str(value) != str(default)
+    ]
+    return "-".join([f"{'+'.join(spec.datasets)}-{spec.sparsity:g}", *extra])
 
 
 def _task(spec: SpeedupSpec, dataset: str) -> pd.DataFrame:

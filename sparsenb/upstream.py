@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from . import checkpoints, data, devices, files, masks, models, profiles, prune, train, weights
+from . import checkpoints, data, devices, evidence, files, masks, models, profiles, prune, train, weights
 from .config import Config
 from .errors import ConfigError, UserError, check_choice
 from .progress import log
@@ -179,6 +179,13 @@ def build(method: str, sparsity: float, cfg: Config, seed: int = 0, device=None)
             raise weights.CheckpointError(
                 f"{path} does not match its sha256 in {checkpoints.manifest_path(cfg)}: restore it "
                 f"(git checkout -- {path}) or rebuild it (make upstream)"
+            )
+        if state == "stale" and evidence.committed(path) and not evidence.replacing_allowed():
+            raise evidence.EvidenceError(
+                f"{path} is committed evidence made with another recipe than params/{cfg['profile']}.yaml's: "
+                f"nothing was trained. Restore the params (git diff params/), give the run overrides (they "
+                f"build under outputs/cache/overrides/), or rebuild the reference set on purpose: "
+                f"python -m sparsenb upstream build --replace"
             )
         if state == "missing" or state == "stale":
             if state == "stale":
@@ -371,15 +378,16 @@ def planned_seconds(cfg: Config, epoch_seconds: float) -> dict[tuple[str, float,
 
 
 def available(cfg: Config, seed: int = 0) -> list[tuple[str, float]]:
-    """(method, sparsity) of every upstream checkpoint present: mini, those made with the current
-    hyperparameters; paper, every <checkpoint_root>/<method>/<sparsity>.pth."""
-    out = []
-    made = profiles.of(cfg).makes_upstream
-    sparsities = sorted(set(cfg["sparsities"]) | set(cfg["upstream"]["structured_sparsities"])) if made else []
-    for method in prune.METHODS:
-        candidates = (sparsities if prune.is_sparse(method) else [0.0]) if made else _published(cfg, method)
-        out += [(method, s) for s in candidates if checkpoints.checkpoint_path(method, s, cfg, seed).exists()]
-    return out
+    """(method, sparsity) of every upstream checkpoint usable: mini, those the manifest vouches for
+    (sha256 and the current recipe: `checkpoints.verify`), each one it does not printed with its
+    state; paper, every <checkpoint_root>/<method>/<sparsity>.pth."""
+    if not profiles.of(cfg).makes_upstream:
+        return [(m, s) for m in prune.METHODS for s in _published(cfg, m)]
+    states = {(m, s): checkpoints.verify(cfg, m, s, sd) for m, s, sd in reference_set(cfg) if sd == seed}
+    left = [f"{m} {s:g} ({st})" for (m, s), st in states.items() if st != "ok"]
+    if left:
+        log(f"left out, not verified against {checkpoints.manifest_path(cfg)}: {', '.join(left)}")
+    return [k for k, st in states.items() if st == "ok"]
 
 
 def _published(cfg: Config, method: str) -> list[float]:
@@ -505,6 +513,10 @@ def _build_claimed(cfg: Config, method: str, sparsity: float, seed: int) -> None
         return
     if state == "corrupt":  # damaged: kept aside for a look, made again
         path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
+        if evidence.committed(path) and not evidence.replacing_allowed():
+            claim.close()
+            print(f"  {path} does not match its sha256 in the manifest; it is committed: git checkout -- {path}")
+            return
         path.replace(path.with_name(path.name + ".corrupt"))
         print(f"  {path} does not match its sha256 in the manifest: moved to {path.name}.corrupt, making it again")
     t = time.time()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import plots, profiles
+from .. import files, plots, profiles
 from ..report import markdown
 from . import findings, study
 
@@ -108,14 +108,14 @@ def write(cfg, out_dir, root=None, overrides: dict | None = None) -> tuple[dict,
     t, runs, rob = tables(cfg, root, overrides)
     written = {}
     for name, df in t.items():
-        df.to_csv(out_dir / f"{name}.csv", index=False)
+        files.write_csv(out_dir / f"{name}.csv", df)
         written[name] = out_dir / f"{name}.csv"
     header = ("Beyond accuracy: the project's own questions as tests (not the paper's)", FINDINGS_NOTE)
     source = (
         f"{len(runs)} finetuning runs with stored predictions and {len(rob)} robustness rows, "
         f"profile {cfg['profile']}, arch {cfg['arch']}"
     )
-    (out_dir / "findings.md").write_text(markdown("findings", t["findings"], source, header=header))
+    files.write_text(out_dir / "findings.md", markdown("findings", t["findings"], source, header=header))
     figures = {
         "reliability": (plots.reliability, runs),
         "per_class_drops": (plots.per_class_drops, t.get("per_class", pd.DataFrame())),

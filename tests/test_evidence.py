@@ -1,0 +1,111 @@
+"""The committed study is evidence: nothing an ordinary run does replaces or deletes it, a run with
+overrides writes to a root of its own, and the same run id gives the same numbers (issue 37)."""
+
+import json
+import subprocess
+
+import pytest
+import torch
+
+from sparsenb import config, devices, evidence, files, finetune, paths, report, results, runs, upstream
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A git repository standing in for the project: outputs/kept.csv committed."""
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "kept.csv").write_text("a\n1\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "outputs"], check=True)
+    subprocess.run(git + ["commit", "-qm", "evidence"], check=True)
+    monkeypatch.setattr(evidence, "ROOT", tmp_path)
+    evidence._tracked.cache_clear()
+    yield tmp_path
+    evidence._tracked.cache_clear()
+
+
+def test_committed_files_keep_their_bytes_unless_the_flag_is_given(repo, monkeypatch):
+    kept = repo / "outputs" / "kept.csv"
+    assert evidence.committed(kept) and not evidence.committed(repo / "outputs" / "new.csv")
+    files.write_text(kept, "a\n1\n")  # the same bytes: a reproduced file passes
+    with pytest.raises(evidence.EvidenceError, match="committed evidence.*SPARSENB_REPLACE_EVIDENCE=1"):
+        files.write_text(kept, "a\n2\n")
+    with pytest.raises(evidence.EvidenceError, match="delete"):
+        files.remove(kept)
+    assert kept.read_text() == "a\n1\n" and not list(kept.parent.glob(".*tmp*"))
+    files.write_text(repo / "outputs" / "new.csv", "x")  # not committed: written freely
+    monkeypatch.setenv(evidence.FLAG, "1")
+    files.write_text(kept, "a\n2\n")
+    assert kept.read_text() == "a\n2\n"
+
+
+def test_a_rerun_of_a_committed_record_reports_and_never_overwrites(repo, monkeypatch, capsys):
+    cfg = {"profile": "mini", "method": "gmp", "seed": 1}
+    rid = results.run_id(cfg)
+    where = repo / "outputs" / "results" / "03_full_ft" / f"{rid}.json"
+    monkeypatch.setattr(evidence, "committed", lambda p: str(p) == str(where))
+    monkeypatch.setattr(paths, "outputs", lambda: repo / "outputs")
+    first = results.write("03_full_ft", cfg, {"reported": 0.9, "train_seconds": 1.0}, root=where.parent.parent)
+    text = where.read_text()
+    again = results.write("03_full_ft", cfg, {"reported": 0.9, "train_seconds": 7.0}, root=where.parent.parent)
+    assert "reproduced" in capsys.readouterr().out and where.read_text() == text and again == first
+    results.write("03_full_ft", cfg, {"reported": 0.8, "train_seconds": 7.0}, root=where.parent.parent)
+    assert "differs from its committed record by reported -0.1" in capsys.readouterr().out
+    assert where.read_text() == text
+    assert json.loads((repo / "outputs/cache/reruns/03_full_ft" / where.name).read_text())["reported"] == 0.8
+
+
+def test_overrides_get_roots_of_their_own():
+    base = config.load("mini")
+    ft = config.load("mini", {"full.epochs": 2})
+    assert ft["checkpoint_root"] == base["checkpoint_root"]  # finetuning still reads the reference set
+    assert "cache/overrides/full.epochs=2/results" in ft["results_root"]
+    up = config.load("mini", {"upstream.D": 0.1})
+    assert up["checkpoint_root"].endswith("cache/overrides/upstream.D=0.1/upstream/mini")
+    kept = config.load("mini", {"results_root": "outputs/cache/demo/results", "upstream.D": 1})
+    assert kept["results_root"] == str(paths.outputs() / "cache" / "demo" / "results")
+    machine = config.load("mini", {"num_workers": 0})
+    assert machine["results_root"] == base["results_root"]
+
+
+def test_a_summary_with_overrides_goes_beside_its_records(tmp_path):
+    class Tidy:
+        label = "results"
+
+    assert report.folder("results", Tidy(), None) == paths.outputs() / "summary" / "results"
+    own = report.folder("results", Tidy(), {"linear.epochs": 5})
+    assert own == paths.outputs() / "cache" / "overrides" / "linear.epochs=5" / "summary" / "results"
+
+
+def test_a_committed_model_of_another_recipe_is_not_retrained(monkeypatch):
+    cfg = config.load("mini", {"checkpoint_root": str(paths.ROOT / "outputs" / "upstream" / "mini")})
+    monkeypatch.setattr(upstream.checkpoints, "verify", lambda *a: "stale")
+    monkeypatch.setattr(evidence, "committed", lambda p: True)
+    monkeypatch.setattr(upstream, "_make", lambda *a: pytest.fail("trained over committed evidence"))
+    monkeypatch.setattr(upstream.files, "locked", lambda p: __import__("contextlib").nullcontext())
+    with pytest.raises(evidence.EvidenceError, match="another recipe.*--replace"):
+        upstream.build("dense", 0.0, cfg, 0)
+
+
+@pytest.mark.slow
+def test_the_same_run_id_gives_the_committed_number_on_one_and_two_threads():
+    """The README's 03 example on digits (GMP 90%): the same number whatever the thread count the
+    caller set (the run computes on one) -- the committed record's, bit for bit, on the instruction
+    set the study was made on (AVX-512; another one's kernels round differently)."""
+    shipped = str(paths.ROOT / "outputs" / "upstream" / "mini")
+    spec = runs.spec("03_full_ft", method="gmp", sparsity=0.9, dataset="digits", checkpoint_root=shipped)
+    committed = paths.ROOT / "outputs" / "results" / "03_full_ft" / f"{results.run_id(spec.config())}.json"
+    assert committed.exists(), "the run id of the committed record changed"
+    rec = json.loads(committed.read_text())
+    before, got = torch.get_num_threads(), {}
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            got[threads] = finetune.full(spec, "cpu")["reported"]
+            assert torch.get_num_threads() == threads  # restored after the run
+    finally:
+        torch.set_num_threads(before)
+    assert got[2] == got[1]
+    if devices.isa() == rec.get("isa", "x86_64 avx512"):
+        assert got[1] == rec["reported"]
