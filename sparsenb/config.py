@@ -76,6 +76,11 @@ def _set_dotted(cfg: dict, key: str, value: Any) -> None:
             node = node[part]
 
 
+@functools.lru_cache(maxsize=16)
+def _params(path: str, mtime_ns: int) -> dict:  # parsed once per version of the file
+    return read_yaml(Path(path))
+
+
 def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> Config:
     """Read `params/<profile>.yaml`, apply the machine's environment (SPARSENB_DATA_ROOT,
     SPARSENB_CHECKPOINT_ROOT, SPARSENB_BACKEND, SPARSENB_NUM_WORKERS, SPARSENB_DEVICE: where, never
@@ -83,8 +88,8 @@ def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> C
     see sparsenb.paths). What a run computes changes only through `overrides` -- a notebook's
     `overrides` parameter, recorded in its run id (sparsenb.runs)."""
     check_choice("profile", profile, profiles())
-    cfg = read_yaml(PARAMS / f"{profile}.yaml")
-    cfg = copy.deepcopy(cfg)
+    path = PARAMS / f"{profile}.yaml"
+    cfg = copy.deepcopy(_params(str(path), path.stat().st_mtime_ns))
     given = {}  # path keys the user set (environment, overrides): where a relative one leads is said
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):

@@ -59,10 +59,14 @@ def loader(spec: Spec, split: str, mean, std, batch_size: int, device=None, back
 
 
 def upstream_model(spec: FinetuneSpec, device=None):
-    """The run's upstream model (loaded, its sparsity checked against its label) and its info."""
+    """The run's upstream model (loaded, its sparsity checked against its label) and its info, with
+    `sha256`: the manifest's digest of the file it was read from (the record keeps it, and a record
+    whose model has changed since is stale: summary, sweep)."""
     model, up = upstream.load(spec.method, spec.sparsity, spec.cfg, spec.upstream_seed, device)
     checkpoints.check_sparsity(model, spec.cfg, spec.method, spec.sparsity, spec.upstream_seed)
-    return model, up
+    made = profiles.of(spec.cfg).makes_upstream
+    row = checkpoints.entry(spec.cfg, spec.method, spec.sparsity, spec.upstream_seed) if made else None
+    return model, {**up, "sha256": row["sha256"] if row else None}
 
 
 def linear_inputs(spec: FinetuneSpec, device=None):
@@ -111,6 +115,7 @@ def linear(spec: FinetuneSpec, device=None) -> dict:
         "feature_seconds": feature_seconds,
         "feature_dim": int(xtr.shape[1]),
         "upstream_top1": up.get("top1"),
+        "upstream_sha256": up["sha256"],
         "train_size": len(ytr),
         "test_size": len(yte),
         "val_size": len(feats["val"][1]) if "val" in feats else 0,
@@ -151,6 +156,7 @@ def full(spec: FinetuneSpec, device=None) -> dict:
         "report": cfg["report"],
         "lr": hp["lr"],
         "upstream_top1": up.get("top1"),
+        "upstream_sha256": up["sha256"],
         "sparsity_before_head": head["sparsity_before"],
         "train_size": len(ds["train"]),
         "test_size": len(ds["test"]),

@@ -37,6 +37,7 @@ class Profile:
     default = False  # the notebooks' default: its summaries' folders carry no profile label
     sections: tuple[str, ...] = ()  # params sections only this profile has
     sections_reason = ""  # ... and why it needs them (the schema's message)
+    study_sweeps: tuple[str, ...] = ()  # params/sweeps/<name>.yaml: its study's grid (07 names what is missing)
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         """Where the upstream checkpoint of (method, sparsity, seed) lives under checkpoint_root."""
@@ -95,6 +96,7 @@ class Mini(Profile):
     renders_data = makes_upstream = matched_controls = laptop_sized = default = True
     sections = ("sparsities", "mini_data", "upstream", "demo", "full_search")
     sections_reason = "the mini profile makes its own data and upstream models"
+    study_sweeps = ("mini_linear", "mini_full")
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"s{sparsity:g}-seed{seed}.pth"  # listed in manifest.csv

@@ -107,6 +107,8 @@ def source_title(source: str, tidy=None, overrides: dict | None = None) -> str:
     if source == "published":
         return f"the paper's released results: {sel}"
     regime = _regime(tidy, overrides)
+    if tidy is not None and tidy.missing:
+        regime += f"; INCOMPLETE: {len(tidy.missing)} runs of the study grid have no record"
     if is_demo(overrides):
         return f"DEMO (a slice of the study, first upstream seed), not evidence: {sel}{regime}"
     return f"this repo's records: {sel}{regime}"

@@ -96,8 +96,21 @@ def exists(notebook: str, config: dict, root=None) -> bool:
 
 
 def done(spec: Spec) -> bool:
-    """Whether every record of a run spec is complete (what the sweep skips)."""
-    return all(read(path(r)) is not None for r in spec.records())
+    """Whether every record of a run spec is complete and made from the upstream model the manifest
+    vouches for today (what the sweep skips; a record whose model changed is run again)."""
+    return all((rec := read(path(r))) is not None and not stale(r, rec) for r in spec.records())
+
+
+def stale(spec: Spec, rec: dict) -> bool:
+    """Whether `rec` names an upstream model (`upstream_sha256`) other than the one its profile's
+    manifest now lists for the spec's (method, sparsity, upstream seed)."""
+    made = rec.get("upstream_sha256")
+    if not made or not hasattr(spec, "method"):
+        return False
+    from . import checkpoints
+
+    row = checkpoints.entry(spec.cfg, spec.method, spec.sparsity, getattr(spec, "upstream_seed", 0))
+    return row is not None and row["sha256"] != made
 
 
 RECORD_KEYS = ("notebook", "run_id", "config")

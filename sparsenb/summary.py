@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, data, files, metrics, profiles, prune, results, runs, specs
+from . import checkpoints, config, data, files, metrics, profiles, prune, results, runs, specs
 from .errors import UserError, check_choice
 
 REFERENCE = Path(__file__).resolve().parent / "reference_results"
@@ -87,6 +87,8 @@ class Tidy:
     excluded: list = field(default_factory=list)  # [{file, reason}]: records not pooled
     selection: str = ""  # `select`: the profile and arch chosen, and what is not in this summary
     label: str = ""  # `select`: the summary's folder name
+    overrides: dict | None = None  # the records' overrides (None: the released results)
+    missing: list = field(default_factory=list)  # `select`: runs of the profile's study grid with no record
 
 
 NOTEBOOK_OF = {"linear": "02_linear_ft", "full": "03_full_ft"}
@@ -128,7 +130,7 @@ def load_results(
             else:
                 rows.append(row)
     out = pd.DataFrame(rows, columns=CELL + ["seed", "upstream_seed", "accuracy", "val_accuracy", "profile"])
-    return Tidy(out, excluded)
+    return Tidy(out, excluded, overrides=overrides)
 
 
 def _row(path: Path, finetune: str, which, overrides, expected: dict, report: dict) -> tuple[dict | None, str]:
@@ -148,8 +150,12 @@ def _row(path: Path, finetune: str, which, overrides, expected: dict, report: di
     except Exception as e:  # noqa: BLE001 - a damaged record is named and skipped
         warnings.warn(f"skipped run record {path}: {type(e).__name__}: {e}", stacklevel=3)
         return None, f"unreadable ({type(e).__name__})"
+    if not r.get("run_id") == path.stem == results.run_id(cfg_run):
+        return None, f"its run id ({r.get('run_id')}) does not match its file name or its content"
     if r.get("cell_hash", results.cell_hash(cfg_run)) != expected[key]:
         return None, "made with another configuration"
+    if (why := _upstream_changed(r, overrides, expected)) is not None:
+        return None, why
     if r["dataset"] in data.REGISTRY and data.info(r["dataset"]).kind == "upstream":
         return None, "finetuned on the upstream task, not a downstream one"
     return {
@@ -164,6 +170,45 @@ def _row(path: Path, finetune: str, which, overrides, expected: dict, report: di
         "val_accuracy": r.get("val_accuracy"),
         "profile": profile,
     }, ""
+
+
+def _upstream_changed(r: dict, overrides, cache: dict) -> str | None:
+    """Why a record is stale because the upstream model it names (`upstream_sha256`) is no longer the
+    one its profile's manifest vouches for, else None (also for records that do not name one)."""
+    made_from = r.get("upstream_sha256")
+    if not made_from:
+        return None
+    key = ("manifest", r["profile"])
+    if key not in cache:
+        cfg = config.load(r["profile"], overrides)
+        cache[key] = checkpoints.read_manifest(cfg) if profiles.of(cfg).makes_upstream else None
+    man = cache[key]
+    if man is None:
+        return None
+    seed = int(r["config"].get("upstream_seed", 0))
+    hit = man[(man.method == r["method"]) & ((man.sparsity - float(r["sparsity"])).abs() < 1e-9) & (man.seed == seed)]
+    now = hit.sha256.iloc[0] if len(hit) else None
+    return None if now == made_from else f"made from another upstream model (sha256 {made_from[:12]}, now {now})"
+
+
+def missing(tidy: Tidy, profile: str) -> list[str]:
+    """The runs of `profile`'s study grid (`Profile.study_sweeps`) with no pooled record, named
+    "finetune method sparsity dataset upstream seed N"; [] for a profile without a study grid."""
+    from . import sweep
+
+    have = {
+        (r.finetune, r.method, round(float(r.sparsity), 4), r.dataset, int(r.upstream_seed), int(r.seed))
+        for r in tidy.frame.itertuples()
+    }
+    out = []
+    for name in profiles.get(profile).study_sweeps:
+        for run in sweep.expand(sweep.load_sweep(config.ROOT / "params" / "sweeps" / f"{name}.yaml"), check=False):
+            p, ft = run.params, specs.KINDS[run.notebook].FINETUNE
+            for us in p["upstream_seed"] if isinstance(p["upstream_seed"], list) else [p["upstream_seed"]]:
+                sp = float(p["sparsity"]) if prune.is_sparse(p["method"]) else 0.0
+                if (ft, p["method"], round(sp, 4), p["dataset"], int(us), int(p["seed"])) not in have:
+                    out.append(f"{ft} {p['method']} {sp:g} {p['dataset']} upstream seed {us}")
+    return list(dict.fromkeys(out))
 
 
 def load(source: str, root=None, overrides: dict | None = None, profile: str | None = None) -> Tidy:
@@ -207,7 +252,11 @@ def select(tidy: Tidy, source: str, profile: str | None = None, arch: str | None
         else ""
     )
     label = source if arch == default and profile == MAIN.get(source, (main,))[0] else f"{source}-{profile}-{arch}"
-    return replace(tidy, frame=out, selection=selection, label=label)
+    gaps = missing(replace(tidy, frame=out), profile) if source == "results" and tidy.overrides == {} else []
+    if gaps:
+        shown = ", ".join(gaps[:5]) + (f", ... ({len(gaps) - 5} more)" if len(gaps) > 5 else "")
+        selection += f"; INCOMPLETE: {len(out)} of {len(out) + len(gaps)} runs of the study grid, missing: {shown}"
+    return replace(tidy, frame=out, selection=selection, label=label, missing=gaps)
 
 
 def _sparse(method: str) -> bool:

@@ -118,7 +118,12 @@ def _record_of(notebook: str, params: dict) -> specs.Spec | None:
 
 def _profile(p: dict):
     """The configuration of a run's parameters (profile and overrides; values not checked)."""
-    return config.load(p.get("profile") or "mini", specs.overrides_of(p))
+    return _loaded(p.get("profile") or "mini", json.dumps(specs.overrides_of(p), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded(profile: str, overrides: str):  # a grid's points share a handful of configurations
+    return config.load(profile, json.loads(overrides))
 
 
 def _in_reference_set(notebook: str, params: dict) -> bool:
@@ -199,7 +204,7 @@ def expand(spec: dict, out_root: str | Path | None = None, check: bool = True) -
     with `cell_over`, one per cell (its values of that key, those the reference set has, as a list).
     `check=False` (planning before the data and checkpoints are in place): parameter names are still
     checked, values and records are not."""
-    for cached in (_throughput, _per_epoch, _median_wall):  # params, records may have changed
+    for cached in (_throughput, _per_epoch, _median_wall, _loaded):  # params, records may have changed
         cached.cache_clear()
     out_dir = Path(out_root or paths.outputs() / "runs") / spec["name"]
     grid = {k: v if isinstance(v, list) else [v] for k, v in (spec.get("grid") or {}).items()}

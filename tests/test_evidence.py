@@ -109,3 +109,41 @@ def test_the_same_run_id_gives_the_committed_number_on_one_and_two_threads():
     assert got[2] == got[1]
     if devices.isa() == rec.get("isa", "x86_64 avx512"):
         assert got[1] == rec["reported"]
+
+
+def test_committed_records_learn_their_upstream_model_and_go_stale_when_it_changes(tmp_path):
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(paths.ROOT / "scripts"))
+    import migrate_upstream_sha as mig
+
+    from sparsenb import summary
+
+    shipped = str(paths.ROOT / "outputs" / "upstream" / "mini")
+    cfg = config.load("mini", {"checkpoint_root": shipped})
+    for nb in ("02_linear_ft", "03_full_ft"):
+        (tmp_path / nb).mkdir()
+        for f in sorted((paths.ROOT / "outputs" / "results" / nb).glob("*.json"))[:2]:
+            shutil.copy(f, tmp_path / nb / f.name)
+    counts = mig.migrate(tmp_path, cfg)
+    assert counts["added"] == 4 and counts["no_model"] == 0
+    assert mig.migrate(tmp_path, cfg)["had"] == 4  # idempotent
+    path = sorted((tmp_path / "03_full_ft").glob("*.json"))[0]
+    rec = results.read(path)  # still a record of its run id
+    man = upstream.checkpoints.read_manifest(cfg)
+    seed = rec["config"]["upstream_seed"]
+    row = man[(man.method == rec["method"]) & (man.sparsity == rec["sparsity"]) & (man.seed == seed)]
+    assert rec["upstream_sha256"] == row.sha256.iloc[0]
+    assert summary._upstream_changed(rec, {"checkpoint_root": shipped}, {}) is None
+    changed = {**rec, "upstream_sha256": "0" * 64}
+    assert "another upstream model" in summary._upstream_changed(changed, {"checkpoint_root": shipped}, {})
+    spec = runs.unchecked(
+        "03_full_ft",
+        method=rec["method"],
+        sparsity=rec["sparsity"],
+        dataset=rec["dataset"],
+        upstream_seed=seed,
+        checkpoint_root=shipped,
+    )
+    assert not results.stale(spec, rec) and results.stale(spec, changed)

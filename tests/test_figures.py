@@ -109,7 +109,11 @@ def test_demo_summaries_say_demo_and_stay_apart_from_the_study(monkeypatch, tmp_
     tidy = summary.Tidy(pd.DataFrame(), [], sel, "results")
     other = {"upstream.D": 0.5}
     assert not report.is_demo(other) and "DEMO" not in report.source_title("results", tidy, other)
-    assert report.folder("results", tidy, other) == tmp_path / "summary" / "results"
+    assert report.folder("results", tidy, None) == tmp_path / "summary" / "results"
+    assert (
+        report.folder("results", tidy, other)
+        == tmp_path / "cache" / "overrides" / "upstream.D=0.5" / "summary" / "results"
+    )
     assert report.is_demo(demo) and report.source_title("results", tidy, demo).startswith("DEMO")
     assert report.folder("results", tidy, demo) == tmp_path / "cache" / "demo" / "summary"
     assert report.source_title("published", tidy, demo).startswith("the paper's released results")
