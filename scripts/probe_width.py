@@ -15,9 +15,7 @@ from sparsenb import calibration, config, models, paths
 
 width, budgets = int(sys.argv[1]), [int(e) for e in sys.argv[2].split(",")]
 torch.set_num_threads(1)
-models.register(f"mini_resnet_w{width}")(
-    lambda n: models.MiniResNet(n, width=width, stem_stride=2, expand=256)
-)
+models.register(f"mini_resnet_w{width}")(lambda n: models.MiniResNet(n, width=width, stem_stride=2, expand=256))
 cfg = config.load(
     "mini",
     {

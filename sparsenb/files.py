@@ -76,8 +76,16 @@ def torch_save(obj, path: str | os.PathLike) -> Path:
     (torch's own writer turns it into an opaque RuntimeError)."""
     import torch
 
-    with atomic(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as e:  # torch's zip writer: "[enforce fail at inline_container.cc] ... file write failed"
+        if "inline_container" not in str(e) and "write" not in str(e):
+            raise
+        raise UserError(
+            f"no space left writing {path} (or a file-size limit, ulimit -f): nothing was written there; free "
+            "space and run the same command again (it goes on from there)"
+        ) from None
     return Path(path)
 
 

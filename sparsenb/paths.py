@@ -75,10 +75,11 @@ def resolve(value: str | os.PathLike) -> Path:
 
 def output(*parts: str, overrides: dict | None = None) -> Path:
     """A folder under the outputs root for a notebook's tables and figures (created); a run with
-    `overrides` gets a folder of its own beside it (`<last part>+<slug>`), never the committed one."""
+    `overrides` gets one of its own, cache/overrides/<slug>/<parts> (with its records, never the
+    committed folder)."""
     parts = [str(p) for p in parts]
     if overrides:
-        parts[-1] = f"{parts[-1]}+{slug(overrides)}"
+        parts = ["cache", "overrides", slug(overrides), *parts]
     return _made_writable(outputs().joinpath(*parts))
 
 

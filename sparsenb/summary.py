@@ -25,6 +25,13 @@ PUBLISHED_FILES = {
     ("linear", "mobilenet_v1"): "linear_mobilenet_transfer_results.csv",
     ("full", "mobilenet_v1"): "full_mobilenet_transfer_results.csv",
 }
+# sha256 of the released files as published (IST-DASLab/sparse-imagenet-transfer; ../shared/reference_results)
+PUBLISHED_SHA256 = {
+    "linear_transfer_results.csv": "d5abab094c7aef76aa076cfe34e5a0c7ffe97faa39a169e3d9f8da5feb66164f",
+    "full_transfer_results.csv": "f832254c5c347ec0379b6716cb3572c86db4283945811f0fe0678a0bb03392c1",
+    "linear_mobilenet_transfer_results.csv": "8b8461920effb737cd950a3887a3b8402d177ebd7abed63f412add9adb3a128e",
+    "full_mobilenet_transfer_results.csv": "12ad96e2b236262bd5fb0a902c6eaeb4481214fc39a1a96a0c84387ca34ec618",
+}
 DATASET_NAMES = {"SUN": "sun397", "birds": "birdsnap"}  # the paper repo's keys -> ours
 METHOD_NAMES = {
     "Dense": "dense",
@@ -58,9 +65,15 @@ def members(family: str) -> list[str]:
 
 
 def load_published() -> pd.DataFrame:
-    """The paper's released per-seed accuracies as a tidy frame (accuracy in [0, 1])."""
+    """The paper's released per-seed accuracies as a tidy frame (accuracy in [0, 1]); a file whose
+    sha256 is not the released one's is refused (one error naming it)."""
     frames = []
     for (finetune, arch), fname in PUBLISHED_FILES.items():
+        if (got := files.sha256(REFERENCE / fname)) != PUBLISHED_SHA256[fname]:
+            raise UserError(
+                f"{REFERENCE / fname} is not the paper's released file (sha256 {got[:12]}..., released "
+                f"{PUBLISHED_SHA256[fname][:12]}...): restore it (git checkout -- sparsenb/reference_results/)"
+            )
         df = pd.read_csv(REFERENCE / fname)
         df = df.loc[:, [c for c in df.columns if not c.startswith("Unnamed")]]  # trailing empty column
         frames.append(

@@ -335,7 +335,7 @@ def _read(path: Path):
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise _unreadable(path, e) from e
+        raise _unreadable(path, e) from None  # torch's own hint (weights_only=False) would run the file's code
 
 
 def _check_fit(path: Path, fmt: str, target_arch: str, sd: dict, ref: dict) -> None:

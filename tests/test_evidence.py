@@ -147,3 +147,30 @@ def test_committed_records_learn_their_upstream_model_and_go_stale_when_it_chang
         checkpoint_root=shipped,
     )
     assert not results.stale(spec, rec) and results.stale(spec, changed)
+
+
+def test_an_edited_released_results_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from sparsenb import errors, summary
+
+    for f in summary.PUBLISHED_FILES.values():
+        shutil.copy(summary.REFERENCE / f, tmp_path / f)
+    monkeypatch.setattr(summary, "REFERENCE", tmp_path)
+    assert len(summary.load_published()) > 1000
+    edited = tmp_path / "full_transfer_results.csv"
+    edited.write_text(edited.read_text().replace("0.9", "0.8", 1))
+    with pytest.raises(errors.UserError, match="full_transfer_results.csv is not the paper's released file"):
+        summary.load_published()
+
+
+def test_a_full_disk_inside_torch_save_is_one_line(tmp_path, monkeypatch):
+    from sparsenb import errors
+
+    def full(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(errors.UserError, match="no space left writing .*m.pt"):
+        files.torch_save({"a": 1}, tmp_path / "m.pt")
+    assert not list(tmp_path.iterdir())  # no truncated file, no temp file
