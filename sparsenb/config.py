@@ -117,18 +117,21 @@ UPSTREAM_KEYS = ("arch", "image_size", "upstream", "mini_data.upstream", "mini_d
 
 
 def _own_roots(cfg: dict, overrides: Mapping[str, Any]) -> None:
-    """A run that departs from the profile (any override but where things are) writes its records,
-    and -- when it changes the upstream recipe -- its upstream models, under a root of its own,
-    outputs/cache/overrides/<slug>/, never into the committed ones; a root the overrides set is kept."""
+    """A run that departs from the profile (any override but where things are) writes its records
+    under outputs/cache/overrides/<slug of its overrides>/results, and -- when they change the upstream
+    recipe -- reads and makes its upstream models under outputs/cache/overrides/<slug of those
+    overrides alone>/upstream/<profile> (shared by every run on the same upstream models); never the
+    committed roots. A root the overrides set is kept."""
     what = {k: v for k, v in overrides.items() if k not in MACHINE_KEYS and k not in PATH_KEYS}
     if not what:
         return
-    base = f"outputs/cache/overrides/{slug(what)}"
     if "results_root" not in overrides:
-        cfg["results_root"] = f"{base}/results"
-    upstream = [k for k in what if k == "mini_data" or any(k == u or k.startswith(u + ".") for u in UPSTREAM_KEYS)]
-    if upstream and "checkpoint_root" not in overrides and registry.get(cfg["profile"]).makes_upstream:
-        cfg["checkpoint_root"] = f"{base}/upstream/{cfg['profile']}"
+        cfg["results_root"] = f"outputs/cache/overrides/{slug(what)}/results"
+    up = {
+        k: v for k, v in what.items() if k == "mini_data" or any(k == u or k.startswith(u + ".") for u in UPSTREAM_KEYS)
+    }
+    if up and "checkpoint_root" not in overrides and registry.get(cfg["profile"]).makes_upstream:
+        cfg["checkpoint_root"] = f"outputs/cache/overrides/{slug(up)}/upstream/{cfg['profile']}"
 
 
 @functools.lru_cache(maxsize=None)

@@ -78,6 +78,10 @@ def output(*parts: str, overrides: dict | None = None) -> Path:
     `overrides` gets one of its own, cache/overrides/<slug>/<parts> (with its records, never the
     committed folder)."""
     parts = [str(p) for p in parts]
+    if isinstance(overrides, str):  # papermill's -p overrides gives JSON text
+        import json
+
+        overrides = json.loads(overrides) if overrides.strip() else {}
     if overrides:
         parts = ["cache", "overrides", slug(overrides), *parts]
     return _made_writable(outputs().joinpath(*parts))

@@ -112,7 +112,6 @@ def test_the_same_run_id_gives_the_committed_number_on_one_and_two_threads():
 
 
 def test_committed_records_learn_their_upstream_model_and_go_stale_when_it_changes(tmp_path):
-    import shutil
     import sys
 
     sys.path.insert(0, str(paths.ROOT / "scripts"))
@@ -125,7 +124,9 @@ def test_committed_records_learn_their_upstream_model_and_go_stale_when_it_chang
     for nb in ("02_linear_ft", "03_full_ft"):
         (tmp_path / nb).mkdir()
         for f in sorted((paths.ROOT / "outputs" / "results" / nb).glob("*.json"))[:2]:
-            shutil.copy(f, tmp_path / nb / f.name)
+            rec = json.loads(f.read_text())  # as committed before the migration: without upstream_sha256
+            rec.pop("upstream_sha256", None)
+            (tmp_path / nb / f.name).write_text(json.dumps(rec, indent=1))
     counts = mig.migrate(tmp_path, cfg)
     assert counts["added"] == 4 and counts["no_model"] == 0
     assert mig.migrate(tmp_path, cfg)["had"] == 4  # idempotent

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sparsenb import models, prune, results, runs, weights
+from sparsenb import models, paths, prune, results, runs, weights
 
 pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
@@ -103,18 +103,19 @@ def test_paper_profile_runs_every_notebook(world, paper_env):
     assert rec["achieved_sparsity"] == pytest.approx(0.9, abs=0.01)  # 03: the zero set held
 
     _run("04_structure", world, profile="paper", checkpoint_root=where["checkpoint_root"])
-    table = (world / "outputs" / "structure" / "paper" / "pruned_filters.csv").read_text()
+    own = world / "outputs" / "cache" / "overrides" / paths.slug(TINY)  # every run here has overrides: its own root
+    table = (own / "structure" / "paper" / "pruned_filters.csv").read_text()
     assert "gmp" in table and "dense" in table
 
     _run("05_speedup", world, profile="paper", dataset="pets", methods="dense,gmp", sparsity=0.9, **where)
-    assert (world / "outputs" / "speedup" / "paper" / "pets-0.9.csv").exists()
+    assert (own / "speedup" / "paper" / "pets-0.9.csv").exists()
 
     # the paper profile's records summarised on their own (one folder per profile and architecture)
     import nbformat
 
     nb = nbformat.read(_run("07_summary", world, source="results"), 4)
-    assert (world / "outputs" / "summary" / "results-paper-resnet50" / "table1.csv").exists()
-    assert not (world / "outputs" / "summary" / "results").exists()
+    assert (own / "summary" / "results-paper-resnet50" / "table1.csv").exists()
+    assert not (own / "summary" / "results").exists() and not (world / "outputs" / "summary").exists()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "results: profile paper, arch resnet50" in printed
 
@@ -138,7 +139,7 @@ def test_paper_profile_runs_every_notebook(world, paper_env):
     )
     assert sorted(p for p in (world / "data").rglob("*")) == data_before
     assert sorted((world / "outputs" / "cache" / "features").rglob("*")) == cache_before
-    out = world / "outputs" / "summary" / "beyond-paper-resnet50"
+    out = own / "summary" / "beyond-paper-resnet50"
     rob = (out / "robustness.csv").read_text()
     assert all(c in rob for c in ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression"))
     import pandas as pd

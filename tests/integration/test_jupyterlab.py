@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_upstream_cli
+from conftest import NOTEBOOK_OVERRIDES, build_upstream_cli
 from sparsenb.config import ROOT
+from sparsenb.paths import slug
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +143,10 @@ def test_run_all_cells_of_02_in_jupyterlab(lab, browser):
     browser.save_screenshot(str(lab["tmp"] / "02_linear_ft.png"))
     print(f"JupyterLab: page ready in {started - t0:.0f} s, Run All Cells {time.time() - started:.0f} s")
     # what the page printed is what the run recorded
-    record = lab["tmp"] / "outputs" / "results" / "02_linear_ft" / f"{found.group(2)}.json"
+    own = (
+        lab["tmp"] / "outputs" / "cache" / "overrides" / slug(NOTEBOOK_OVERRIDES)
+    )  # a run with overrides: its own root
+    record = own / "results" / "02_linear_ft" / f"{found.group(2)}.json"
     rec = json.loads(record.read_text())
     assert f"{rec['reported']:.4f}" == found.group(1) and rec["method"] == "gmp" and rec["dataset"] == "shapes10"
     assert (lab["tmp"] / "02_linear_ft.png").stat().st_size > 10_000
