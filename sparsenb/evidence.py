@@ -63,10 +63,24 @@ def _refuse(path: Path, what: str) -> EvidenceError:
 
 
 def check_replace(path: str | os.PathLike, new: str | os.PathLike) -> None:
-    """Refuse (EvidenceError) when `new` would replace committed `path` with other bytes."""
+    """Refuse (EvidenceError) when `new` would replace committed `path` with other bytes -- unless
+    `path` is a table that only grows (CSV, JSON lines: every line it had is still there, e.g. a new
+    model's row in a manifest)."""
     path = Path(path)
-    if path.exists() and committed(path) and not replacing_allowed() and not filecmp.cmp(path, new, shallow=False):
+    if not path.exists() or not committed(path) or replacing_allowed() or filecmp.cmp(path, new, shallow=False):
+        return
+    if not _grows(path, Path(new)):
         raise _refuse(path, "change")
+
+
+def _grows(old: Path, new: Path) -> bool:
+    if old.suffix not in (".csv", ".jsonl"):
+        return False
+    from collections import Counter
+
+    before, after = old.read_text().splitlines(), new.read_text().splitlines()
+    same_header = old.suffix == ".jsonl" or before[:1] == after[:1]
+    return same_header and not Counter(before) - Counter(after)
 
 
 def check_delete(path: str | os.PathLike) -> None:

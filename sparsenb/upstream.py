@@ -224,11 +224,21 @@ def _make(method, sparsity, cfg: Config, seed, device) -> None:
         m.grad_fn = _grad_fn(cfg, seed, int(m.param("fisher_batch")))
     path = checkpoints.checkpoint_path(method, sparsity, cfg, seed)
     partial = path.with_name(f"{path.stem}-{checkpoints.recipe_key(cfg, method)}.partial.pt")  # never committed
-    info = fit_recipe(
-        model, m, cfg, seed, own, device, desc=f"{method} {sparsity:g} seed {seed}", resume=partial, method_name=method
-    )
+    if own == 0:  # random_init: the initialisation itself, evaluated
+        info = _evaluated(model, cfg, seed, device)
+    else:
+        desc = f"{method} {sparsity:g} seed {seed}"
+        info = fit_recipe(model, m, cfg, seed, own, device, desc=desc, resume=partial, method_name=method)
     info.update(m.extra_info())
     checkpoints.save(model, cfg, method, sparsity, seed, info, budget(method, cfg)[1])
+
+
+def _evaluated(model: nn.Module, cfg: Config, seed: int, device) -> dict:
+    """A model's record without training: val and test top-1 (what `fit_recipe` returns, 0 epochs)."""
+    _, evals = loaders(cfg, seed)
+    model.to(device or devices.default_device())
+    top1 = {f"{k}_top1": train.evaluate(model, v, "top1", device) for k, v in evals.items()}
+    return {"seconds": 0.0, "sparsity": 0.0, "epochs": 0.0, "steps": 0, "curve": [], **top1}
 
 
 def fit_recipe(

@@ -175,3 +175,12 @@ def test_a_full_disk_inside_torch_save_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(errors.UserError, match="no space left writing .*m.pt"):
         files.torch_save({"a": 1}, tmp_path / "m.pt")
     assert not list(tmp_path.iterdir())  # no truncated file, no temp file
+
+
+def test_a_committed_table_may_grow_but_keeps_every_row(repo):
+    kept = repo / "outputs" / "kept.csv"
+    files.write_text(kept, "a\n0\n1\n")  # a new row (a new model in a manifest): kept rows unchanged
+    evidence._tracked.cache_clear()
+    with pytest.raises(evidence.EvidenceError):
+        files.write_text(kept, "a\n0\n2\n")  # a row replaced
+    assert kept.read_text() == "a\n0\n1\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import check_choice
 from .acdc import ACDC
-from .base import FAMILIES, ContinuedControl, Control, Dense, Method, cubic_schedule
+from .base import FAMILIES, ContinuedControl, Control, Dense, Method, RandomInit, cubic_schedule
 from .gmp import GMP, GMPScratch
 from .lth import LTH
 from .magnitude import SCOPES, STEMS, magnitude, magnitude_masks, masks_from_scores, target_sparsity, targets, topk_mask
@@ -32,6 +32,7 @@ __all__ = [
     "ContinuedControl",
     "Control",
     "GMPScratch",
+    "RandomInit",
     "RigL5x",
     "DENSE",
     "Dense",
@@ -77,6 +78,7 @@ METHODS: dict[str, type[Method]] = {
     "lth_t": LTH,
     "gmp_scratch": GMPScratch,
     "structured": Structured,
+    "random_init": RandomInit,
 }
 
 # the dense model at D: the reference of relative errors, task difficulty and the released results'

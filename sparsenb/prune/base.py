@@ -192,6 +192,12 @@ class ContinuedControl(Control):
     hyperparameters: dict[str, type] = {}
 
 
+class RandomInit(Control):
+    """random_init: the architecture at its initialisation (the upstream seed's), no upstream training
+    (budget 0), finetuned exactly as every other model. The control of transfer itself: a task on
+    which the dense upstream model does not beat it does not need the upstream model at all."""
+
+
 def cubic_schedule(step: int, start: int, end: int, final: float, initial: float = 0.0) -> float:
     """Zhu & Gupta's gradual schedule: s_t = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3 for
     t0 <= t <= t1 (s_i from t0 on, 0 before)."""
