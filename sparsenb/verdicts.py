@@ -368,6 +368,21 @@ CLAIM_TESTS = (
 )
 
 
+def vs_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """`ours` (a `findings` table) with the paper's own estimate of each finding from its released
+    results (`paper`: `findings` of them) as `paper_estimate`, and `vs_paper`: "compatible" when our
+    95% interval holds it, "differs" when it does not, "" where the released results give no estimate
+    (or ours has none) -- a second test beside the verdict: an inconclusive verdict can still differ
+    from the paper's number. The released results compare with dense, so the literal contrast is the
+    paper's own; the matched one is ours."""
+    est = paper.drop_duplicates("key").set_index("key").estimate
+    out = ours.assign(paper_estimate=ours.key.str.split("/").str[0].map(est))  # a secondary row: its claim's
+    known = out.paper_estimate.notna() & out.ci_low.notna() & out.ci_high.notna()
+    inside = (out.ci_low <= out.paper_estimate) & (out.paper_estimate <= out.ci_high)
+    out["vs_paper"] = np.where(known, np.where(inside, "compatible", "differs"), "")
+    return out
+
+
 def findings(tidy: pd.DataFrame, margin: float = MARGIN, arch: str | None = None) -> pd.DataFrame:
     """The paper's findings, each a test with a verdict on the per-seed results `tidy` (columns
     finetune, arch, dataset, method, sparsity, seed, accuracy in 0..1; upstream_seed where present),

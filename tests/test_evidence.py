@@ -184,3 +184,17 @@ def test_a_committed_table_may_grow_but_keeps_every_row(repo):
     with pytest.raises(evidence.EvidenceError):
         files.write_text(kept, "a\n0\n2\n")  # a row replaced
     assert kept.read_text() == "a\n0\n1\n"
+
+
+def test_findings_say_whether_they_hold_the_papers_estimate():
+    import pandas as pd
+
+    from sparsenb import verdicts
+
+    ours = pd.DataFrame(
+        {"key": ["a", "a/literal", "b", "c"], "ci_low": [-1.0, 0.5, 1.0, float("nan")], "ci_high": [1.0, 2.0, 2.0, 1.0]}
+    )
+    paper = pd.DataFrame({"key": ["a", "b", "c"], "estimate": [0.2, float("nan"), 0.0]})
+    out = verdicts.vs_paper(ours, paper)
+    assert list(out.vs_paper) == ["compatible", "differs", "", ""]
+    assert list(out.paper_estimate.fillna(-9)) == [0.2, 0.2, -9, 0.0]
