@@ -80,7 +80,14 @@ def demo(args) -> int:
     return 1 if failures else 0
 
 
-STUDY_SWEEPS = [("mini_data", 2), ("mini_upstream", 2), ("mini_structured", 1), ("mini_linear", 2), ("mini_full", 2)]
+STUDY_SWEEPS = [
+    ("mini_data", 2),
+    ("mini_upstream", 2),
+    ("mini_structured", 1),
+    ("mini_linear", 2),
+    ("mini_full", 2),
+    ("mini_structured_ft", 2),
+]
 
 
 def paper_tables(args) -> int:

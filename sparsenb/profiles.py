@@ -94,9 +94,9 @@ class Mini(Profile):
     name = "mini"
     splits = ("train", "val", "test")
     renders_data = makes_upstream = matched_controls = laptop_sized = default = True
-    sections = ("sparsities", "mini_data", "upstream", "demo", "full_search")
+    sections = ("sparsities", "mini_data", "upstream", "demo", "full_search", "transfer_is_real")
     sections_reason = "the mini profile makes its own data and upstream models"
-    study_sweeps = ("mini_linear", "mini_full")
+    study_sweeps = ("mini_linear", "mini_full", "mini_structured_ft")
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"s{sparsity:g}-seed{seed}.pth"  # listed in manifest.csv

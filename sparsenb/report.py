@@ -32,6 +32,7 @@ PRODUCTS = (
     "budget_curve",
     "budget_curve_plot",
     "control_gaps",
+    "transfer_gain",
 )  # what a summary may write, as <name>.csv + .md or <name>.png
 
 STD = "± is the sample standard deviation over seeds; (n=k): the cell's seeds"
@@ -63,6 +64,10 @@ HEADERS = {  # name -> (title, what the numbers are)
                      "(stats.crossed; it holds the tasks' spread); gain: minus dense at D (points), paired on "
                      "task and seeds, 95% interval [gain_low, gain_high] over both; epochs: upstream training "
                      "from random weights"),
+    "transfer_gain": ("Is transfer real? The dense upstream model minus random_init, per task",
+                      "transfer accuracy %, mean over upstream seeds; gain = dense − random_init (the same "
+                      "architecture at the upstream seed's initialisation, finetuned alike), points, paired by "
+                      "upstream seed; needed: the least gain params `transfer_is_real` asks of every task"),
     "control_gaps": ("Each sparse model minus its budget-matched control",
                      "transfer accuracy, points: gap = sparse − its control (the same run at target sparsity 0), "
                      "literal = sparse − dense at D (the paper's contrast); mean over tasks x upstream seeds "
@@ -254,6 +259,7 @@ def _upstream_tables(source: str, tidy, overrides: dict | None) -> dict:
         "table3_upstream": analysis.reference_table(cfg),
         "budget_curve": summary.budget_curve(tidy.frame, cfg),
         "control_gaps": summary.control_gaps(tidy.frame),
+        "transfer_gain": summary.transfer_gain(tidy.frame, cfg.get("transfer_is_real")),
     }
 
 

@@ -186,6 +186,14 @@ class FullSearch:
 
 
 @dataclass
+class TransferIsReal:
+    """The least gain (points) of the dense upstream model over random_init that every task must show."""
+
+    linear: Annotated[float, Range(0, 100)]
+    full: Annotated[float, Range(0, 100)]
+
+
+@dataclass
 class Profile:
     profile: Annotated[str, OneOf(profiles.PROFILES)]
     arch: str
@@ -217,6 +225,7 @@ class Profile:
     upstream: Upstream | None = None
     demo: Demo | None = None
     full_search: FullSearch | None = None
+    transfer_is_real: TransferIsReal | None = None
 
 
 def _type_name(tp) -> str:

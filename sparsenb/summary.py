@@ -404,6 +404,27 @@ def budget_curve(frame: pd.DataFrame, cfg) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def transfer_gain(frame: pd.DataFrame, needed: dict | None = None) -> pd.DataFrame:
+    """Is transfer real? Per finetuning mode and task: the dense upstream model's accuracy minus
+    random_init's (the architecture at the same upstream seed's initialisation, finetuned alike), in
+    points, paired on the upstream seed and averaged over the seeds both have; `needed`: the least
+    gain the profile asks of every task ({"linear": 10, "full": 5}, params `transfer_is_real`), and
+    `real` whether it is met. Columns: finetune, dataset, dense, random_init, gain, seeds, needed, real."""
+    cols = ["finetune", "dataset", "dense", "random_init", "gain", "seeds", "needed", "real"]
+    keys = ["finetune", "dataset", "upstream_seed"]
+    pick = {m: frame[frame.method == m].groupby(keys).accuracy.mean() for m in (prune.DENSE, "random_init")}
+    both = pd.concat(pick, axis=1).dropna()
+    if both.empty:
+        return pd.DataFrame(columns=cols)
+    t = (100 * both).groupby(level=["finetune", "dataset"]).agg(
+        dense=(prune.DENSE, "mean"), random_init=("random_init", "mean"), seeds=(prune.DENSE, "size")
+    )
+    t = t.reset_index().assign(gain=lambda d: d.dense - d.random_init)
+    t["needed"] = t.finetune.map(needed or {}).astype(float)
+    t["real"] = np.where(t.needed.notna(), t.gain >= t.needed, np.nan)
+    return t[cols]
+
+
 def control_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     """Each sparse method at each sparsity minus what the findings take its gap against
     (`contrasts.Data.base`: its budget-matched control where the results have it), and minus dense at

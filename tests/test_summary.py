@@ -308,3 +308,20 @@ def test_a_mini_summary_says_its_regime_in_every_title(tmp_path):
     assert f"under-trained regime (dense upstream budget D = {D:g} epochs" in report.source_title("results", tidy)
     published = summary.select(summary.load("published"), "published", None, None)
     assert "regime" not in report.source_title("published", published)
+
+
+def test_transfer_gain_pairs_dense_and_random_init_by_upstream_seed():
+    rows = []
+    for us, shift in ((0, 0.0), (1, 0.2)):  # an upstream seed's shift cancels in the paired gain
+        for ft, d, dense, rand in (("linear", "a", 0.8, 0.5), ("full", "a", 0.9, 0.87), ("full", "b", 0.7, 0.6)):
+            rows += [
+                dict(finetune=ft, dataset=d, method=m, sparsity=0.0, upstream_seed=us, seed=21, accuracy=acc + shift)
+                for m, acc in (("dense", dense), ("random_init", rand))
+            ]
+    rows.append(
+        dict(finetune="linear", dataset="b", method="dense", sparsity=0.0, upstream_seed=0, seed=21, accuracy=0.9)
+    )
+    t = summary.transfer_gain(pd.DataFrame(rows), {"linear": 10, "full": 5}).set_index(["finetune", "dataset"])
+    assert list(t.index) == [("full", "a"), ("full", "b"), ("linear", "a")]  # linear b: no random_init
+    assert t.gain.round(6).tolist() == [3.0, 10.0, 30.0] and t.seeds.tolist() == [2, 2, 2]
+    assert t.real.tolist() == [False, True, True]
