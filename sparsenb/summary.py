@@ -416,8 +416,10 @@ def transfer_gain(frame: pd.DataFrame, needed: dict | None = None) -> pd.DataFra
     both = pd.concat(pick, axis=1).dropna()
     if both.empty:
         return pd.DataFrame(columns=cols)
-    t = (100 * both).groupby(level=["finetune", "dataset"]).agg(
-        dense=(prune.DENSE, "mean"), random_init=("random_init", "mean"), seeds=(prune.DENSE, "size")
+    t = (
+        (100 * both)
+        .groupby(level=["finetune", "dataset"])
+        .agg(dense=(prune.DENSE, "mean"), random_init=("random_init", "mean"), seeds=(prune.DENSE, "size"))
     )
     t = t.reset_index().assign(gain=lambda d: d.dense - d.random_init)
     t["needed"] = t.finetune.map(needed or {}).astype(float)
