@@ -74,7 +74,7 @@ def demo(args) -> int:
     shutil.copy(runs / "07_summary.ipynb", summary_dir / "07_summary.ipynb")
     print(f"== demo done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs); executed notebooks: {runs}")
     print("\nTable 1 (DEMO, accuracy %):\n" + (summary_dir / "table1_wide.md").read_text())
-    own = paths.outputs() / "cache" / "overrides" / paths.slug(over["overrides"])
+    own = paths.resolve(over["overrides"]["results_root"]).parent  # 04 and 05 wrote beside the demo's records
     for p in sorted(summary_dir.glob("*.png")) + sorted(own.glob("s*/mini/*.png")):
         print("  figure:", p)
     return 1 if failures else 0

@@ -75,13 +75,15 @@ def resolve(value: str | os.PathLike) -> Path:
 
 def output(*parts: str, overrides: dict | None = None) -> Path:
     """A folder under the outputs root for a notebook's tables and figures (created); a run with
-    `overrides` gets one of its own, cache/overrides/<slug>/<parts> (with its records, never the
-    committed folder)."""
+    `overrides` gets one of its own beside its records: cache/overrides/<slug>/<parts>, or the
+    folder above the `results_root` they set (the demo's cache/demo/<parts>) -- never the committed one."""
     parts = [str(p) for p in parts]
     if isinstance(overrides, str):  # papermill's -p overrides gives JSON text
         import json
 
         overrides = json.loads(overrides) if overrides.strip() else {}
+    if overrides and overrides.get("results_root"):
+        return _made_writable(resolve(overrides["results_root"]).parent.joinpath(*parts))
     if overrides:
         parts = ["cache", "overrides", slug(overrides), *parts]
     return _made_writable(outputs().joinpath(*parts))

@@ -335,6 +335,20 @@ class SpeedupSpec(Spec):
     upstream_seed: int
     batch_size: int
     sparse_engine: str = "deepsparse"
+    DEPARTURES = ("methods", "seed", "upstream_seed", "batch_size")  # not the committed run's: a root of its own
+
+    @classmethod
+    def config_overrides(cls, p):
+        """A run with other methods, seeds or batch size than the notebook's defaults (the committed
+        Fig. 4) writes its records, table and figure under outputs/cache/overrides/<its departures>/."""
+        from .paths import slug
+        from .runs import defaults
+
+        d = defaults(cls.kind)
+        away = {k: p[k] for k in cls.DEPARTURES if k in p and str(p[k]) != str(d[k])}
+        if not away or "results_root" in overrides_of(p):
+            return {}
+        return {"results_root": f"outputs/cache/overrides/{slug({**overrides_of(p), **away})}/results"}
 
     @staticmethod
     def method_list(p: dict) -> list[str]:

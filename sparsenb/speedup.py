@@ -8,6 +8,8 @@ engine (DeepSparse), in the online setting (augmented samples go through the bac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from . import data, prune, upstream
@@ -25,6 +27,17 @@ def run(spec: SpeedupSpec) -> pd.DataFrame:
     final, metric, speedup (vs the task's fastest dense-like run), accuracy_gap (reported minus the
     task's dense-like runs' mean, in points; the engine is irrelevant: features are equal up to 1e-4)."""
     return pd.concat([_task(spec, d) for d in spec.datasets], ignore_index=True)
+
+
+def folder(spec: SpeedupSpec) -> Path:
+    """Where 05's table and figure go: outputs/speedup/<profile> for the committed configuration,
+    else beside the run's own records (overrides, other parameters: `SpeedupSpec.config_overrides`)."""
+    from . import config, paths
+
+    root = Path(spec.cfg["results_root"])
+    if root == Path(config.load(spec.profile)["results_root"]):
+        return paths.output("speedup", spec.profile)
+    return paths.output(*root.parent.relative_to(paths.outputs()).parts, "speedup", spec.profile)
 
 
 def stem(spec: SpeedupSpec) -> str:

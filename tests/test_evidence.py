@@ -198,3 +198,16 @@ def test_findings_say_whether_they_hold_the_papers_estimate():
     out = verdicts.vs_paper(ours, paper)
     assert list(out.vs_paper) == ["compatible", "differs", "", ""]
     assert list(out.paper_estimate.fillna(-9)) == [0.2, 0.2, -9, 0.0]
+
+
+def test_05_with_other_parameters_keeps_to_a_root_of_its_own():
+    from sparsenb import speedup
+
+    _, committed = runs.resolve("05_speedup")
+    assert speedup.folder(committed) == paths.outputs() / "speedup" / "mini"
+    _, other = runs.resolve("05_speedup", batch_size=7)
+    own = paths.outputs() / "cache" / "overrides" / "batch_size=7"
+    assert other.cfg["results_root"] == str(own / "results") and speedup.folder(other) == own / "speedup" / "mini"
+    assert speedup.stem(other) == "shapes10-0.9-bs7"
+    with pytest.raises(Exception, match="batch_size must be at least 1"):
+        runs.resolve("05_speedup", batch_size=0)
