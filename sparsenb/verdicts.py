@@ -120,14 +120,30 @@ def _contrast_of(key, D, finetune, a, b, claim, literal, label_a, label_b, margi
     if not ok_a or not ok_b:
         return _missing(key, test, _absent(no_a + no_b) or "no results", contrast)
     try:
-        ta, ga = gap_terms(D, "a", finetune, ok_a, SPARSITIES, literal)
-        tb, gb = gap_terms(D, "b", finetune, ok_b, SPARSITIES, literal)
-        means = stats.means(D.d, {**ta, **tb})
+        units, runs = family_units(D, finetune, ok_a, ok_b, literal)
     except UserError as err:
         return _missing(key, test, str(err), contrast)
-    e = stats.crossed(ga(means.frame) - gb(means.frame), means.runs)
+    e = stats.crossed(units, runs)
     bases = bases_text(D, finetune, ok_a + ok_b, literal)
     return _row(key, e, claim, test, "; ".join(filter(None, [bases, _absent(no_a + no_b)])), contrast, margin)
+
+
+def family_units(D: Data, finetune: str, a, b, literal: bool) -> tuple[pd.Series, int]:
+    """(family a's mean gap minus family b's, over SPARSITIES, per unit (task, upstream seed); the
+    runs that entered): what a family contrast's interval is taken over (and `power` simulates)."""
+    ta, ga = gap_terms(D, "a", finetune, a, SPARSITIES, literal)
+    tb, gb = gap_terms(D, "b", finetune, b, SPARSITIES, literal)
+    means = stats.means(D.d, {**ta, **tb})
+    return ga(means.frame) - gb(means.frame), means.runs
+
+
+# the findings that contrast two families: key -> (finetune, family a, family b, claim)
+FAMILY_CONTRASTS = {
+    "regularization_best_linear": ("linear", REGULARIZATION, PROGRESSIVE, "greater"),
+    "progressive_best_full": ("full", PROGRESSIVE, REGULARIZATION, "greater"),
+    "str_worse_full": ("full", ("str",), tuple(m for m in REGULARIZATION if m != "str"), "less"),
+    "rigl_5x_over_1x": ("full", ("rigl_erk_5x",), ("rigl_erk_1x",), "greater"),
+}
 
 
 def _with_literal(key, D, finetune, a, b, claim, label_a, label_b, margin=0.0) -> list[dict]:

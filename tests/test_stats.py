@@ -337,3 +337,21 @@ def test_decision_guide_reports_on_seeds_it_did_not_choose_on():
     assert abs(row.alpha_pct) < 1.0  # not the -10% it showed on the seeds it was chosen on
     one = verdicts.decision_guide(df[df.seed == 21])  # one seed, no validation: no choice to report
     assert one.chosen_by.str.startswith("not possible").all() and one.method.isna().all()
+
+
+def test_power_recovers_variance_components_and_tracks_the_effect():
+    from sparsenb import power
+
+    rng = np.random.default_rng(1)
+    d = (
+        0.02
+        + 0.03 * rng.standard_normal((400, 1))
+        + 0.01 * rng.standard_normal((1, 60))
+        + 0.02 * rng.standard_normal((400, 60))
+    )
+    c = power.components(d)
+    assert c["task"] ** 0.5 == pytest.approx(0.03, rel=0.1) and c["residual"] ** 0.5 == pytest.approx(0.02, rel=0.05)
+    comps = {"task": 0.01**2, "upstream": 0.0, "residual": 0.01**2}
+    none = power.simulate(0.0, comps, 12, 5, sims=400)["before_holm"]
+    big = power.simulate(0.03, comps, 12, 5, sims=400)
+    assert none < 0.06 and big["before_holm"] > 0.95 and big["holm_first"] <= big["before_holm"]
