@@ -265,3 +265,15 @@ def test_notebook_run_mode_records_robustness_and_writes_nothing_corrupted(tmp_p
     md = (paths.output("summary", "beyond") / "findings.md").read_text()
     assert md.startswith("# Beyond accuracy") and "95% interval" in md and "sparse_less_robust" in md
     assert not re.search(r"\d\.\d{2}", md.split("\n\n", 3)[-1]), "findings.md numbers are rounded to 0.1"
+
+
+def test_beyond_findings_are_holm_adjusted_across_their_own_family():
+    import pandas as pd
+
+    from sparsenb.beyond import findings
+
+    t = pd.DataFrame({"verdict": ["agrees", "agrees", "inconclusive"], "p": [0.01, 0.04, float("nan")]})
+    out = findings.holm(t)
+    assert out.p_holm.fillna(-1).tolist() == [0.02, 0.04, -1]
+    assert out.verdict_holm.tolist() == ["agrees", "agrees", "inconclusive"]
+    assert findings.holm(t.assign(p=[0.03, 0.04, 0.2])).verdict_holm.tolist() == ["inconclusive"] * 3

@@ -33,6 +33,7 @@ def test(d: pd.DataFrame, direction: str, shift: float = 0.0, pooled: bool = Fal
     notes = "; ".join(x for x in (e.reason, caveat) if x)
     return {
         "verdict": stats.verdict(e, direction),
+        "p": stats.p_value(e, direction) if e.tasks else float("nan"),
         "mean": mean,
         "low": low,
         "high": high,

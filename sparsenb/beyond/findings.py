@@ -8,11 +8,14 @@ through `evidence`, the package's one adapter to them.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from .. import stats
 from . import evidence, study
 
-COLUMNS = ["key", "finding", "test", "verdict", "estimate", "ci_low", "ci_high", "tasks", "pairs", "evidence"]
+COLUMNS = ["key", "finding", "test", "verdict", "verdict_holm", "estimate", "ci_low", "ci_high", "p", "p_holm", "tasks",
+           "pairs", "evidence"]  # fmt: skip
 
 
 def _finding(
@@ -27,6 +30,7 @@ def _finding(
         "finding": claim,
         "test": test,
         "verdict": e["verdict"],
+        "p": e["p"],
         "estimate": 100 * e["mean"],
         "ci_low": 100 * e["low"],
         "ci_high": 100 * e["high"],
@@ -51,7 +55,20 @@ def gap_by_mode(pairs: pd.DataFrame) -> pd.DataFrame:
 def table(runs: pd.DataFrame, rob: pd.DataFrame | None = None, margin: float = 0.01) -> pd.DataFrame:
     """Every finding on the runs of `study.load` (and robustness records of `study.robustness`)."""
     rows = _calibration(runs, margin) + _agreement(runs) + [_robustness(rob)]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in ("verdict_holm", "p_holm")])
+    return holm(out)[COLUMNS]
+
+
+def holm(t: pd.DataFrame) -> pd.DataFrame:
+    """`p_holm`: Holm's adjustment across this family of findings (those with a p), and
+    `verdict_holm`: the verdict where the adjusted p stays below 0.05, else inconclusive."""
+    known = t.p.notna()
+    out = t.assign(p_holm=np.nan)
+    if known.any():
+        out.loc[known, "p_holm"] = stats.holm(t.loc[known, "p"])
+    out["verdict_holm"] = np.where(out.p_holm < 1 - stats.LEVEL, out.verdict, "inconclusive")
+    out["p"], out["p_holm"] = out.p.round(4), out.p_holm.round(4)
+    return out
 
 
 def _empty() -> pd.DataFrame:
