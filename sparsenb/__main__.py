@@ -212,7 +212,7 @@ def upstream_cmd(args) -> int:
             pilots.run(args.pilot)
         print(pilots.table().to_string(index=False))
         return 0
-    cfg = config.load("mini", args.overrides)
+    cfg = config.load(args.profile, args.overrides)
     if args.what in ("convergence", "calibrate-str"):
         from . import calibration
 
@@ -276,6 +276,9 @@ def main(argv=None) -> int:
     )
     pu.add_argument("--pilot", action="append", help="pilots: only this pilot (params/pilots/regime.yaml)")
     pu.add_argument("--table", action="store_true", help="pilots: only write and print the pilot table")
+    pu.add_argument(
+        "-p", "--profile", default="mini", help="a profile that makes its upstream models (params/<name>.yaml)"
+    )
     pu.add_argument("--seed", type=int, default=None, help="only this upstream seed")
     pu.add_argument("--method", default=None, help="only this method")
     pu.add_argument("--sparsity", type=float, default=None, help="only this sparsity")

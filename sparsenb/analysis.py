@@ -92,7 +92,20 @@ def reference_table(cfg: Config) -> "pd.DataFrame":
     )
     rank = {m: i for i, m in enumerate(prune.METHODS)}
     t = t.reset_index().sort_values(["sparsity", "method"], key=lambda c: c.map(rank) if c.name == "method" else c)
+    t = t.merge(paper_table3(), on=["method", "sparsity"], how="left")
     return t.round({"achieved_sparsity": 3, "top1": 1, "top1_se": 1, "val_top1": 1, "gap_to_control": 1, "gap_se": 1})
+
+
+def paper_table3() -> "pd.DataFrame":
+    """The paper's Table 3 (ImageNet top-1 of its upstream ResNet50 models) as `paper_gap`: each
+    model's top-1 minus the dense model's, points (sparsenb/reference_results/table3_imagenet.csv)."""
+    import pandas as pd
+
+    t = pd.read_csv(Path(__file__).parent / "reference_results" / "table3_imagenet.csv")
+    dense = float(t.loc[t.method == prune.DENSE, "top1"].iloc[0])
+    return t[t.method != prune.DENSE].assign(paper_gap=lambda d: (d.top1 - dense).round(1))[
+        ["method", "sparsity", "paper_gap"]
+    ]
 
 
 def structure_table(cfg: Config, seed: int = 0) -> "pd.DataFrame":
