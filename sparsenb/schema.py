@@ -158,6 +158,10 @@ class Upstream:
     grad_clip: Annotated[float, Range(0, 1e6)] | None
     methods: dict[str, dict]  # checked against each recipe's `hyperparameters`
     structured_sparsities: list[Fraction]
+    # the first `first_seeds` seeds also have every other sparsity (95%) and the methods in
+    # `few_seeds_methods` (long runs: RigL 5x and its control); the other seeds only seeds_sparsities
+    first_seeds: Annotated[int, Range(1, 1000)] = 1
+    few_seeds_methods: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -316,7 +320,7 @@ def _check_fields(value: Any, tp, where: str) -> list[str]:
             f"valid: {', '.join(fields)}"
         )
     for name, f in fields.items():
-        optional = f.default is None
+        optional = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         if name not in value:
             if not optional:
                 out.append(f"{where + '.' if where else ''}{name}: missing (a {_type_name(hints[name])})")

@@ -327,14 +327,17 @@ def _trajectory(name: str, cfg: Config, seed, device) -> None:
 
 def sparsities_of(cfg: Config, method: str, seed: int) -> list[float]:
     """The sparsities the reference set has for (method, seed): every one of `sparsities` for the
-    first seed, `seeds_sparsities` for the others; dense and controls at 0; structured at its own
-    (first seed only)."""
+    first `first_seeds` seeds (default 1), `seeds_sparsities` for the others; dense and controls at
+    0; structured at its own (first seed only); a method of `few_seeds_methods` on the first seeds only."""
     up = cfg["upstream"]
+    first = seed in up["seeds"][: int(up.get("first_seeds") or 1)]
+    if method in (up.get("few_seeds_methods") or []) and not first:
+        return []
     if not prune.is_sparse(method):
         return [0.0]
     if prune.family(method) == "structured":
         return list(up["structured_sparsities"]) if seed == up["seeds"][0] else []
-    return [float(s) for s in cfg["sparsities"] if seed == up["seeds"][0] or s in up["seeds_sparsities"]]
+    return [float(s) for s in cfg["sparsities"] if first or s in up["seeds_sparsities"]]
 
 
 def reference_set(cfg: Config) -> list[tuple[str, float, int]]:

@@ -422,3 +422,16 @@ def test_the_demo_trains_no_upstream_model_and_names_the_build_when_one_is_missi
     assert cli.main(["demo"]) == 2
     err = capsys.readouterr().err
     assert "not verified: dense 0 (missing)" in err and "python -m sparsenb upstream build --seed 0" in err
+
+
+def test_a_reference_set_can_give_its_first_seeds_more():
+    """Issue 38's design: 5 seeds at 80/90%, the first 3 also at 95% and with RigL 5x and dense_5x."""
+    cfg = config.load("mini")
+    assert len(upstream.reference_set(cfg)) == 72  # mini: 95% and the structured model on the first seed only
+    cfg["upstream"] = {**cfg["upstream"], "seeds": [0, 1, 2, 3, 4], "first_seeds": 3}
+    cfg["upstream"]["few_seeds_methods"] = ["rigl_erk_5x", "dense_5x"]
+    per_seed = {sd: [(m, s) for m, s, k in upstream.reference_set(cfg) if k == sd] for sd in range(5)}
+    assert ("gmp", 0.95) in per_seed[2] and ("gmp", 0.95) not in per_seed[3]
+    assert ("rigl_erk_5x", 0.8) in per_seed[2] and not any(m in ("rigl_erk_5x", "dense_5x") for m, _ in per_seed[4])
+    assert ("gmp", 0.9) in per_seed[4] and ("random_init", 0.0) in per_seed[4]
+    assert [s for m, s in per_seed[1] if m == "structured"] == []
