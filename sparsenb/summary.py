@@ -347,11 +347,12 @@ def _fmt_cell(m, s, n) -> str:
 
 def wide(t: pd.DataFrame, index=("finetune", "sparsity")) -> pd.DataFrame:
     """A long table (mean, std, seeds per dataset) as the paper prints it: datasets as columns;
-    each cell "mean ± std (n=seeds)", or "mean (1 seed)" where there is no spread to show."""
+    each cell "mean ± std (n=seeds)", or "mean (1 seed)" where there is no spread to show; "–" where
+    the row has no run on that task (the demo's full finetuning runs two tasks: never "nan")."""
     t = t.copy()
     seeds = t["seeds"] if "seeds" in t else pd.Series(2, index=t.index)
     t["cell"] = [_fmt_cell(m, s, n) for m, s, n in zip(t["mean"], t["std"], seeds)]
-    return t.pivot_table(index=list(index), columns="dataset", values="cell", aggfunc="first")
+    return t.pivot_table(index=list(index), columns="dataset", values="cell", aggfunc="first").fillna("–")
 
 
 def tables_c(c: pd.DataFrame, finetune: str) -> pd.DataFrame:

@@ -325,3 +325,12 @@ def test_transfer_gain_pairs_dense_and_random_init_by_upstream_seed():
     assert list(t.index) == [("full", "a"), ("full", "b"), ("linear", "a")]  # linear b: no random_init
     assert t.gain.round(6).tolist() == [3.0, 10.0, 30.0] and t.seeds.tolist() == [2, 2, 2]
     assert t.real.tolist() == [False, True, True]
+
+
+def test_a_wide_table_says_not_run_rather_than_nan():
+    t = pd.DataFrame(
+        {"finetune": ["linear", "linear", "full"], "sparsity": [0.9] * 3, "dataset": ["a", "b", "a"],
+         "mean": [70.0, 60.0, 80.0], "std": [1.0, 1.0, 1.0], "seeds": [3, 3, 3]}
+    )  # fmt: skip
+    w = summary.wide(t)
+    assert w.loc[("full", 0.9), "b"] == "–" and "nan" not in report.markdown("table1_wide", w.reset_index(), "x")
