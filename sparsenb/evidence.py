@@ -41,10 +41,14 @@ def _tracked() -> frozenset[str]:
     return frozenset(p for p in out.decode().split("\0") if p)
 
 
+# resume state, committed only so that a build goes on from it elsewhere: never evidence
+TRANSIENT = (".partial.pt",)
+
+
 def committed(path: str | os.PathLike) -> bool:
-    """Whether `path` is a file git tracks under the repository's outputs/."""
+    """Whether `path` is a file git tracks under the repository's outputs/ (resume snapshots aside)."""
     p = Path(path).resolve()
-    if not p.is_relative_to(ROOT / "outputs"):
+    if not p.is_relative_to(ROOT / "outputs") or p.name.endswith(TRANSIENT):
         return False
     return str(p.relative_to(ROOT)) in _tracked()
 

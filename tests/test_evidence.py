@@ -15,6 +15,7 @@ def repo(tmp_path, monkeypatch):
     """A git repository standing in for the project: outputs/kept.csv committed."""
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "kept.csv").write_text("a\n1\n")
+    (tmp_path / "outputs" / "m-abc.partial.pt").write_text("resume state")  # committed so a build goes on elsewhere
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(git[:3] + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "outputs"], check=True)
@@ -35,6 +36,9 @@ def test_committed_files_keep_their_bytes_unless_the_flag_is_given(repo, monkeyp
         files.remove(kept)
     assert kept.read_text() == "a\n1\n" and not list(kept.parent.glob(".*tmp*"))
     files.write_text(repo / "outputs" / "new.csv", "x")  # not committed: written freely
+    assert "outputs/m-abc.partial.pt" in evidence._tracked()
+    assert not evidence.committed(repo / "outputs" / "m-abc.partial.pt")  # resume state is never evidence
+    files.write_text(repo / "outputs" / "m-abc.partial.pt", "a later snapshot")
     monkeypatch.setenv(evidence.FLAG, "1")
     files.write_text(kept, "a\n2\n")
     assert kept.read_text() == "a\n2\n"
