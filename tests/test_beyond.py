@@ -261,8 +261,9 @@ def test_notebook_run_mode_records_robustness_and_writes_nothing_corrupted(tmp_p
     rob = study.robustness(cfg["results_root"])
     mine = rob[(rob.method == "gmp") & (rob.dataset == "shapes10") & (rob.seed == 21)]
     assert len(mine) == 4 * 3 and mine.clean.between(0, 1).all() and mine.relative.notna().all()
-    assert (paths.output("summary", "beyond") / "robustness.csv").exists()
-    md = (paths.output("summary", "beyond") / "findings.md").read_text()
+    own = paths.output("summary", "beyond", overrides=overrides)  # a run with overrides: beside its records
+    assert (own / "robustness.csv").exists()
+    md = (own / "findings.md").read_text()
     assert md.startswith("# Beyond accuracy") and "95% interval" in md and "sparse_less_robust" in md
     assert not re.search(r"\d\.\d{2}", md.split("\n\n", 3)[-1]), "findings.md numbers are rounded to 0.1"
 
