@@ -217,7 +217,9 @@ def upstream_cmd(args) -> int:
         from . import calibration
 
         report = calibration.report_D if args.what == "convergence" else calibration.report_s_init
-        report(cfg, paths.outputs() / "upstream")
+        from . import profiles
+
+        report(cfg, profiles.of(cfg).studies_dir(cfg))
         return 0
     if args.what == "table":
         from . import analysis, checkpoints

@@ -269,7 +269,7 @@ def report_D(cfg: Config, out_dir: Path) -> int:
     D = choose_D(conv, cfg["upstream"]["convergence"]["tolerance"], cfg["upstream"]["optimizer"])
     print(
         f"D = {D} epochs (smallest budget within {100 * cfg['upstream']['convergence']['tolerance']:g} points "
-        f"of the best mean validation top-1); params/mini.yaml has D = {cfg['upstream']['D']}"
+        f"of the best mean validation top-1); params/{cfg['profile']}.yaml has D = {cfg['upstream']['D']}"
     )
     return D
 
@@ -280,7 +280,7 @@ def report_s_init(cfg: Config, out_dir: Path) -> dict[float, float]:
     calib = str_calibration(cfg, out_dir)
     print(calib.to_string(index=False))
     chosen = {s: choose_s_init(calib, s) for s in cfg["sparsities"]}
-    print(f"s_init by achieved sparsity: {chosen}; params/mini.yaml has {cfg['upstream']['methods']['str']['s_init']}")
+    print(f"s_init by achieved sparsity: {chosen}; params/{cfg['profile']}.yaml has {cfg['upstream']['methods']['str']['s_init']}")
     return chosen
 
 
@@ -292,5 +292,5 @@ def report_full_recipe(cfg: Config, out_dir: Path) -> tuple[float, int]:
     print(mean.round(4).to_string())
     lr, epochs = choose_full_recipe(table, cfg["datasets"])
     have = f"lr {cfg['full']['lr']:g}, {cfg['full']['epochs']} epochs"
-    print(f"chosen on validation: lr {lr:g}, {epochs} epochs; params/mini.yaml full has {have}")
+    print(f"chosen on validation: lr {lr:g}, {epochs} epochs; params/{cfg['profile']}.yaml full has {have}")
     return lr, epochs

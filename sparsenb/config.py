@@ -62,11 +62,13 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PARAMS.glob("*.yaml"))
 
 
-def _set_dotted(cfg: dict, key: str, value: Any) -> None:
+def _set_dotted(cfg: dict, key: str, value: Any, add: bool = False) -> None:
+    """Set a dotted key that exists (`add`: the last part may be new, under a section that exists)."""
     parts = key.split(".")
     node = cfg
     for i, part in enumerate(parts):
-        if not isinstance(node, dict) or part not in node:
+        new_leaf = add and i == len(parts) - 1 and isinstance(node, dict)
+        if not new_leaf and (not isinstance(node, dict) or part not in node):
             where = ".".join(parts[:i]) or "<top level>"
             valid = sorted(node) if isinstance(node, dict) else []
             raise ConfigError(f"unknown config key {key!r} (no {part!r} under {where}); valid: {', '.join(valid)}")
@@ -81,15 +83,42 @@ def _params(path: str, mtime_ns: int) -> dict:  # parsed once per version of the
     return read_yaml(Path(path))
 
 
+def params_of(profile: str) -> dict:
+    """`params/<profile>.yaml` as written, or -- for a profile written as another one plus changes
+    (`base: mini`, `profile: <name>`, `overrides: {dotted.key: value}` (a new key may be added under an
+    existing section), `drop: [dotted.key, ...]` (what it does not have)) -- its base's params with
+    those changes: what one profile shares with another is written once."""
+    check_choice("profile", profile, profiles())
+    path = PARAMS / f"{profile}.yaml"
+    raw = copy.deepcopy(_params(str(path), path.stat().st_mtime_ns))
+    if "base" not in raw:
+        return raw
+    extra = set(raw) - {"base", "profile", "overrides", "drop"}
+    if extra or raw.get("profile") != profile or raw["base"] == profile:
+        raise ConfigError(
+            f"params/{profile}.yaml is written on a base profile: it may hold only base, profile ({profile}), "
+            f"overrides and drop (dotted keys of the base's params); move {', '.join(sorted(extra)) or 'them'} "
+            "under overrides"
+        )
+    cfg = params_of(raw["base"])
+    for key, value in (raw.get("overrides") or {}).items():
+        _set_dotted(cfg, key, copy.deepcopy(value), add=True)
+    for key in raw.get("drop") or []:
+        parent, _, leaf = key.rpartition(".")
+        _set_dotted(cfg, key, None)  # checks that it exists
+        node = functools.reduce(lambda n, k: n[k], parent.split("."), cfg) if parent else cfg
+        del node[leaf]
+    cfg["profile"] = profile
+    return cfg
+
+
 def load(profile: str = "mini", overrides: Mapping[str, Any] | None = None) -> Config:
     """Read `params/<profile>.yaml`, apply the machine's environment (SPARSENB_DATA_ROOT,
     SPARSENB_CHECKPOINT_ROOT, SPARSENB_BACKEND, SPARSENB_NUM_WORKERS, SPARSENB_DEVICE: where, never
     what), then `overrides` (dotted keys), and resolve paths (`outputs/...` under the outputs root,
     see sparsenb.paths). What a run computes changes only through `overrides` -- a notebook's
     `overrides` parameter, recorded in its run id (sparsenb.runs)."""
-    check_choice("profile", profile, profiles())
-    path = PARAMS / f"{profile}.yaml"
-    cfg = copy.deepcopy(_params(str(path), path.stat().st_mtime_ns))
+    cfg = params_of(profile)
     given = {}  # path keys the user set (environment, overrides): where a relative one leads is said
     for key, var in ENV_KEYS.items():
         if os.environ.get(var):

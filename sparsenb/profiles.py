@@ -38,6 +38,8 @@ class Profile:
     sections: tuple[str, ...] = ()  # params sections only this profile has
     sections_reason = ""  # ... and why it needs them (the schema's message)
     study_sweeps: tuple[str, ...] = ()  # params/sweeps/<name>.yaml: its study's grid (07 names what is missing)
+    data_family = ""  # whose datasets it reads (sparsenb.data registry: "mini" generated, "paper" real);
+    # of those, the ones its params `datasets` list (and the upstream task)
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         """Where the upstream checkpoint of (method, sparsity, seed) lives under checkpoint_root."""
@@ -50,6 +52,10 @@ class Profile:
     def figures_dir(self, cfg) -> Path:
         """Where 01_upstream puts its per-model figures (never into a user's checkpoint folder)."""
         return paths.outputs() / "upstream" / self.name
+
+    def studies_dir(self, cfg) -> Path:
+        """Where its upstream studies go (convergence.csv, STR's calibration): beside its reference set."""
+        return Path(cfg["checkpoint_root"])
 
     def beton_resolution(self, image_size: int) -> int | None:
         """Images kept in a .beton at most this large (longer side); None: as they are."""
@@ -97,6 +103,7 @@ class Mini(Profile):
     sections = ("sparsities", "mini_data", "upstream", "demo", "full_search", "transfer_is_real")
     sections_reason = "the mini profile makes its own data and upstream models"
     study_sweeps = ("mini_linear", "mini_full", "mini_structured_ft")
+    data_family = "mini"
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"s{sparsity:g}-seed{seed}.pth"  # listed in manifest.csv
@@ -111,6 +118,9 @@ class Mini(Profile):
     def beton_resolution(self, image_size: int) -> int | None:
         return None
 
+    def studies_dir(self, cfg) -> Path:
+        return paths.outputs() / "upstream"  # the first profile's studies: outputs/upstream/*.csv
+
     def off_target_fix(self, method: str, sparsity: float) -> str:
         return (
             "the profile's recipe missed its target: give it more budget (upstream.D), and for STR calibrate "
@@ -118,9 +128,34 @@ class Mini(Profile):
         )
 
 
+class MiniConverged(Mini):
+    """The mini study in the paper's regime (issue 38): the same code, tasks and methods on an upstream
+    task its dense model nearly converges on (32 classes x 320 images, D = 112: doubling D gains less
+    than the pilots' bound), where pruning costs what it costs ResNet50 on ImageNet
+    (outputs/upstream/regime_pilots.csv; the choice and its reason: params/mini_converged.yaml)."""
+
+    name = "mini_converged"
+    default = False
+    study_sweeps = ("mini_converged_linear", "mini_converged_full")
+
+    def regime(self, cfg) -> str:
+        return (f"the converged regime (dense upstream budget D = {float(cfg['upstream']['D']):g} epochs, near its "
+                "plateau: outputs/upstream/regime_pilots.csv)")  # fmt: skip
+
+    def studies_dir(self, cfg) -> Path:
+        return Path(cfg["checkpoint_root"])
+
+    def off_target_fix(self, method: str, sparsity: float) -> str:
+        return (
+            f"the profile's recipe missed its target: for STR calibrate s_init (python -m sparsenb upstream "
+            f"calibrate-str -p {self.name}), then make it again (python -m sparsenb upstream build -p {self.name})"
+        )
+
+
 class Paper(Profile):
     name = "paper"
     method_interpolation = True
+    data_family = "paper"
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"{sparsity:g}.pth"  # the published checkpoints, placed by hand
@@ -138,7 +173,7 @@ class Paper(Profile):
         return f"put the {method} checkpoint of sparsity {sparsity:g} there, or file this one under its own sparsity"
 
 
-PROFILES: dict[str, Profile] = {"mini": Mini(), "paper": Paper()}
+PROFILES: dict[str, Profile] = {p.name: p for p in (Mini(), MiniConverged(), Paper())}
 
 
 def register(profile: Profile) -> Profile:

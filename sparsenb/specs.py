@@ -157,7 +157,8 @@ def check(cfg: Config, p: dict, downstream: str = "") -> None:
 def check_dataset(cfg: Config, dataset, downstream: str = "") -> None:
     """A dataset of the profile; for a `downstream` notebook (its name: 02, 03, 05, 06, 08) a
     downstream task: the upstream task is what the models were trained on, not a transfer target."""
-    valid = data.names(cfg["profile"])
+    family = data.names(profiles.of(cfg).data_family)
+    valid = [n for n in family if n in cfg["datasets"] or data.info(n).kind == "upstream"]
     if downstream:
         down = [n for n in valid if data.info(n).kind != "upstream"]
         if dataset in valid and dataset not in down:

@@ -104,7 +104,7 @@ def test_get_caches_and_regenerates_damaged_cache(tmp_path):
 def test_unknown_config_keys_list_valid_ones():
     with pytest.raises(config.ConfigError, match="unknown config key 'linear.epoch'.*epochs"):
         config.load("mini", {"linear.epoch": 3})
-    with pytest.raises(config.ConfigError, match="unknown profile 'huge'; valid: mini, paper"):
+    with pytest.raises(config.ConfigError, match="unknown profile 'huge'; valid: mini, mini_converged, paper"):
         config.load("huge")
 
 

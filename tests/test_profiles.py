@@ -22,7 +22,8 @@ def test_every_profile_answers_what_differs(cfg):
     assert p is profiles.get(cfg["profile"]) and p.name == cfg["profile"]
     assert p.splits[0] == "train" and p.splits[-1] == "test" and set(p.splits) <= set(data.SPLITS)
     assert all(cfg.get(k) is not None for k in p.sections), "its params file lacks a section it needs"
-    assert data.names(p.name), "no dataset of the profile"
+    family = data.names(p.data_family)
+    assert family and set(cfg["datasets"]) <= set(family), "a dataset it studies is not of its data family"
     assert p.results_root(cfg) == Path(cfg["results_root"])
     where = {checkpoints.checkpoint_path(m, s, cfg, 1) for m in prune.METHODS for s in (0.8, 0.9)}
     assert len(where) == 2 * len(prune.METHODS), "two upstream models share a checkpoint file"
@@ -56,6 +57,44 @@ def test_mini_and_paper_decide_what_the_study_needs(tmp_path):
     assert paper.figures_dir(cfg).parts[-2:] == ("upstream", "paper")
 
 
+def test_a_profile_written_on_another_shares_all_but_its_changes(tmp_path, monkeypatch):
+    mini, conv = config.load("mini"), config.load("mini_converged")
+    assert conv["full"] == mini["full"] and conv["linear"] == mini["linear"]  # one recipe, written once
+    assert conv["upstream"]["methods"]["gmp"] == mini["upstream"]["methods"]["gmp"]
+    assert "gmp_scratch" not in conv["upstream"]["methods"] and "gmp_scratch" in mini["upstream"]["methods"]
+    assert len(conv["datasets"]) == 12 and set(mini["datasets"]) < set(conv["datasets"])
+    kinds = [data.info(d).kind for d in conv["datasets"]]
+    assert kinds.count("general") == kinds.count("specialized") == 6  # the paper's Sec. 3.3 split
+    assert conv["checkpoint_root"] != mini["checkpoint_root"] and conv["results_root"] != mini["results_root"]
+    assert not profiles.get("mini_converged").default and profiles.default() is profiles.get("mini")
+    # a mini task it adds is not one of mini's: refused by name there
+    from sparsenb import specs
+
+    specs.check_dataset(conv, "objects60", "03")
+    with pytest.raises(ConfigError, match="objects60"):
+        specs.check_dataset(mini, "objects60", "03")
+    # a derived file holds only base, profile, overrides, drop
+    monkeypatch.setattr(config, "PARAMS", tmp_path)
+    (tmp_path / "mini.yaml").write_text((config.ROOT / "params" / "mini.yaml").read_text())
+    (tmp_path / "mine.yaml").write_text("base: mini\nprofile: mine\nlinear: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match="move linear under overrides"):
+        config.params_of("mine")
+    (tmp_path / "mine.yaml").write_text("base: mini\nprofile: mine\noverrides: {linear.epochs: 3, linear.nope.x: 1}\n")
+    with pytest.raises(ConfigError, match="unknown config key 'linear.nope.x'"):
+        config.params_of("mine")
+
+
+def test_the_regime_b_profile_is_the_chosen_pilot_so_its_models_carry_over():
+    """mini_converged's upstream recipe is pilot c32_w24_D112's: the pilot's seed-0 models have the
+    reference set's recipe keys (a model copied from the pilot verifies as one of the set)."""
+    from sparsenb import pilots
+
+    spec = pilots.load()
+    pilot, conv = pilots.config_of(spec, "c32_w24_D112"), config.load("mini_converged")
+    for method in ("dense", "dense_2x", "gmp", "woodfisher", "acdc"):
+        assert checkpoints.recipe_key(conv, method) == checkpoints.recipe_key(pilot, method), method
+
+
 def test_a_missing_section_names_the_profile_that_needs_it():
     cfg = dict(config.load("mini"))
     del cfg["mini_data"]
@@ -65,7 +104,7 @@ def test_a_missing_section_names_the_profile_that_needs_it():
 
 
 def test_an_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown profile 'laptop'; valid: mini, paper"):
+    with pytest.raises(ConfigError, match="unknown profile 'laptop'; valid: mini, mini_converged, paper"):
         profiles.get("laptop")
     with pytest.raises(ValueError, match="registered already"):
         profiles.register(type("Other", (profiles.Mini,), {})())
@@ -74,7 +113,7 @@ def test_an_unknown_profile_lists_the_valid_ones():
 def test_the_schema_takes_any_registered_profile_and_names_the_valid_ones(monkeypatch):
     cfg = dict(config.load("mini"))
     cfg["profile"] = "laptop"
-    assert schema.problems(cfg, prune.hyperparameters()) == ["profile: 'laptop' is not one of 'mini', 'paper'"]
+    assert schema.problems(cfg, prune.hyperparameters()) == ["profile: 'laptop' is not one of 'mini', 'mini_converged', 'paper'"]
     laptop = type("Laptop", (profiles.Mini,), {"name": "laptop"})()
     monkeypatch.setitem(profiles.PROFILES, "laptop", laptop)  # a new profile: registered, no schema edit
     assert schema.problems(cfg, prune.hyperparameters()) == []

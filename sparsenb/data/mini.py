@@ -64,7 +64,14 @@ def _pose(rng: np.random.Generator, n: int, scale=(0.45, 0.75), shift: float = 0
 
 # How a task photographs its objects (a large, centred object for fine-grained tasks, as in the
 # paper's; glyphs are upright, as writing is). Everything else uses the nuisance pose above.
-TASK_POSE = {"fine_colors24": dict(scale=(0.6, 0.85), shift=0.15), "textures16": dict(scale=(1.2, 1.5), shift=0.1)}
+TASK_POSE = {
+    "fine_colors24": dict(scale=(0.6, 0.85), shift=0.15),
+    "fine_forms24": dict(scale=(0.6, 0.85), shift=0.15),
+    "fine_pairs32": dict(scale=(0.6, 0.85), shift=0.15),
+    "textures16": dict(scale=(1.2, 1.5), shift=0.1),
+    "fine_textures20": dict(scale=(1.2, 1.5), shift=0.1),
+    "small_objects48": dict(scale=(0.3, 0.45), shift=0.4),  # small, anywhere in the frame
+}
 GLYPH_POSE = dict(scale=(1.0, 1.35), shift=0.1, rot=0.2)
 
 # Upstream classes: 48 objects, 24 scenes (background layout x fine hue, any object) and 56 glyphs (stroke
@@ -94,7 +101,8 @@ def _object(shape, look, hue_shift: float = 0.0) -> dict:
 
 
 def _object_grid(rng: np.random.Generator):
-    """Upstream object classes and the unused (shape, appearance) pairs of the same appearances."""
+    """Upstream object classes, one unused (shape, appearance) pair per appearance (shapes10) and five
+    more (objects60): shapes an appearance never has upstream."""
     g = _UP_GRID
     shapes = list(itertools.product(g["k"], g["aspect"], g["hollow"]))
     # appearances come in twins: same texture and frequency, hues one grid step apart, so that
@@ -105,13 +113,14 @@ def _object_grid(rng: np.random.Generator):
     for pi in rng.permutation(len(patterns))[: _UP_SPLIT["appearances"] // 2]:
         h, off = g["hue1"][rng.integers(len(g["hue1"]))], g["hue_off"][rng.integers(len(g["hue_off"]))]
         looks += [(*patterns[pi], h, off), (*patterns[pi], (h + step) % 1.0, off)]
-    used, unused = [], []
+    used, unused, more = [], [], []
     for look in looks:
         order = rng.permutation(len(shapes))
         n = _UP_SPLIT["shapes_per_appearance"]
         used += [(shapes[i], look) for i in order[:n]]
         unused += [(shapes[i], look) for i in order[n : n + 1]]
-    return used, unused
+        more += [(shapes[i], look) for i in order[n + 1 : n + 6]]
+    return used, unused, more
 
 
 @dataclass(frozen=True)
@@ -182,8 +191,52 @@ TASKS: dict[str, TaskSpec] = {
             24,
             "specialized",
             "mean_per_class",
-            "Oxford Flowers / Birdsnap",
+            "Oxford Flowers",
             "five-lobed 'flowers' told apart by fine hue steps, imbalanced",
+        ),
+        # five more (issue 38: the paper's 12 tasks, 6 general and 6 specialized as its Sec. 3.3 groups them)
+        TaskSpec(
+            "objects60",
+            60,
+            "general",
+            "top1",
+            "CIFAR-100",
+            "60 objects: each upstream appearance on five shapes it never has upstream",
+        ),
+        TaskSpec(
+            "small_objects48",
+            48,
+            "general",
+            "mean_per_class",
+            "Caltech-256",
+            "48 upstream objects in colours shifted the other way from objects40's, small and anywhere in a "
+            "cluttered frame, mildly imbalanced",
+        ),
+        TaskSpec(
+            "fine_textures20",
+            20,
+            "specialized",
+            "top1",
+            "Food-101",
+            "4 textures x 5 fine frequency steps on a large object; shape and colours are nuisance",
+        ),
+        TaskSpec(
+            "fine_forms24",
+            24,
+            "specialized",
+            "mean_per_class",
+            "Oxford-IIIT Pets",
+            "lobed forms told apart by lobe count x lobe depth x elongation in one texture; colours are "
+            "nuisance; imbalanced",
+        ),
+        TaskSpec(
+            "fine_pairs32",
+            32,
+            "specialized",
+            "mean_per_class",
+            "Birdsnap",
+            "striped elongated 'birds' told apart by their two colours (8 hues x 4 second-colour offsets), "
+            "imbalanced",
         ),
         TaskSpec(
             "digits",
@@ -200,7 +253,7 @@ TASKS: dict[str, TaskSpec] = {
 def class_factors(task: str, seed: int, n_classes: int | None = None) -> tuple[list[dict], list[str]]:
     """The class-level factor values of a generated task and readable class names."""
     rng = np.random.default_rng([seed, 7919])
-    used, unused = _object_grid(rng)
+    used, unused, more = _object_grid(rng)
     if task == "upstream":
         scenes = [dict(bgtype=b, bghue=h) for b, h in itertools.product(_SCENE_LAYOUTS, _SCENE_HUES["upstream"])]
         glyphs = [dict(obj=1, glyph=g) for g in range(_UP_SPLIT["glyphs"])]
@@ -221,6 +274,22 @@ def class_factors(task: str, seed: int, n_classes: int | None = None) -> tuple[l
         combos = [
             dict(k=5, amp=0.4, aspect=1.0, hollow=0, tex=3, freq=2.0, hue1=h / 12 + 1 / 24, hue2=h / 12 + 1 / 24 + d)
             for h, d in itertools.product(range(12), [0.1, -0.1])
+        ]
+    elif task == "objects60":
+        combos = [_object(*c) for c in more]
+    elif task == "small_objects48":
+        combos = [_object(*c, hue_shift=-1 / 16) for c in used]
+    elif task == "fine_textures20":
+        combos = [dict(tex=t, freq=fq) for t, fq in itertools.product([1, 3, 5, 7], [1.4, 1.8, 2.2, 2.6, 3.0])]
+    elif task == "fine_forms24":
+        combos = [
+            dict(k=k, amp=a, aspect=e, hollow=0, tex=2)
+            for k, a, e in itertools.product([3, 4, 5, 6, 7, 8], [0.2, 0.4], [1.0, 0.7])
+        ]
+    elif task == "fine_pairs32":
+        combos = [
+            dict(k=0, aspect=0.6, hollow=0, tex=1, freq=2.0, hue1=h / 8 + 1 / 32, hue2=h / 8 + 1 / 32 + d)
+            for h, d in itertools.product(range(8), [0.15, 0.3, -0.15, -0.3])
         ]
     else:
         raise KeyError(task)
