@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import evidence, paths
 from .config import ROOT
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 
 def _run_notebook(nb: str, out: Path, params: dict) -> float:
@@ -80,16 +80,6 @@ def demo(args) -> int:
     return 1 if failures else 0
 
 
-STUDY_SWEEPS = [
-    ("mini_data", 2),
-    ("mini_upstream", 2),
-    ("mini_structured", 1),
-    ("mini_linear", 2),
-    ("mini_full", 2),
-    ("mini_structured_ft", 2),
-]
-
-
 def paper_tables(args) -> int:
     """Table 1, Tables C.1/C.2, the findings and Figures 2-3 from the paper's released per-seed
     results (ResNet50 and MobileNetV1), through 07_summary -- the executed notebook kept beside its
@@ -119,29 +109,45 @@ def paper_tables(args) -> int:
     return 0
 
 
+def study_sweeps(profile: str) -> list[tuple[Path, int]]:
+    """A profile's study as sweeps and their workers: what it makes first, then its grid."""
+    from . import profiles
+
+    p = profiles.get(profile)
+    return [
+        (ROOT / "params" / "sweeps" / f"{name}.yaml", 1 if name in p.serial_sweeps else 2)
+        for name in (*p.prep_sweeps, *p.study_sweeps)
+    ]
+
+
 def study(args) -> int:
-    """The whole mini grid (every method x 80/90/95% x 7 tasks x the upstream seeds, linear and
-    full) on the reference upstream models, then the summary. Refuses to start while the
-    reference set is incomplete: its models would otherwise be trained inside the grid's runs."""
-    from . import checkpoints, config, sweep
+    """A profile's whole grid (mini: every method x 80/90/95% x 7 tasks x the upstream seeds, linear
+    and full; mini_converged: 12 tasks x 5 seeds) on its reference upstream models, then the summary.
+    Refuses to start while the reference set is incomplete: its models would otherwise be trained
+    inside the grid's runs."""
+    from . import checkpoints, config, profiles, sweep
     from . import upstream as up
 
-    cfg = config.load("mini")
+    cfg = config.load(args.profile)
     todo = up.reference_set(cfg)
     bad = [t for t in todo if checkpoints.verify(cfg, *t) != "ok"]
     if bad and not args.allow_training:
         print(
             f"the upstream reference set has {len(todo) - len(bad)} of {len(todo)} models verified "
-            f"({checkpoints.manifest_path(cfg)}); build it first: make upstream (or pass --allow-training)",
+            f"({checkpoints.manifest_path(cfg)}); build it first: python -m sparsenb upstream build -p "
+            f"{args.profile} (or pass --allow-training)",
             file=sys.stderr,
         )
         return 2
-    sweeps = [(ROOT / "params" / "sweeps" / f"{name}.yaml", jobs) for name, jobs in STUDY_SWEEPS]
+    sweeps = study_sweeps(args.profile)
     study_plan(sweeps)
     t0 = time.time()
     failures = sum(sweep.run_sweep(path, "local", jobs) for path, jobs in sweeps)
+    own = {} if profiles.get(args.profile).default else {"profile": args.profile}
     dt = _run_notebook(
-        "07_summary.ipynb", paths.outputs() / "runs" / "study" / "07_summary-results.ipynb", {"source": "results"}
+        "07_summary.ipynb",
+        paths.outputs() / "runs" / "study" / f"07_summary-{profiles.of(cfg).label('results', cfg['arch'])}.ipynb",
+        {"source": "results", **own},
     )
     print(f"== study done in {(time.time() - t0) / 60:.1f} min ({failures} failed runs; summary {dt:.0f} s)")
     return 1 if failures else 0
@@ -233,6 +239,16 @@ def upstream_cmd(args) -> int:
         return 0
     if args.what == "verify":
         return 1 if up.verify_all(cfg, todo) else 0
+    if args.what == "adopt":
+        from . import checkpoints
+
+        if not args.source:
+            raise ConfigError(
+                "upstream adopt needs --source <checkpoint root>, e.g. outputs/upstream/pilots/c32_w24_D112"
+            )
+        taken = checkpoints.adopt(cfg, paths.resolve(args.source), todo)
+        print(f"took {len(taken)} models from {args.source}: {', '.join(taken) or 'none'}")
+        return 0
     up.build_all(cfg, todo)
     return 0
 
@@ -253,7 +269,8 @@ def main(argv=None) -> int:
     sub.add_parser(
         "paper-tables", help="Table 1, C.1/C.2, findings and figures from the paper's released results (~1 min)"
     ).set_defaults(fn=paper_tables)
-    pst = sub.add_parser("study", help="the whole mini grid on the reference upstream models (resumable)")
+    pst = sub.add_parser("study", help="a profile's whole grid on its reference upstream models (resumable)")
+    pst.add_argument("-p", "--profile", default="mini", help="whose study (params/<name>.yaml; default mini)")
     pst.add_argument("--allow-training", action="store_true", help="make missing upstream models inside the grid")
     pst.add_argument(
         "--replace", action="store_true", help="let the summary replace the committed one (after new records)"
@@ -272,7 +289,10 @@ def main(argv=None) -> int:
         "finetune-recipe", help="choose full finetuning's lr and epochs on validation with the dense model"
     ).set_defaults(fn=finetune_recipe)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
-    pu.add_argument("what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table", "pilots"])
+    pu.add_argument(
+        "what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table", "pilots", "adopt"]
+    )
+    pu.add_argument("--source", help="adopt: a checkpoint root whose models of the same recipe the set takes")
     pu.add_argument(
         "--replace", action="store_true", help="build: replace committed models made with another recipe (evidence)"
     )

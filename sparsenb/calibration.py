@@ -280,7 +280,8 @@ def report_s_init(cfg: Config, out_dir: Path) -> dict[float, float]:
     calib = str_calibration(cfg, out_dir)
     print(calib.to_string(index=False))
     chosen = {s: choose_s_init(calib, s) for s in cfg["sparsities"]}
-    print(f"s_init by achieved sparsity: {chosen}; params/{cfg['profile']}.yaml has {cfg['upstream']['methods']['str']['s_init']}")
+    have = cfg["upstream"]["methods"]["str"]["s_init"]
+    print(f"s_init by achieved sparsity: {chosen}; params/{cfg['profile']}.yaml has {have}")
     return chosen
 
 

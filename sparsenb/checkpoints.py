@@ -212,3 +212,38 @@ def check_sparsity(model, cfg: Config, method: str, sparsity: float, seed: int =
         f"classifier) but is filed as {method} at "
         f"{want:.1%}: more than {100 * SPARSITY_TOLERANCE:g} points apart, refused; {fix}"
     )
+
+
+def adopt(cfg: Config, source_root: str | Path, todo: list[tuple[str, float, int]]) -> list[str]:
+    """Take into the reference set of `cfg` the models of `todo` it lacks that another checkpoint root
+    (a pilot's) already holds made by the same recipe: each file checked against its own manifest's
+    sha256 and recipe key (= this profile's), copied with its sidecar, its manifest row kept as it was
+    (numbers, seconds, machine). Returns what it took; a model of another recipe is left where it is."""
+    import shutil
+
+    import pandas as pd
+
+    src = Path(source_root)
+    theirs = read_manifest({"checkpoint_root": str(src)})
+    root, taken = Path(cfg["checkpoint_root"]), []
+    for method, sparsity, seed in todo:
+        rel = str(checkpoint_path(method, sparsity, cfg, seed).relative_to(root))
+        row = theirs[theirs.path == rel]
+        if verify(cfg, method, sparsity, seed) == "ok" or not len(row):
+            continue
+        row = row.iloc[0].to_dict()
+        if row["recipe"] != recipe_key(cfg, method) or files.sha256(src / rel) != row["sha256"]:
+            print(f"not taken: {src / rel} (another recipe, or its file is not its manifest's)")
+            continue
+        for suffix in (".pth", ".json"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            with files.atomic((root / rel).with_suffix(suffix)) as tmp:
+                shutil.copyfile((src / rel).with_suffix(suffix), tmp)
+        with files.locked(manifest_path(cfg)):
+            df = read_manifest(cfg)
+            df = pd.concat([df[df.path != rel], pd.DataFrame([row])], ignore_index=True)
+            df = df.sort_values(["method", "sparsity", "seed"]).reset_index(drop=True)
+            with files.atomic(manifest_path(cfg)) as tmp:
+                df[MANIFEST_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        taken.append(rel)
+    return taken

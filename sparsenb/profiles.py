@@ -38,6 +38,8 @@ class Profile:
     sections: tuple[str, ...] = ()  # params sections only this profile has
     sections_reason = ""  # ... and why it needs them (the schema's message)
     study_sweeps: tuple[str, ...] = ()  # params/sweeps/<name>.yaml: its study's grid (07 names what is missing)
+    prep_sweeps: tuple[str, ...] = ()  # sweeps `study` runs before its grid (data, upstream models)
+    serial_sweeps: tuple[str, ...] = ()  # ... of those, the ones that run one worker
     data_family = ""  # whose datasets it reads (sparsenb.data registry: "mini" generated, "paper" real);
     # of those, the ones its params `datasets` list (and the upstream task)
 
@@ -103,6 +105,8 @@ class Mini(Profile):
     sections = ("sparsities", "mini_data", "upstream", "demo", "full_search", "transfer_is_real")
     sections_reason = "the mini profile makes its own data and upstream models"
     study_sweeps = ("mini_linear", "mini_full", "mini_structured_ft")
+    prep_sweeps = ("mini_data", "mini_upstream", "mini_structured")
+    serial_sweeps = ("mini_structured",)
     data_family = "mini"
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
@@ -137,6 +141,7 @@ class MiniConverged(Mini):
     name = "mini_converged"
     default = False
     study_sweeps = ("mini_converged_linear", "mini_converged_full")
+    prep_sweeps = ()  # its reference set: python -m sparsenb upstream build -p mini_converged (two shells)
 
     def regime(self, cfg) -> str:
         return (f"the converged regime (dense upstream budget D = {float(cfg['upstream']['D']):g} epochs, near its "

@@ -113,7 +113,9 @@ def test_an_unknown_profile_lists_the_valid_ones():
 def test_the_schema_takes_any_registered_profile_and_names_the_valid_ones(monkeypatch):
     cfg = dict(config.load("mini"))
     cfg["profile"] = "laptop"
-    assert schema.problems(cfg, prune.hyperparameters()) == ["profile: 'laptop' is not one of 'mini', 'mini_converged', 'paper'"]
+    assert schema.problems(cfg, prune.hyperparameters()) == [
+        "profile: 'laptop' is not one of 'mini', 'mini_converged', 'paper'"
+    ]
     laptop = type("Laptop", (profiles.Mini,), {"name": "laptop"})()
     monkeypatch.setitem(profiles.PROFILES, "laptop", laptop)  # a new profile: registered, no schema edit
     assert schema.problems(cfg, prune.hyperparameters()) == []

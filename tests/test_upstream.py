@@ -435,3 +435,19 @@ def test_a_reference_set_can_give_its_first_seeds_more():
     assert ("rigl_erk_5x", 0.8) in per_seed[2] and not any(m in ("rigl_erk_5x", "dense_5x") for m, _ in per_seed[4])
     assert ("gmp", 0.9) in per_seed[4] and ("random_init", 0.0) in per_seed[4]
     assert [s for m, s in per_seed[1] if m == "structured"] == []
+
+
+def test_a_reference_set_adopts_a_pilots_models_of_its_own_recipe_only(tmp_path, capsys):
+    """`upstream adopt --source <pilot root>`: the pilot's models made by the set's recipe are taken
+    with their manifest rows as they were (numbers, seconds, machine); another recipe's are not."""
+    pilot, ref = _tiny(tmp_path / "pilot"), _tiny(tmp_path / "ref")
+    upstream.get("dense", 0.0, pilot, 0, device="cpu")
+    other = _tiny(tmp_path / "pilot", **{"upstream.methods.gmp.end": 0.7})  # gmp of another recipe
+    upstream.get("gmp", 0.9, other, 0, device="cpu")
+    todo = [("dense", 0.0, 0), ("gmp", 0.9, 0), ("acdc", 0.9, 0)]
+    taken = checkpoints.adopt(ref, pilot["checkpoint_root"], todo)
+    assert taken == ["dense/s0-seed0.pth"] and "not taken" in capsys.readouterr().out
+    assert checkpoints.verify(ref, "dense", 0.0, 0) == "ok" and checkpoints.verify(ref, "gmp", 0.9, 0) == "missing"
+    mine, theirs = checkpoints.read_manifest(ref), checkpoints.read_manifest(pilot)
+    assert mine.iloc[0].to_dict() == theirs[theirs.method == "dense"].iloc[0].to_dict()
+    assert checkpoints.adopt(ref, pilot["checkpoint_root"], todo) == []  # taken once

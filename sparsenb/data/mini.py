@@ -235,8 +235,7 @@ TASKS: dict[str, TaskSpec] = {
             "specialized",
             "mean_per_class",
             "Birdsnap",
-            "striped elongated 'birds' told apart by their two colours (8 hues x 4 second-colour offsets), "
-            "imbalanced",
+            "striped elongated 'birds' told apart by their two colours (8 hues x 4 second-colour offsets), imbalanced",
         ),
         TaskSpec(
             "digits",
