@@ -172,10 +172,37 @@ def load_sweep(path: str | Path) -> dict:
             f"empty list, which makes 0 runs: give {'it' if len(empty) == 1 else 'them'} at least one value, or "
             f"remove {'it' if len(empty) == 1 else 'them'} (the notebook's default is then used)"
         )
+    spec["grid"] = _from_profile(path, spec)
     _check_cell_over(path, spec)
     spec.setdefault("name", path.stem)
     slurm.resources(spec.get("slurm"))  # unknown resource names refused before anything runs
     return spec
+
+
+# grid values a sweep may take from its profile's params instead of repeating them: `key: profile`
+FROM_PROFILE = {
+    "method": ("upstream.methods", lambda c: list(c["upstream"]["methods"])),
+    "dataset": ("datasets", lambda c: list(c["datasets"])),
+    "sparsity": ("sparsities", lambda c: list(c["sparsities"])),
+    "upstream_seed": ("upstream.seeds", lambda c: list(c["upstream"]["seeds"])),
+}
+
+
+def _from_profile(path: Path, spec: dict) -> dict:
+    """The grid with each `key: profile` replaced by the profile's own list (FROM_PROFILE)."""
+    grid = dict(spec.get("grid") or {})
+    for key, value in grid.items():
+        if value != "profile":
+            continue
+        if key not in FROM_PROFILE:
+            raise ConfigError(f"{path}: {key}: profile -- only {', '.join(FROM_PROFILE)} can be taken from the profile")
+        where, get = FROM_PROFILE[key]
+        cfg = _loaded(spec.get("profile") or "mini", "{}")
+        try:
+            grid[key] = get(cfg)
+        except (KeyError, TypeError):
+            raise ConfigError(f"{path}: {key}: profile -- the {cfg['profile']} profile has no {where}") from None
+    return grid
 
 
 def _check_cell_over(path: Path, spec: dict) -> None:

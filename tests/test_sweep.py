@@ -346,3 +346,17 @@ def test_the_study_prints_its_plan_first(toy_sweep, capsys):
     out = capsys.readouterr().out
     assert "plan toy: 2 of 2 runs to do in 2 kernels" in out and "2 without an estimate" in out
     assert "== study plan: ~0.0 h (resumable" in out
+
+
+def test_a_grid_takes_its_lists_from_the_profile_instead_of_repeating_them(tmp_path):
+    conv = config.load("mini_converged")
+    spec = sweep.load_sweep(config.ROOT / "params" / "sweeps" / "mini_converged_full.yaml")
+    assert spec["grid"]["method"] == list(conv["upstream"]["methods"]) and "gmp_scratch" not in spec["grid"]["method"]
+    assert spec["grid"]["dataset"] == conv["datasets"] and spec["grid"]["upstream_seed"] == [0, 1, 2, 3, 4]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("notebooks: [03_full_ft]\nprofile: paper\ngrid: {method: profile}\n")
+    with pytest.raises(config.ConfigError, match="the paper profile has no upstream.methods"):
+        sweep.load_sweep(bad)
+    bad.write_text("notebooks: [03_full_ft]\ngrid: {seed: profile}\n")
+    with pytest.raises(config.ConfigError, match="only method, dataset, sparsity, upstream_seed"):
+        sweep.load_sweep(bad)
