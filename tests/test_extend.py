@@ -181,3 +181,23 @@ def test_a_new_architecture_runs_through_upstream_and_linear_finetuning(monkeypa
     spec = runs.spec("02_linear_ft", method="gmp", sparsity=0.8, dataset="shapes10", seed=21, overrides=over)
     res = finetune.linear(spec, device="cpu")
     assert res["feature_dim"] == 16 and 0 <= res["reported"] <= 1
+
+
+def test_a_new_method_file_registers_in_every_process(tmp_path):
+    """A new `prune/<name>.py` with `@prune.register` is imported with the package, so a sweep's
+    kernel (another process) knows it; checked in a copy of the package, in a fresh interpreter."""
+    import shutil
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "sparsenb"
+    shutil.copytree(config.ROOT / "sparsenb", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "prune" / "mine.py").write_text(
+        "from .base import Method\nfrom . import register\n\n\n"
+        '@register("mine")\nclass Mine(Method):\n    family = "progressive"\n'
+    )
+    code = "import sparsenb.prune as p; print(p.METHODS['mine'].__name__, p.family('mine'))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)}
+    )
+    assert out.stdout.split() == ["Mine", "progressive"], out.stderr[-2000:]

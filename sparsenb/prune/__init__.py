@@ -147,3 +147,17 @@ def make(method: str, target: float, total_steps: int, **hp) -> Method:
     m = METHODS[method](target=target, total_steps=total_steps, **hp)
     m.name = method
     return m
+
+
+def _import_every_module() -> None:
+    """Import every module of this folder, so that a new `prune/<name>.py` whose class carries
+    `@prune.register("<name>")` is a method of every process (a sweep's kernels too), not only of
+    the one that happened to import it."""
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_import_every_module()
