@@ -55,13 +55,7 @@ def families() -> dict[str, str]:
     return {**{m: prune.family(m) for m in prune.METHODS}, **PUBLISHED_ONLY}
 
 
-EXTENDED = ("rigl_erk_5x", "dense_5x")
 CELL = ["finetune", "arch", "dataset", "method", "sparsity"]
-
-
-def members(family: str) -> list[str]:
-    """The methods of a family at the standard budget (the extended-budget arm left out)."""
-    return [m for m, f in families().items() if f == family and m not in EXTENDED]
 
 
 def load_published() -> pd.DataFrame:

@@ -433,21 +433,6 @@ def _sparsity_of(path: Path) -> float | None:
     return None
 
 
-def run_config(cfg: Config, method: str, sparsity: float, seed: int = 0) -> dict:
-    """What identifies an 01_upstream run (its hash is the run id)."""
-    check_choice("method", method, prune.METHODS)
-    out = {
-        "profile": cfg["profile"],
-        "arch": cfg["arch"],
-        "method": method,
-        "sparsity": float(sparsity),
-        "seed": int(seed),
-    }
-    if profiles.of(cfg).makes_upstream:  # made here: its recipe says what it is
-        out["recipe"] = checkpoints.recipe_key(cfg, method)
-    return out
-
-
 # --- the reference set as a whole: `python -m sparsenb upstream plan|verify|build` -----------------
 
 
