@@ -102,14 +102,40 @@ def _col(a) -> np.ndarray:
 def render(f: dict[str, np.ndarray], rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """Draw one image per row of the factor arrays `f` (each shape (B,)); returns uint8 (B, H, W, 3).
     The steps draw from `rng` in this order (the generated data sets' digests depend on it)."""
+    alpha, obj = object_layer(f, rng, size)
+    img = background(f, rng, size)
+    img = img * (1 - alpha[..., None]) + obj * alpha[..., None]
+    return photograph(img, rng)
+
+
+# The public primitives (the classification tasks compose them as `render` does; the detection tasks,
+# sparsenb.data.detection, put several objects on one background). A change to any of them changes
+# generated data: bump sparsenb.data.mini.GENERATOR_VERSION.
+
+
+def canvas(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (yy, xx) in [-1, 1] of a size x size image."""
     lin = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
-    yy, xx = np.meshgrid(lin, lin, indexing="ij")
+    return np.meshgrid(lin, lin, indexing="ij")
+
+
+def object_layer(f: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's object alone: its coverage (B, H, W) in [0, 1] and its colours (B, H, W, 3)."""
+    yy, xx = canvas(size)
     u, v, r, th = _pose(f, xx, yy)
     alpha = _silhouette(f, u, v, r, th)
-    obj = _object_colours(f, _texture(f, u, v, r, th), rng)
-    bg = _clutter(_background(f, rng, xx, yy), rng, xx, yy)
-    img = bg * (1 - alpha[..., None]) + obj * alpha[..., None]
-    B = len(f["k"])
+    return alpha, _object_colours(f, _texture(f, u, v, r, th), rng)
+
+
+def background(f: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> np.ndarray:
+    """Each row's background (`bgtype`, `bghue`) with its clutter discs, float (B, H, W, 3)."""
+    yy, xx = canvas(size)
+    return _clutter(_background(f, rng, xx, yy), rng, xx, yy)
+
+
+def photograph(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exposure, offset and pixel noise per image, then uint8."""
+    B = len(img)
     img = img * _col(rng.uniform(0.8, 1.2, B))[..., None] + _col(rng.uniform(-0.08, 0.08, B))[..., None]
     img = img + rng.normal(0, 0.03, img.shape).astype(np.float32)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)

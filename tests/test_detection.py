@@ -1,0 +1,85 @@
+"""Transfer to detection (issue 35): the generated detection scenes, the CenterNet-style detector's
+targets and decoding (a perfect prediction scores mAP 1), and finetuning with the backbone's zero
+set fixed."""
+
+import numpy as np
+import pytest
+import torch
+
+from sparsenb import detection, models, prune
+from sparsenb.data import detection as ddet
+
+SIZES = {"train_images": 24, "val_images": 8, "test_images": 8}
+
+
+@pytest.mark.parametrize("task", list(ddet.TASKS))
+def test_scenes_are_deterministic_with_boxes_inside_and_only_task_classes_labelled(task):
+    x, t, names = ddet.generate(task, "train", SIZES, seed=0)
+    x2, t2, _ = ddet.generate(task, "train", SIZES, seed=0)
+    assert x.shape == (24, 64, 64, 3) and x.dtype == np.uint8 and np.array_equal(x, x2)
+    assert all(np.array_equal(a["boxes"], b["boxes"]) for a, b in zip(t, t2))
+    assert len(names) == ddet.TASKS[task].num_classes
+    counts = [len(d["labels"]) for d in t]
+    assert max(counts) <= 4 and sum(counts) >= len(t)  # 1-4 objects, distractors never labelled
+    boxes = np.concatenate([d["boxes"] for d in t])
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= 64).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+    assert all(((d["labels"] >= 0) & (d["labels"] < len(names))).all() for d in t)
+    other, _, _ = ddet.generate(task, "test", SIZES, seed=0)
+    assert not np.array_equal(x[:8], other)  # each split its own images
+
+
+def _perfect(targets, num_classes, size=64):
+    """The detector's output that encodes the targets exactly (heat as logits of the Gaussian peaks)."""
+    enc = detection.encode(targets, num_classes, size)
+    m = size // detection.STRIDE
+    reg = torch.zeros(len(targets), 4, m * m)
+    reg.scatter_(2, enc["ind"][:, None, :].expand(-1, 4, -1), enc["reg"].permute(0, 2, 1) * enc["on"][:, None, :])
+    heat = torch.logit(enc["heat"].clamp(1e-6, 1 - 1e-6))
+    return {"heat": heat, "wh": reg[:, :2].view(-1, 2, m, m), "offset": reg[:, 2:].view(-1, 2, m, m)}, enc
+
+
+def test_decoding_the_encoded_targets_gives_the_boxes_back():
+    _, t, names = ddet.generate("det_shapes10", "val", SIZES, seed=0)
+    out, enc = _perfect(t, len(names))
+    assert float(detection.loss(out, enc)) < 0.05  # the encoded targets are (nearly) the loss's minimum
+    for pred, gt in zip(detection.decode(out), t):
+        top = pred["scores"] > 0.5
+        assert top.sum() == len(gt["labels"])
+        got = sorted(zip(pred["labels"][top].tolist(), pred["boxes"][top].tolist()))
+        want = sorted(zip(gt["labels"].tolist(), gt["boxes"].tolist()))
+        for (gl, gb), (wl, wb) in zip(got, want):
+            assert gl == wl and np.allclose(gb, wb, atol=1e-4)
+
+
+def test_a_perfect_detector_scores_map_one(monkeypatch):
+    imgs, t, names = ddet.generate("det_flowers12", "val", SIZES, seed=0)
+    monkeypatch.setattr(detection.CenterNet, "forward", lambda self, x: _perfect(self._t[: len(x)], len(names))[0])
+    net = detection.CenterNet(models.build("mini_resnet_x", 32), len(names))
+    net._t = t
+    m = detection.evaluate(net, imgs, t, (0.5,) * 3, (0.25,) * 3, batch=len(imgs))
+    assert m["map50"] == pytest.approx(1.0) and m["map50_95"] == pytest.approx(1.0)
+    assert set(m["ap50_per_class"]) <= set(range(len(names))) and all(v == 1.0 for v in m["ap50_per_class"].values())
+
+
+def test_finetuning_keeps_the_backbones_zero_set_and_chooses_the_epoch_on_validation():
+    torch.manual_seed(0)
+    backbone = models.build("mini_resnet_x", 32)
+    prune.magnitude(backbone, 0.9)
+    net = detection.CenterNet(backbone, 10)
+    zeros = {n: (m.weight == 0).clone() for n, m in prune.targets(backbone).items()}
+    splits = {s: ddet.generate("det_shapes10", s, SIZES, seed=0)[:2] for s in ("train", "val", "test")}
+    hp = {
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "batch_size": 8,
+        "epochs": 2,
+        "milestones": [1],
+        "gamma": 0.1,
+    }
+    r = detection.finetune(net, splits, hp, seed=0, log=lambda *_: None)
+    assert r["sparsity_before"] == r["sparsity_after"] == pytest.approx(prune.target_sparsity(backbone))
+    assert all(torch.equal(zeros[n], m.weight == 0) for n, m in prune.targets(backbone).items())
+    chosen = max(r["curve"], key=lambda row: row["val_map50"])
+    assert r["reported_epoch"] == chosen["epoch"] and r["reported"]["map50"] == chosen["test_map50"]
+    assert len(r["curve"]) == 2 and all(0 <= row["test_map50"] <= 1 for row in r["curve"])
