@@ -160,8 +160,8 @@ def runnable(cfg, method: str, sparsity: float) -> bool:
 @functools.lru_cache(maxsize=None)
 def released(arch: str) -> frozenset:
     """(method, sparsity) of every checkpoint of `arch` the paper released."""
-    from . import summary
+    from .published import load_published
 
-    pub = summary.load_published()
+    pub = load_published()
     pub = pub[pub.arch == arch]
     return frozenset(zip(pub.method, pub.sparsity.astype(float)))

@@ -342,8 +342,8 @@ class SpeedupSpec(Spec):
     def config_overrides(cls, p):
         """A run with other methods, seeds or batch size than the notebook's defaults (the committed
         Fig. 4) writes its records, table and figure under outputs/cache/overrides/<its departures>/."""
+        from .nbparams import defaults
         from .paths import slug
-        from .runs import defaults
 
         d = defaults(cls.kind)
         away = {k: p[k] for k in cls.DEPARTURES if k in p and str(p[k]) != str(d[k])}

@@ -157,11 +157,11 @@ def test_committed_records_learn_their_upstream_model_and_go_stale_when_it_chang
 def test_an_edited_released_results_file_is_refused(tmp_path, monkeypatch):
     import shutil
 
-    from sparsenb import errors, summary
+    from sparsenb import errors, published, summary
 
-    for f in summary.PUBLISHED_FILES.values():
-        shutil.copy(summary.REFERENCE / f, tmp_path / f)
-    monkeypatch.setattr(summary, "REFERENCE", tmp_path)
+    for f in published.PUBLISHED_FILES.values():
+        shutil.copy(published.REFERENCE / f, tmp_path / f)
+    monkeypatch.setattr(published, "REFERENCE", tmp_path)
     assert len(summary.load_published()) > 1000
     edited = tmp_path / "full_transfer_results.csv"
     edited.write_text(edited.read_text().replace("0.9", "0.8", 1))
