@@ -3,6 +3,7 @@ functions too (only `if TYPE_CHECKING:` blocks, never run, are left out)."""
 
 import ast
 import collections
+import re
 from pathlib import Path
 
 import sparsenb
@@ -76,3 +77,16 @@ def test_no_import_circle_between_modules_even_through_function_level_imports():
     for name, path in mods.items():
         graph[top(name)] |= {top(m) for m in _imports(name, path, mods) if top(m) != top(name)}
     assert _circles(graph) == []
+
+
+def test_docs_layout_names_every_module():
+    """docs/layout.md is the architecture diagram: every module of the package is on it."""
+    text = (PKG.parent / "docs" / "layout.md").read_text()
+    missing = []
+    for name in _modules():
+        parts = name.split(".")[1:]
+        if not parts or parts[-1] in ("__main__",):
+            continue
+        if not re.search(rf"\b{parts[-1]}\b", text):
+            missing.append(name)
+    assert missing == [], f"modules missing from docs/layout.md: {missing}"
