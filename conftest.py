@@ -24,7 +24,12 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # the notebooks' test scale: upstream models of half an epoch (D = 0.5), everything else as profiled
-NOTEBOOK_OVERRIDES = {"upstream.D": 0.5, "upstream.methods.lth_t.round_budget": 0.5}
+NOTEBOOK_OVERRIDES = {
+    "upstream.D": 0.5,
+    "upstream.methods.lth_t.round_budget": 0.5,
+    "detection.epochs": 1,  # 09: one epoch on a few scenes
+    "detection.tasks.det_shapes10": {"train_images": 48, "val_images": 16, "test_images": 32},
+}
 
 
 def pytest_sessionfinish(session, exitstatus):

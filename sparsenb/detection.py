@@ -153,8 +153,9 @@ def evaluate(net: nn.Module, images: np.ndarray, targets: list[dict], mean, std,
     coco = MeanAveragePrecision(backend="faster_coco_eval")
     at50 = MeanAveragePrecision(backend="faster_coco_eval", iou_thresholds=[0.5], class_metrics=True)
     net.eval()
+    dev = next(net.parameters()).device
     for x, t in batches(images, targets, batch, mean, std):
-        preds = decode(net(x))
+        preds = [{k: v.cpu() for k, v in d.items()} for d in decode(net(x.to(dev)))]
         gts = [{"boxes": torch.from_numpy(d["boxes"]), "labels": torch.from_numpy(d["labels"])} for d in t]
         coco.update(preds, gts)
         at50.update(preds, gts)
@@ -183,6 +184,7 @@ def finetune(net: CenterNet, splits: dict, hp: dict, seed: int = 0, log=print) -
     devices.seed_everything(seed)
     images, targets = splits["train"]
     mean, std = tuple(images.reshape(-1, 3).mean(0) / 255), tuple(images.reshape(-1, 3).std(0) / 255)
+    dev = next(net.parameters()).device
     fixed = masklib.FixedMask(net, backbone_masks(net))
     before = target_sparsity(net.backbone)
     opt, sched = train._sgd(net.parameters(), hp)
@@ -191,7 +193,8 @@ def finetune(net: CenterNet, splits: dict, hp: dict, seed: int = 0, log=print) -
         net.train()
         total = 0.0
         for x, t in batches(images, targets, int(hp["batch_size"]), mean, std, rng):
-            out = loss(net(x), encode(t, net.heads["heat"][-1].out_channels, x.shape[-1]))
+            enc = {k: v.to(dev) for k, v in encode(t, net.heads["heat"][-1].out_channels, x.shape[-1]).items()}
+            out = loss(net(x.to(dev)), enc)
             opt.zero_grad(set_to_none=True)
             out.backward()
             fixed.step(opt)
@@ -210,16 +213,114 @@ def finetune(net: CenterNet, splits: dict, hp: dict, seed: int = 0, log=print) -
 
 
 def _summary(curve: list[dict], before: float, after: float, seconds: float) -> dict:
-    """The run's numbers: test at the epoch chosen on validation mAP@0.5 (reported), best and final."""
+    """The run's numbers as every record has them (`reported`: test mAP@0.5 at the epoch chosen on
+    validation mAP@0.5; `best`, `final`), with every metric at those epochs beside them."""
     chosen = max(curve, key=lambda r: r["val_map50"])
-    pick = lambda r: {k[5:]: v for k, v in r.items() if k.startswith("test_")}  # noqa: E731
+    at = lambda r: {k[5:]: v for k, v in r.items() if k.startswith("test_")}  # noqa: E731
+    best = {k: max(r[f"test_{k}"] for r in curve) for k in ("map50", "map50_95", "map75")}
     return {
-        "reported": pick(chosen),
+        "metric": "map50",
+        "reported": chosen["test_map50"],
         "reported_epoch": chosen["epoch"],
-        "best": {k: max(r[f"test_{k}"] for r in curve) for k in ("map50", "map50_95", "map75")},
-        "final": pick(curve[-1]),
+        "best": best["map50"],
+        "final": curve[-1]["test_map50"],
+        "reported_metrics": at(chosen),
+        "best_metrics": best,
+        "final_metrics": at(curve[-1]),
         "curve": [{k: v for k, v in r.items() if "per_class" not in k} for r in curve],
         "sparsity_before": before,
         "sparsity_after": after,
         "seconds": seconds,
     }
+
+
+@devices.one_cpu_thread
+def run(spec, device=None) -> dict:
+    """One 09_detection run (a `specs.DetectionSpec`): the upstream model as the detector's backbone
+    (its sparsity checked against its label), the task's scenes generated, finetuned (`finetune`);
+    returns what its record keeps (test numbers at the epoch chosen on validation at the top)."""
+    from . import finetune as ft
+    from .data import detection as scenes
+
+    model, up = ft.upstream_model(spec, device)
+    devices.seed_everything(spec.seed)  # the new FPN and heads' initialisation is part of the run
+    num_classes = scenes.TASKS[spec.task].num_classes
+    net = CenterNet(model, num_classes, int(spec.hp["fpn_channels"])).to(device or spec.device)
+    size = int(spec.hp["image_size"])
+    splits = {s: scenes.generate(spec.task, s, spec.sizes, spec.data_seed, size)[:2] for s in ("train", "val", "test")}
+    res = finetune(net, splits, spec.hp, seed=spec.seed)
+    rep = res["reported_metrics"]
+    shown = examples(net, splits["test"], splits["train"][0])
+    return {
+        "dataset": spec.task,
+        "upstream_seed": spec.upstream_seed,
+        "map50": rep["map50"],
+        "map50_95": rep["map50_95"],
+        "map75": rep["map75"],
+        "ap50_per_class": rep["ap50_per_class"],
+        **{k: v for k, v in res.items() if k not in ("sparsity_after",)},
+        "achieved_sparsity": res["sparsity_after"],
+        "upstream_top1": up.get("top1"),
+        "upstream_sha256": up["sha256"],
+        "train_size": len(splits["train"][0]),
+        "test_objects": int(sum(len(t["labels"]) for t in splits["test"][1])),
+        "examples": shown,
+    }
+
+
+@torch.no_grad()
+def examples(net: nn.Module, test: tuple, train_images: np.ndarray, n: int = 8, min_score: float = 0.3) -> list:
+    """The finished detector's boxes on the first `n` test scenes (score >= min_score) beside the true
+    ones, for the notebook's figure (the scenes are regenerated from the run's spec)."""
+    mean, std = tuple(train_images.reshape(-1, 3).mean(0) / 255), tuple(train_images.reshape(-1, 3).std(0) / 255)
+    images, targets = test[0][:n], test[1][:n]
+    net.eval()
+    x, _ = next(batches(images, targets, n, mean, std))
+    out = []
+    for d, t in zip(decode(net(x.to(next(net.parameters()).device))), targets):
+        keep = d["scores"] >= min_score
+        out.append(
+            {
+                "boxes": d["boxes"][keep].cpu().round(decimals=1).tolist(),
+                "labels": d["labels"][keep].cpu().tolist(),
+                "scores": d["scores"][keep].cpu().round(decimals=3).tolist(),
+                "true_boxes": t["boxes"].tolist(),
+                "true_labels": t["labels"].tolist(),
+            }
+        )
+    return out
+
+
+def figure(rec: dict, images: np.ndarray, class_names: list[str], path=None):
+    """The record's example test scenes: true boxes (white, dashed) and the detector's (one colour per
+    class, with its score)."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    n = len(rec["examples"])
+    fig, axes = plt.subplots(1, n, figsize=(1.9 * n, 2.2))
+    cmap = plt.get_cmap("tab20")
+    for ax, img, ex in zip(np.atleast_1d(axes), images, rec["examples"]):
+        ax.imshow(img)
+        for (x1, y1, x2, y2), lab in zip(ex["true_boxes"], ex["true_labels"]):
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", ls="--", lw=1))
+        for (x1, y1, x2, y2), lab, sc in zip(ex["boxes"], ex["labels"], ex["scores"]):
+            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=cmap(lab % 20), lw=1.5))
+            ax.text(x1, y1 - 1, f"{lab} {sc:.2f}", color=cmap(lab % 20), fontsize=6)
+        ax.set_axis_off()
+    fig.suptitle(
+        f"{rec['method']} {rec['sparsity']:.0%} on {rec['dataset']}: test mAP@0.5 {rec['map50']:.3f} "
+        f"(dashed: true boxes; the finished detector's with score >= 0.3)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return plots._save(fig, path)
+
+
+def curve_rows(rec: dict) -> list[dict]:
+    """The per-epoch curve as `plots.curve` draws it (mAP@0.5 in place of accuracy)."""
+    return [
+        {"epoch": r["epoch"], "loss": r["loss"], "accuracy": r["test_map50"], "val_accuracy": r["val_map50"]}
+        for r in rec["curve"]
+    ]

@@ -182,6 +182,23 @@ class Beyond:
 
 
 @dataclass
+class DetectionSizes:
+    train_images: Count
+    val_images: Count
+    test_images: Count
+
+
+@dataclass
+class Detection(StepSchedule):
+    """09_detection (Table 4): the detector's finetuning (SGD, step schedule), its input size, the
+    generated detection tasks' sizes (mini; sparsenb.data.detection.TASKS) and the FPN's width."""
+
+    image_size: Annotated[int, Range(16, 4096)]
+    fpn_channels: Annotated[int, Range(8, 1024)]
+    tasks: dict[str, DetectionSizes]
+
+
+@dataclass
 class FullSearch:
     """The full-finetuning recipe search (mini): candidates run with the dense model, chosen on val."""
 
@@ -230,6 +247,7 @@ class Profile:
     demo: Demo | None = None
     full_search: FullSearch | None = None
     transfer_is_real: TransferIsReal | None = None
+    detection: Detection | None = None
 
 
 def _type_name(tp) -> str:

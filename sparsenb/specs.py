@@ -501,3 +501,56 @@ class RobustnessSpec(FinetuneSpec):
             severities=[int(s) for s in hp["severities"]],
             max_test_images=int(hp["max_test_images"]),
         )
+
+
+# --- 09_detection -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionSpec(Spec):
+    """One detector finetuning (Table 4): the upstream model of (method, sparsity, upstream seed) as
+    the backbone of the profile's detector, on one detection task; the recipe, the task's sizes and
+    the scene generator's versions are what makes its numbers."""
+
+    kind = "09_detection"
+    cell_over = ("upstream_seed",)
+
+    method: str
+    sparsity: float
+    task: str
+    seed: int
+    upstream_seed: int = 0
+    hp: dict
+    sizes: dict
+    data_seed: int
+    generator: str
+    upstream_recipe: str | None = None
+
+    @classmethod
+    def config_overrides(cls, p):
+        return {"detection.epochs": count("epochs", p["epochs"])} if p.get("epochs") else {}
+
+    @classmethod
+    def check(cls, cfg, p):
+        check(cfg, {k: v for k, v in p.items() if k != "task"})
+        tasks = (cfg.get("detection") or {}).get("tasks") or {}
+        check_choice(f"detection task of the {cfg['profile']} profile (params detection.tasks)", p["task"], tasks)
+
+    @classmethod
+    def of(cls, cfg, p, inputs=True):
+        from .data import detection, mini
+
+        det, method = cfg["detection"], p["method"]
+        return cls(
+            **common(cfg, p),
+            method=method,
+            sparsity=float(p["sparsity"]),
+            task=p["task"],
+            seed=int(p["seed"]),
+            upstream_seed=int(p.get("upstream_seed", 0)),
+            hp={k: v for k, v in det.items() if k != "tasks"},
+            sizes=dict(det["tasks"][p["task"]]),
+            data_seed=int(cfg["mini_data"]["seed"]),
+            generator=f"{mini.GENERATOR_VERSION}.{detection.DETECTION_VERSION}",
+            upstream_recipe=checkpoints.recipe_key(cfg, method) if profiles.of(cfg).makes_upstream else None,
+        )

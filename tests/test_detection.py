@@ -81,5 +81,6 @@ def test_finetuning_keeps_the_backbones_zero_set_and_chooses_the_epoch_on_valida
     assert r["sparsity_before"] == r["sparsity_after"] == pytest.approx(prune.target_sparsity(backbone))
     assert all(torch.equal(zeros[n], m.weight == 0) for n, m in prune.targets(backbone).items())
     chosen = max(r["curve"], key=lambda row: row["val_map50"])
-    assert r["reported_epoch"] == chosen["epoch"] and r["reported"]["map50"] == chosen["test_map50"]
+    assert r["reported_epoch"] == chosen["epoch"] and r["reported"] == chosen["test_map50"]
+    assert r["reported_metrics"]["map50_95"] == chosen["test_map50_95"] and r["final"] == r["curve"][-1]["test_map50"]
     assert len(r["curve"]) == 2 and all(0 <= row["test_map50"] <= 1 for row in r["curve"])
