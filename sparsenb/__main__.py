@@ -254,10 +254,11 @@ def upstream_cmd(args) -> int:
 
 
 def finetune_recipe(args) -> int:
-    """The full-finetuning recipe search on validation with the dense model (resumable)."""
+    """The full-finetuning (or, --detection, 09's) recipe search on validation with the dense model (resumable)."""
     from . import calibration, config
 
-    calibration.report_full_recipe(config.load("mini"), paths.outputs() / "finetune")
+    report = calibration.report_detection_recipe if args.detection else calibration.report_full_recipe
+    report(config.load(args.profile), paths.outputs() / "finetune")
     return 0
 
 
@@ -285,9 +286,12 @@ def main(argv=None) -> int:
     ps.add_argument("--account", help="SLURM account (overrides the file's slurm: slurm_account)")
     ps.add_argument("--plan", action="store_true", help="runs to do, device-hours, the SLURM array")
     ps.set_defaults(fn=sweep)
-    sub.add_parser(
+    pr = sub.add_parser(
         "finetune-recipe", help="choose full finetuning's lr and epochs on validation with the dense model"
-    ).set_defaults(fn=finetune_recipe)
+    )
+    pr.add_argument("--detection", action="store_true", help="09_detection's recipe instead (params detection_search)")
+    pr.add_argument("-p", "--profile", default="mini", help="whose recipe (params/<name>.yaml)")
+    pr.set_defaults(fn=finetune_recipe)
     pu = sub.add_parser("upstream", help="the mini upstream reference checkpoints (outputs/upstream/mini)")
     pu.add_argument(
         "what", choices=["convergence", "calibrate-str", "plan", "build", "verify", "table", "pilots", "adopt"]

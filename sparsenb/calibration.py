@@ -219,6 +219,58 @@ def choose_full_recipe(table: "pd.DataFrame", tasks: list[str]) -> tuple[float, 
     return float(best[0][0]), int(best[0][1])
 
 
+def detection_recipe(cfg: Config, out_dir: Path, device=None) -> "pd.DataFrame":
+    """09's recipe search, as `full_recipe`: the dense model (first upstream and finetuning seeds) in
+    the detector at every (lr, epochs) of `detection_search` on every detection task, milestones
+    scaled with the epochs; only validation mAP@0.5 (at the epoch chosen on it) is recorded -- the
+    recipe is chosen on it. out_dir/detection_recipe_D<D>.csv (column `dataset`: the task)."""
+    from . import detection, specs
+
+    det, search = cfg["detection"], cfg["detection_search"]
+
+    def train_run(item):
+        lr, epochs, task = item
+        rcfg = copy.deepcopy(cfg)
+        scale = epochs / det["epochs"]
+        rcfg["detection"].update(lr=lr, epochs=epochs, milestones=[round(m * scale) for m in det["milestones"]])
+        p = {"method": prune.DENSE, "sparsity": 0.0, "task": task, "seed": cfg["seeds"][0]}
+        res = detection.run(
+            specs.build(specs.DetectionSpec, rcfg, {**p, "upstream_seed": cfg["upstream"]["seeds"][0]}), device
+        )
+        chosen = next(r for r in res["curve"] if r["epoch"] == res["reported_epoch"])
+        return {
+            "lr": lr,
+            "epochs": epochs,
+            "dataset": task,
+            "val_accuracy": chosen["val_map50"],
+            "val_epoch": res["reported_epoch"],
+            "seconds": round(res["seconds"], 1),
+        }
+
+    items = [(lr, e, t) for e in search["epochs"] for lr in search["lr"] for t in det["tasks"]]
+    return resumable_rows(
+        out_dir / f"detection_recipe_D{float(cfg['upstream']['D']):g}.csv",
+        items,
+        lambda it: f"detection-recipe-{it[0]:g}-{it[1]}-{it[2]}",
+        lambda done, it: (
+            bool(len(done)) and bool(((done.lr == it[0]) & (done.epochs == it[1]) & (done.dataset == it[2])).any())
+        ),
+        train_run,
+        sort=["epochs", "lr", "dataset"],
+    )
+
+
+def report_detection_recipe(cfg: Config, out_dir: Path) -> tuple[float, int]:
+    """`python -m sparsenb finetune-recipe --detection`: the search measured (resumable), its mean
+    validation mAP@0.5 per candidate printed, and the (lr, epochs) it chooses beside params'."""
+    table = detection_recipe(cfg, out_dir)
+    print(table.groupby(["epochs", "lr"]).val_accuracy.mean().round(4).to_string())
+    lr, epochs = choose_full_recipe(table, list(cfg["detection"]["tasks"]))
+    have = f"lr {cfg['detection']['lr']:g}, {cfg['detection']['epochs']} epochs"
+    print(f"chosen on validation: lr {lr:g}, {epochs} epochs; params/{cfg['profile']}.yaml detection has {have}")
+    return lr, epochs
+
+
 def resumable_rows(csv: Path, items, name_of, done_in, train_run, sort) -> "pd.DataFrame":
     """One CSV row per item, made by `train_run(item)`: items already in the CSV are skipped, an item
     another worker holds (a non-blocking claim) is left to it, and each new row is added under the

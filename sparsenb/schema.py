@@ -248,6 +248,7 @@ class Profile:
     full_search: FullSearch | None = None
     transfer_is_real: TransferIsReal | None = None
     detection: Detection | None = None
+    detection_search: FullSearch | None = None  # 09's recipe, chosen on validation as full_search
 
 
 def _type_name(tp) -> str:

@@ -123,3 +123,26 @@ def test_table4_gaps_are_taken_against_each_models_matched_control(rng):
     f = table4.finding(frame, {"gmp": -1.0, "acdc": -3.0, "woodfisher": -2.9})
     assert f["verdict"] == "agrees" and f["estimate"] == pytest.approx(-8 / 3, abs=0.3) and f["methods"] == 3
     assert f["r_upstream"] > 0.9  # the detection gaps follow the upstream ones here by construction
+
+
+def test_the_detection_recipe_is_chosen_on_validation_only(tmp_path, monkeypatch):
+    """`finetune-recipe --detection`: every (lr, epochs) on every task with the dense model, milestones
+    scaled; the table keeps validation mAP only and the choice is the best mean over the tasks."""
+    from sparsenb import calibration, config, detection
+
+    cfg = config.load("mini", {"detection_search": {"lr": [0.01, 0.1], "epochs": [6, 12]}})
+    seen = []
+
+    def fake(spec, device=None):
+        seen.append((spec.hp["lr"], spec.hp["epochs"], spec.hp["milestones"], spec.task, spec.method))
+        val = 0.5 + (0.1 if spec.hp["lr"] == 0.1 else 0) + (0.05 if spec.hp["epochs"] == 12 else 0)
+        curve = [{"epoch": 1, "val_map50": val, "test_map50": 0.99}]
+        return {"curve": curve, "reported_epoch": 1, "seconds": 1.0}
+
+    monkeypatch.setattr(detection, "run", fake)
+    table = calibration.detection_recipe(cfg, tmp_path)
+    assert len(table) == 2 * 2 * len(cfg["detection"]["tasks"]) and {s[4] for s in seen} == {"dense"}
+    assert (6, [4, 6]) in [(e, m) for _, e, m, _, _ in seen]  # milestones [8, 11] of 12, scaled to 6
+    assert "test" not in " ".join(table.columns) and (table.val_accuracy < 0.9).all()
+    assert calibration.choose_full_recipe(table, list(cfg["detection"]["tasks"])) == (0.1, 12)
+    assert len(calibration.detection_recipe(cfg, tmp_path)) == len(table) and len(seen) == len(table)  # resumed
