@@ -146,8 +146,15 @@ def read(path: str | os.PathLike) -> dict | None:
 
 def record(spec: Spec, metrics: dict, started: float | None = None) -> dict:
     """Write the record of one finished run of `spec` (its identity is the record's `config`, its
-    hash the run id) under `root_of(spec.cfg)`; `metrics` what it measured. Returns the record."""
-    return write(spec.notebook, spec.config(), metrics, started, root_of(spec.cfg))
+    hash the run id) under `root_of(spec.cfg)`; `metrics` what it measured, and `ran_with` where it
+    ran (backend, device, loader workers: machine facts, never in the id). Returns the record."""
+    cfg = spec.cfg or {}
+    where = {
+        "backend": cfg.get("backend"),
+        "device": str(spec.device) if spec.cfg else None,
+        "num_workers": cfg.get("num_workers"),
+    }
+    return write(spec.notebook, spec.config(), {**metrics, "ran_with": where}, started, root_of(spec.cfg))
 
 
 def write(notebook: str, config: dict, metrics: dict, started: float | None = None, root=None) -> dict:

@@ -80,3 +80,12 @@ def test_runs_keep_their_predictions_beside_the_record(tmp_path):
     with pytest.raises(results.PredictionsError, match="does not match its sha256"):
         results.predictions(rec, tmp_path)
     assert results.predictions({k: v for k, v in rec.items() if k != "predictions"}, tmp_path) is None
+
+
+def test_a_record_says_where_it_ran_outside_its_id(tmp_path):
+    from sparsenb import runs
+
+    spec = runs.spec("02_linear_ft", method="gmp", sparsity=0.9, overrides={"results_root": str(tmp_path)})
+    rec = results.record(spec, {"best": 0.5})
+    assert rec["ran_with"] == {"backend": "torch", "device": "cpu", "num_workers": 0}
+    assert "ran_with" not in rec["config"] and rec["run_id"] == spec.run_id
