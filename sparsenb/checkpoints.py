@@ -89,7 +89,6 @@ def read_manifest(cfg: Config) -> "pd.DataFrame":
 def register(cfg: Config, path: Path, method: str, sparsity: float, seed: int, info: dict, epochs: float) -> None:
     """Add (or replace) the manifest row of a mini checkpoint; `epochs`: total epochs from random
     initialisation that made it."""
-    import pandas as pd
 
     root = Path(cfg["checkpoint_root"])
     row = {
@@ -106,12 +105,19 @@ def register(cfg: Config, path: Path, method: str, sparsity: float, seed: int, i
         "seconds": round(float(info.get("seconds", 0.0)), 1),
         "built_on": devices.machine(),
     }
+    _put_row(cfg, row)
+
+
+def _put_row(cfg: Config, row: dict) -> None:
+    """Add (or replace, by path) one manifest row, under the manifest's lock."""
+    import pandas as pd
+
     with files.locked(manifest_path(cfg)):
         df = read_manifest(cfg)
         df = pd.concat([df[df.path != row["path"]], pd.DataFrame([row])], ignore_index=True)
         df = df.sort_values(["method", "sparsity", "seed"]).reset_index(drop=True)
         with files.atomic(manifest_path(cfg)) as tmp:
-            df.to_csv(tmp, index=False, float_format="%.6g")
+            df[MANIFEST_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
 
 
 def save(model, cfg: Config, method: str, sparsity: float, seed: int, info: dict, epochs: float) -> Path:
@@ -221,8 +227,6 @@ def adopt(cfg: Config, source_root: str | Path, todo: list[tuple[str, float, int
     (numbers, seconds, machine). Returns what it took; a model of another recipe is left where it is."""
     import shutil
 
-    import pandas as pd
-
     src = Path(source_root)
     theirs = read_manifest({"checkpoint_root": str(src)})
     root, taken = Path(cfg["checkpoint_root"]), []
@@ -239,11 +243,6 @@ def adopt(cfg: Config, source_root: str | Path, todo: list[tuple[str, float, int
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             with files.atomic((root / rel).with_suffix(suffix)) as tmp:
                 shutil.copyfile((src / rel).with_suffix(suffix), tmp)
-        with files.locked(manifest_path(cfg)):
-            df = read_manifest(cfg)
-            df = pd.concat([df[df.path != rel], pd.DataFrame([row])], ignore_index=True)
-            df = df.sort_values(["method", "sparsity", "seed"]).reset_index(drop=True)
-            with files.atomic(manifest_path(cfg)) as tmp:
-                df[MANIFEST_COLUMNS].to_csv(tmp, index=False, float_format="%.6g")
+        _put_row(cfg, row)
         taken.append(rel)
     return taken

@@ -126,6 +126,12 @@ def decode(out: dict[str, torch.Tensor], k: int = 32) -> list[dict[str, torch.Te
     return [{"boxes": boxes[i], "scores": scores[i], "labels": labels[i]} for i in range(b)]
 
 
+def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
+    """Per-channel mean and std in [0, 1] of uint8 training images (N, H, W, 3): the run's normalisation."""
+    flat = images.reshape(-1, 3)
+    return tuple(flat.mean(0) / 255), tuple(flat.std(0) / 255)
+
+
 def batches(images: np.ndarray, targets: list[dict], batch: int, mean, std, rng=None):
     """(x normalised (B, 3, H, W), targets) in order, or shuffled and half of them mirrored when `rng`."""
     order = rng.permutation(len(images)) if rng is not None else np.arange(len(images))
@@ -183,7 +189,7 @@ def finetune(net: CenterNet, splits: dict, hp: dict, seed: int = 0, log=print) -
     validation mAP@0.5; its test numbers are `reported`."""
     devices.seed_everything(seed)
     images, targets = splits["train"]
-    mean, std = tuple(images.reshape(-1, 3).mean(0) / 255), tuple(images.reshape(-1, 3).std(0) / 255)
+    mean, std = channel_stats(images)
     dev = next(net.parameters()).device
     fixed = masklib.FixedMask(net, backbone_masks(net))
     before = target_sparsity(net.backbone)
@@ -272,7 +278,7 @@ def run(spec, device=None) -> dict:
 def examples(net: nn.Module, test: tuple, train_images: np.ndarray, n: int = 8, min_score: float = 0.3) -> list:
     """The finished detector's boxes on the first `n` test scenes (score >= min_score) beside the true
     ones, for the notebook's figure (the scenes are regenerated from the run's spec)."""
-    mean, std = tuple(train_images.reshape(-1, 3).mean(0) / 255), tuple(train_images.reshape(-1, 3).std(0) / 255)
+    mean, std = channel_stats(train_images)
     images, targets = test[0][:n], test[1][:n]
     net.eval()
     x, _ = next(batches(images, targets, n, mean, std))
