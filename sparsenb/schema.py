@@ -319,9 +319,18 @@ def problems(cfg: dict, method_hyperparameters: dict[str, dict[str, type]]) -> l
             if name not in method_hyperparameters:
                 out.append(f"upstream.methods.{name}: unknown method; valid: {', '.join(method_hyperparameters)}")
                 continue
-            spec = dataclasses.make_dataclass(f"{name}_hyperparameters", list(method_hyperparameters[name].items()))
+            fields = [
+                (k, t, dataclasses.field(default=None)) if _admits_none(t) else (k, t)
+                for k, t in method_hyperparameters[name].items()
+            ]
+            spec = dataclasses.make_dataclass(f"{name}_hyperparameters", fields)
             out += check(hp, spec, f"upstream.methods.{name}")
     return out
+
+
+def _admits_none(tp) -> bool:
+    """A hyperparameter typed `X | None` may be left out of its method's entry."""
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
 
 
 def _check_fields(value: Any, tp, where: str) -> list[str]:

@@ -1,12 +1,14 @@
 """Each upstream method on a tiny problem: exact target sparsity, the mask fixed where the method
 says so, and a property that tells the method apart."""
 
+import itertools
+
 import pytest
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sparsenb import config, masks, models, prune, train, upstream
+from sparsenb import config, masks, models, prune, schema, train, upstream
 from sparsenb.prune import base as methods
 from sparsenb.prune import rigl as rigl_mod
 from sparsenb.prune import woodfisher as wf_mod
@@ -235,6 +237,120 @@ def test_woodfisher_method_in_training_loop():
     wf.grad_fn = grad_fn
     _fit(m, wf, epochs=2)
     assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
+
+
+def _official_recursion(g: torch.Tensor, damp: float) -> torch.Tensor:
+    """WFB L354-373 transcribed: F_0^-1 = I / damp, then one Woodbury update per gradient with the
+    denominator N + g^T F^-1 g."""
+    n, b = g.shape
+    finv = torch.eye(b, dtype=torch.float64) / damp
+    for v in g.double():
+        fv = finv @ v
+        finv = finv - torch.outer(fv, fv) / (n + v @ fv)
+    return finv
+
+
+def test_woodfisher_official_inverse_is_the_official_recursion():
+    g = torch.randn(40, 30, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 2.0, 30)
+    ref = _official_recursion(g, 1e-3)
+    c = wf_mod.ChunkInverse(g, 1e-3)
+    assert torch.allclose(c.diag, torch.diagonal(ref), rtol=1e-9)
+    v = torch.randn(30, dtype=torch.float64)
+    assert torch.allclose(c.matvec(v), ref @ v, rtol=1e-9)
+    # and it is the inverse of damp I + (1/N) G^T G
+    assert torch.allclose(
+        ref, torch.linalg.inv(1e-3 * torch.eye(30, dtype=torch.float64) + g.double().T @ g.double() / 40)
+    )
+
+
+def test_woodfisher_official_update_is_the_sum_of_single_obs_updates():
+    """Two layers, chunks of 7: exactly the target sparsity, the old zeros stay zero, and each layer
+    moves by -F^-1 sum_q (w_q / [F^-1]_qq) e_q over its newly pruned q (per chunk), then is masked."""
+    gen = torch.Generator().manual_seed(1)
+    layers = {"a": nn.Linear(5, 4, bias=False), "b": nn.Linear(3, 5, bias=False)}
+    old = {n: torch.rand(m.weight.shape, generator=gen) > 0.2 for n, m in layers.items()}
+    with torch.no_grad():
+        for n, m in layers.items():
+            m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * old[n])
+    before = {n: m.weight.detach().flatten().double().clone() for n, m in layers.items()}
+    grads = {n: torch.randn(12, m.weight.numel(), generator=gen) * old[n].flatten() for n, m in layers.items()}
+    new = wf_mod.official_prune(layers, grads, old, 0.6, 7, 1e-2)
+    total = sum(m.weight.numel() for m in layers.values())
+    assert sum(int((~k).sum()) for k in new.values()) == round(0.6 * total)
+    for n, m in layers.items():
+        keep, newly = new[n].flatten(), old[n].flatten() & ~new[n].flatten()
+        assert not (keep & ~old[n].flatten()).any()  # nothing pruned comes back
+        expect = before[n].clone()
+        for s in range(0, len(keep), 7):
+            f = _official_recursion(grads[n][:, s : s + 7], 1e-2)
+            q = newly[s : s + 7]
+            basis = torch.where(q, before[n][s : s + 7] / torch.diagonal(f), 0.0)
+            expect[s : s + 7] -= f @ basis
+        assert torch.allclose(m.weight.flatten().double(), expect * keep, atol=1e-5)
+
+
+def test_woodfisher_official_fisher_pass_is_in_eval_mode_and_masked():
+    m = _model()
+    m.train()
+    before = {k: v.clone() for k, v in m.state_dict().items() if "running" in k}
+    seen = []
+    x, y = next(iter(_task()))
+
+    def grad_fn(mm):
+        seen.append(mm.training)
+        nn.functional.cross_entropy(mm(x), y).backward()
+
+    layers = prune.targets(m)
+    gen = torch.Generator().manual_seed(2)
+    mk = {n: torch.rand(lay.weight.shape, generator=gen) > 0.5 for n, lay in layers.items()}
+    grads = wf_mod.fisher_gradients(m, layers, grad_fn, 3, mk)
+    assert seen == [False] * 3 and m.training  # eval mode inside, the mode restored
+    assert all(torch.equal(before[k], m.state_dict()[k]) for k in before)
+    for n, g in grads.items():
+        assert g.shape == (3, layers[n].weight.numel()) and not g[:, ~mk[n].flatten()].any()
+        assert g[:, mk[n].flatten()].abs().sum() > 0
+    assert all(lay.weight.grad is None for lay in layers.values())
+
+
+def test_woodfisher_official_form_in_training_loop():
+    m = _model()
+    batches = itertools.cycle(list(_task(seed=1)))
+
+    def grad_fn(mm):
+        x, y = next(batches)
+        nn.functional.cross_entropy(mm(x), y).backward()
+
+    wf = prune.make(
+        "woodfisher",
+        0.8,
+        1,
+        initial=0.05,
+        start=0.0,
+        end=0.5,
+        every=0.25,
+        fisher_samples=6,
+        block=500,
+        damp=1e-5,
+        form="official",
+    )
+    wf.grad_fn = grad_fn
+    _fit(m, wf, epochs=2)
+    assert prune.target_sparsity(m) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_woodfisher_form_is_optional_and_checked():
+    hp = prune.hyperparameters()
+    cfg = dict(config.load("mini"))
+    assert "form" not in cfg["upstream"]["methods"]["woodfisher"]  # regime A's models: the pre-fix port
+    assert config.load("mini_converged")["upstream"]["methods"]["woodfisher"]["form"] == "official"
+    bad = {
+        **cfg,
+        "upstream": {
+            **cfg["upstream"],
+            "methods": {"woodfisher": {**cfg["upstream"]["methods"]["woodfisher"], "form": "ofical"}},
+        },
+    }
+    assert any("woodfisher.form: 'ofical' is not one of 'official', 'pre_fix'" in p for p in schema.problems(bad, hp))
 
 
 def test_lth_masks_on_dense_weights():
