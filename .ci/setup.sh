@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || {
-  echo "sparsenb needs Python 3.11 (deepsparse 1.8.0 has no wheel for newer ones); set PYTHON=/path/to/python3.11" >&2
+  echo "sparsenb needs Python 3.11 (deepsparse 1.8.0, in .venv-deepsparse, has no wheel for newer ones); set PYTHON=/path/to/python3.11" >&2
   exit 1
 }
 
@@ -45,6 +45,13 @@ echo "== installing sparsenb and its dependencies into .venv (first time: a few 
 .venv/bin/python -m pip check
 # papermill, nbval and JupyterLab all run notebooks with the kernel named python3: make it this venv.
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sparsenb)" >/dev/null
-.venv/bin/python -c 'import numpy, torch, deepsparse, ffcv; assert numpy.__version__.startswith("1.26"), numpy.__version__' 
+.venv/bin/python -c 'import numpy, torch, ffcv, openvino, onnxruntime.quantization; assert numpy.__version__.startswith("1.26"), numpy.__version__'
+# DeepSparse in its own environment (sparsenb/deepsparse_worker.py runs in it): deepsparse 1.8.0 is the
+# last installable wheel, end of life, and needs Python < 3.12, onnx < 1.15 and numpy < 2 (with numpy 2
+# it silently returns wrong outputs: the worker refuses to start, tests/test_environment.py checks it)
+[ -x .venv-deepsparse/bin/python ] || "$PY" -m venv .venv-deepsparse
+echo "== installing deepsparse into .venv-deepsparse"
+.venv-deepsparse/bin/python -m pip install -q deepsparse==1.8.0 numpy==1.26.4 onnx==1.14.1
+.venv-deepsparse/bin/python -c 'import numpy, deepsparse; assert numpy.__version__.startswith("1.26"), numpy.__version__' 
 touch .venv/.sparsenb-stamp
-echo "== environment ready: .venv (kernel python3)"
+echo "== environments ready: .venv (kernel python3), .venv-deepsparse (sparsenb.engine's DeepSparse worker)"

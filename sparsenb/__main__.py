@@ -3,7 +3,7 @@
 python -m sparsenb demo            # the mini study, every notebook that exists, executed
 python -m sparsenb sweep params/sweeps/mini_linear.yaml [--executor local|slurm] [--jobs N]
 python -m sparsenb bench loader    # images/s of the ffcv and torch loaders, ratio printed
-python -m sparsenb bench engine    # DeepSparse vs ONNX Runtime vs PyTorch on ResNet50, ratios printed
+python -m sparsenb bench engine    # sparse vs today's dense FP32/BF16/INT8 engines, per CPU-second
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def sweep(args) -> int:
 def bench(args) -> int:
     from . import bench as b
 
-    return b.main(args.what, quick=args.quick, steps=args.steps, compile=args.compile)
+    return b.main(args.what, quick=args.quick, steps=args.steps, compile=args.compile, cores=args.cores)
 
 
 def upstream_cmd(args) -> int:
@@ -322,6 +322,7 @@ def main(argv=None) -> int:
         default=None,
         help="train: a torch.compile variant (default: on a GPU)",
     )
+    pb.add_argument("--cores", type=int, default=None, help="engine: threads per engine (default 1)")
     pb.set_defaults(fn=bench)
     args = p.parse_args(argv)
     if getattr(args, "replace", False):  # the explicit flag: this command may replace committed evidence

@@ -10,8 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from . import paths
 
 
@@ -74,129 +72,6 @@ def loader_bench(quick: bool = False, size: int = 128, stored: int = 160, worker
 
 
 # --- inference engines (Sec. 3.6) ----------------------------------------------------------------
-
-
-def _engine_worker(arch, image_size, batch_size, kind, sparsity, scope, iters, cores, queue):
-    """Runs in a fresh process (so peak RSS is this backend's alone): build, prune, compile, time."""
-    import resource
-
-    import torch
-
-    from . import engine, models, prune
-
-    torch.set_num_threads(cores)
-    torch.manual_seed(0)
-    model = models.build(arch, 1000).eval()
-    if sparsity:
-        prune.magnitude(model, sparsity, scope=scope, include_head=False)
-    t = time.perf_counter()
-    eng = engine.Engine(model, image_size, batch_size, kind, num_cores=cores)
-    compile_s = time.perf_counter() - t
-    x = np.random.default_rng(0).standard_normal((batch_size, 3, image_size, image_size)).astype(np.float32)
-    eng.run_batch(x)  # warm-up
-    t = time.perf_counter()
-    for _ in range(iters):
-        eng.run_batch(x)
-    dt = time.perf_counter() - t
-    queue.put(
-        {
-            "img_s": iters * batch_size / dt,
-            "compile_s": compile_s,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        }
-    )
-
-
-def _measure(**kw) -> dict:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_engine_worker, kwargs={**kw, "queue": q})
-    p.start()
-    out = q.get()
-    p.join()
-    return out
-
-
-def engine_bench(quick: bool = False, arch: str = "resnet50", image_size: int = 224, batch_size: int = 64) -> dict:
-    """images/s of the ResNet50 backbone at 224 px, batch 64: PyTorch eager (channels_last, all cores,
-    the allocator settings of the environment), ONNX Runtime dense, DeepSparse dense and DeepSparse
-    at 80/90/95% sparsity (uniform per layer and global magnitude; the stem stays dense). Ratios are
-    against the fastest dense baseline. Also the mini model at its own resolution."""
-    from .engine import cpu_info
-
-    cores = cpu_info()["cores"]
-    iters = 2 if quick else 8
-    allocator = {
-        k: os.environ.get(k)
-        for k in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
-        if os.environ.get(k)
-    }
-    rows = []
-    for a, size, bs, kind, s, scope in _engine_runs(quick, arch, image_size, batch_size):
-        r = _measure(
-            arch=a,
-            image_size=size,
-            batch_size=bs,
-            kind=kind,
-            sparsity=s,
-            scope=scope,
-            iters=iters * (20 if a.startswith("mini") else 1),
-            cores=cores,
-        )
-        row = {"arch": a, "image_size": size, "batch_size": bs, "engine": kind, "sparsity": s, "scope": scope}
-        rows.append({**row, **{k: round(v, 2) for k, v in r.items()}})
-        print(
-            f"{a:<14}{kind:<12} sparsity {s:<5} {scope:<8} {r['img_s']:8.1f} img/s   peak RSS "
-            f"{r['peak_rss_mb']:6.0f} MB   compile {r['compile_s']:5.1f} s",
-            flush=True,
-        )
-    ratios = {k: v for a in (arch, "mini_resnet_s") for k, v in _engine_ratios(rows, a, a != arch).items()}
-    path = _record(
-        "engine",
-        {
-            "quick": quick,
-            "cores": cores,
-            "isa": cpu_info()["isa"],
-            "torch_allocator": allocator,
-            "torch_settings": "channels_last, torch.set_num_threads(cores), no_grad",
-            "rows": rows,
-            "ratios": ratios,
-        },
-    )
-    print(f"appended to {path}")
-    print(json.dumps(ratios))
-    return ratios
-
-
-def _engine_runs(quick: bool, arch: str, image_size: int, batch_size: int) -> list[tuple]:
-    """(arch, image size, batch size, engine, sparsity, scope) of every measurement of `engine_bench`:
-    every engine dense and DeepSparse sparse on `arch`; the mini model dense and at 90% uniform."""
-    sparsities = [0.9] if quick else [0.8, 0.9, 0.95]
-    runs = [("torch", 0.0, "-"), ("onnxruntime", 0.0, "-"), ("deepsparse", 0.0, "-")]
-    runs += [("deepsparse", s, scope) for s in sparsities for scope in ("uniform", "global")]
-    mini = runs if arch == "mini_resnet_s" else [r for r in runs if r[1] in (0.0, 0.9) and r[2] != "global"]
-    return [(arch, image_size, batch_size, *r) for r in runs] + [("mini_resnet_s", 32, 64, *r) for r in mini]
-
-
-def _engine_ratios(rows: list[dict], arch: str, mini: bool) -> dict:
-    """The ratios of `arch`'s rows: each sparse rate against the best dense engine, DeepSparse at
-    90% against ONNX Runtime and PyTorch dense, and which dense engine is fastest."""
-    sub = [r for r in rows if r["arch"] == arch]
-    dense = {r["engine"]: r["img_s"] for r in sub if r["sparsity"] == 0.0}
-    best = max(dense.values())
-    tag = "mini_" if mini else ""
-    ratios = {}
-    for r in sub:
-        if r["sparsity"]:
-            key = f"{tag}deepsparse_s{int(r['sparsity'] * 100)}_{r['scope']}"
-            ratios[f"{key}_vs_best_dense"] = round(r["img_s"] / best, 2)
-    s90 = next(r["img_s"] for r in sub if r["sparsity"] == 0.9 and r["scope"] == "uniform")
-    ratios[f"{tag}deepsparse_s90_vs_ort_dense"] = round(s90 / dense["onnxruntime"], 2)
-    ratios[f"{tag}deepsparse_s90_vs_torch_dense"] = round(s90 / dense["torch"], 2)
-    ratios[f"{tag}best_dense"] = max(dense, key=dense.get)
-    return ratios
 
 
 def _jpeg_folder(root: Path, n_per_class: int, stored: int):
@@ -411,11 +286,26 @@ def _print_rates(title: str, rates: dict[str, float], base: float, against: str)
         print(f"  {name:<32} {v:9.1f} img/s   x{v / base:.2f} {against}")
 
 
+def engine_bench(quick: bool = False, cores: int = 1, rounds: int = 3) -> dict:
+    """sparsenb.enginebench's peer set; its JSON line printed last and appended to engine.jsonl."""
+    from . import enginebench
+
+    out = enginebench.run(quick, cores, rounds)
+    path = _record(
+        "engine",
+        {"quick": quick, "measure": "images per CPU-second, median of interleaved rounds", "rounds": rounds, **out},
+    )
+    print(f"appended to {path}")
+    print(json.dumps(out))
+    return out
+
+
 BENCHES = {"loader": loader_bench, "engine": engine_bench, "train": train_bench}
 
 
-def main(what: str, quick: bool = False, steps: int | None = None, compile: bool | None = None) -> int:
-    BENCHES[what](
-        quick=quick, **({"steps": steps} if steps else {}), **({"compile": compile} if compile is not None else {})
-    )
+def main(
+    what: str, quick: bool = False, steps: int | None = None, compile: bool | None = None, cores: int | None = None
+) -> int:
+    extra = {"steps": steps, "compile": compile, "cores": cores}
+    BENCHES[what](quick=quick, **{k: v for k, v in extra.items() if v is not None})
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -64,11 +63,9 @@ def versions() -> dict:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
     }
-    try:  # from the package metadata: importing deepsparse costs a second per run
-        out["deepsparse"] = importlib.metadata.version("deepsparse")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - optional at run time
-        pass
-    return out
+    from .engine import deepsparse_version  # its own environment, read from the package metadata
+
+    return {**out, "deepsparse": deepsparse_version()} if deepsparse_version() else out
 
 
 def root_of(cfg=None) -> Path:

@@ -1,9 +1,14 @@
-"""The inference engines: same features as PyTorch, padded last batch, compiled once."""
+"""The inference engines: same features as PyTorch, padded last batch, compiled once, every precision
+each engine offers, DeepSparse in its own environment."""
 
+import re
+
+import numpy as np
 import pytest
 import torch
 
-from sparsenb import engine, models, prune
+from sparsenb import engine, models, prune, quantize
+from sparsenb.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +23,12 @@ def sparse_model():
     return prune.magnitude(m, 0.9)
 
 
-@pytest.mark.parametrize("kind", ["deepsparse", "onnxruntime", "torch"])
+@pytest.fixture(scope="module")
+def calibration():
+    return np.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", engine.KINDS)
 def test_engine_matches_pytorch_with_padding(sparse_model, kind):
     eng = engine.Engine(sparse_model, image_size=32, batch_size=8, kind=kind, num_cores=2)
     x = torch.randn(19, 3, 32, 32)  # 2 full batches + a partial one of 3
@@ -29,23 +39,60 @@ def test_engine_matches_pytorch_with_padding(sparse_model, kind):
     rel = ((out - ref).abs().max() / ref.abs().max()).item()
     assert rel < 1e-4, f"{kind}: relative error {rel:.2e}"
     info = eng.info()
-    assert info["engine"] == kind and info["batch_size"] == 8 and info["cores"] >= 1 and info["isa"]
+    assert info["engine"] == kind and info["batch_size"] == 8 and info["cores"] >= 1 and info["isa"] != "unknown"
+    t = eng.timed(x[:8].numpy(), 3)
+    assert t["cpu_s"] > 0 and t["wall_s"] > 0
+    k = eng.kernel()
+    assert k["kernel"] and k["kernel"] != "?"
+    # only DeepSparse has sparse kernels (on this small model it runs fused "pyramids", whose sparsity
+    # its analysis does not report)
+    assert k["densified"] is True if kind != "deepsparse" else k["densified"] in (None, False)
+
+
+@pytest.mark.parametrize("kind", ["onnxruntime", "openvino"])
+def test_int8_keeps_the_zeros_and_stays_close_to_fp32(sparse_model, calibration, kind):
+    eng = engine.Engine(sparse_model, 32, 8, kind, num_cores=1, precision="int8", calibration=calibration)
+    x = torch.from_numpy(calibration[:16])
+    with torch.no_grad():
+        ref = models.backbone(sparse_model)(x)
+    rel = ((eng(x) - ref).abs().max() / ref.abs().max()).item()
+    assert rel < 0.05, f"{kind} INT8: relative error {rel:.2e}"
+    fp32 = quantize.weight_sparsity(eng.onnx_path.with_name("model-b8.onnx"))
+    assert quantize.weight_sparsity(eng.onnx_path) == pytest.approx(fp32, abs=1e-3) and fp32 > 0.85
+    assert re.search(r"^QLinearConv$|_I8$", eng.kernel()["kernel"])  # the INT8 kernels ran
+
+
+def test_bf16_and_bad_precisions(sparse_model, calibration):
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        ref = models.backbone(sparse_model)(x)
+    for kind in ("torch", "openvino"):
+        out = engine.Engine(sparse_model, 32, 8, kind, num_cores=1, precision="bf16")(x)
+        assert ((out - ref).abs().max() / ref.abs().max()).item() < 0.05
+    with pytest.raises(Exception, match="precision of deepsparse.*fp32"):
+        engine.Engine(sparse_model, 32, 8, "deepsparse", precision="int8", calibration=calibration)
+    with pytest.raises(UserError, match="calibration images"):
+        engine.Engine(sparse_model, 32, 8, "onnxruntime", precision="int8")
 
 
 def test_compiled_once_and_padding_does_not_recompile(sparse_model, monkeypatch):
-    import deepsparse
-
     calls = []
-    real = deepsparse.compile_model
-    monkeypatch.setattr(deepsparse, "compile_model", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = engine._DeepSparseWorker.__init__
+    monkeypatch.setattr(engine._DeepSparseWorker, "__init__", lambda s, *a: calls.append(a) or real(s, *a))
     eng = engine.Engine(sparse_model, image_size=32, batch_size=4, kind="deepsparse")
     for n in (4, 3, 1, 9):
         assert eng(torch.randn(n, 3, 32, 32)).shape == (n, 64)
-    assert len(calls) == 1 and calls[0]["batch_size"] == 4
+    assert len(calls) == 1 and calls[0][1] == 4
+
+
+def test_a_missing_deepsparse_environment_names_the_fix(sparse_model, monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARSENB_DEEPSPARSE_PYTHON", str(tmp_path / "nothing/bin/python"))
+    with pytest.raises(UserError, match="make setup"):
+        engine.Engine(sparse_model, 32, 4, "deepsparse")
 
 
 def test_unknown_engine_lists_valid(sparse_model):
     from sparsenb.config import ConfigError
 
-    with pytest.raises(ConfigError, match="deepsparse, onnxruntime, torch"):
+    with pytest.raises(ConfigError, match="deepsparse, onnxruntime, openvino, torch"):
         engine.Engine(sparse_model, 32, kind="tensorrt")

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_numpy_is_1x():
-    # deepsparse 1.8.0 returns silently wrong outputs under numpy 2 (pyproject pins 1.26.x)
+    # the committed evidence (generated data, records) was made with numpy 1.26; moving the main
+    # environment to numpy 2 needs a byte-for-byte check first (pyproject.toml)
     assert np.__version__.startswith("1.26."), np.__version__
 
 
@@ -33,24 +34,57 @@ def _small_cnn():
     ).eval()
 
 
-def test_deepsparse_matches_onnxruntime(tmp_path):
-    import deepsparse
+def test_deepsparse_lives_in_its_own_environment_with_numpy_1():
+    from sparsenb import engine
+
+    with pytest.raises(ImportError):
+        import deepsparse  # noqa: F401 - not in the main environment
+    py = str(engine.deepsparse_python())
+    out = subprocess.run(
+        [py, "-c", "import numpy, deepsparse; print(numpy.__version__, deepsparse.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0].startswith("1.26.") and out[1] == "1.8.0"
+
+
+def test_deepsparse_matches_onnxruntime():
+    """The trap of deepsparse 1.8 (wrong outputs under numpy 2), checked where it runs: its worker."""
     import onnxruntime as ort
+
+    from sparsenb import engine
 
     model = _small_cnn()
     x = torch.randn(4, 3, 32, 32)
-    path = tmp_path / "m.onnx"
-    torch.onnx.export(
-        model, x, str(path), input_names=["input"], output_names=["logits"], opset_version=13, dynamo=False
-    )
-    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
-    engine = deepsparse.compile_model(str(path), batch_size=4, num_cores=2)
-    out = engine.run([x.numpy()])[0]
+    eng = engine.Engine(model, 32, 4, "deepsparse", num_cores=2, backbone=False)
+    ref = ort.InferenceSession(str(eng.onnx_path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[
+        0
+    ]
+    out = eng(x).numpy()
     with torch.no_grad():
         pt = model(x).numpy()
     rel = np.abs(out - ref).max() / np.abs(ref).max()
-    assert rel < 1e-4, f"deepsparse differs from onnxruntime by {rel:.2e} (numpy {np.__version__})"
+    assert rel < 1e-4, f"deepsparse differs from onnxruntime by {rel:.2e}"
     assert np.abs(ref - pt).max() / np.abs(pt).max() < 1e-4
+
+
+def test_the_deepsparse_worker_refuses_numpy_2(tmp_path):
+    """A numpy 2 in the DeepSparse environment: the worker says so and exits before compiling."""
+    from sparsenb import engine
+
+    fake = tmp_path / "numpy"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "2.1.0"\n')
+    r = subprocess.run(
+        [str(engine.deepsparse_python()), str(engine.WORKER), "m.onnx", "1", "1"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 2
+    msg = json.loads(r.stdout.splitlines()[0])
+    assert not msg["ok"] and "numpy 2.1.0" in msg["error"] and "wrong outputs" in msg["error"]
 
 
 @pytest.mark.slow
