@@ -115,9 +115,11 @@ def main() -> None:
                 last = read_array(inp, req)
                 reply({"ok": True}, engine.run([last])[0])
             elif req["cmd"] == "time":
-                reply({"ok": True, **timed(engine, last, int(req["iters"]))})
+                x = last if last is not None else engine.generate_random_inputs()[0]
+                reply({"ok": True, **timed(engine, x, int(req["iters"]))})
             elif req["cmd"] == "analyze":
-                reply({"ok": True, **analyze(path, last, batch_size, cores)})
+                x = last if last is not None else engine.generate_random_inputs()[0]
+                reply({"ok": True, **analyze(path, x, batch_size, cores)})
             else:
                 reply({"ok": False, "error": f"unknown command {req['cmd']!r}"})
         except Exception as e:  # noqa: BLE001

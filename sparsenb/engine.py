@@ -39,8 +39,8 @@ os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 KINDS = ("deepsparse", "onnxruntime", "openvino", "torch")
-PRECISIONS = {  # what each engine runs here; INT8 on DeepSparse needs its own graph layout (issue 36)
-    "deepsparse": ("fp32",),
+PRECISIONS = {  # what each engine runs here (DeepSparse INT8: quantize.conv_integer_layout)
+    "deepsparse": ("fp32", "int8"),
     "onnxruntime": ("fp32", "int8"),
     "openvino": ("fp32", "bf16", "int8"),
     "torch": ("fp32", "bf16"),
@@ -183,11 +183,13 @@ class Engine:
             self.module, workdir / f"model-b{self.batch_size}.onnx", self.batch_size, image_size
         )
         if precision == "int8":
-            from .quantize import int8_static
+            from .quantize import conv_integer_layout, int8_static
 
             if calibration is None:
                 raise UserError(f"{kind} INT8 needs calibration images (N, 3, H, W) of the task: pass calibration=")
             self.onnx_path = int8_static(self.onnx_path, workdir / f"model-b{self.batch_size}-int8.onnx", calibration)
+            if kind == "deepsparse":
+                self.onnx_path = conv_integer_layout(self.onnx_path, self.onnx_path.with_suffix(".convinteger.onnx"))
         getattr(self, f"_compile_{kind}")()
 
     def _compile_deepsparse(self) -> None:

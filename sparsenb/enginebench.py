@@ -1,8 +1,9 @@
 """`python -m sparsenb bench engine [--quick] [--cores N]`: is a sparse backbone worth it on a CPU,
 given today's dense FP32, BF16 and INT8 engines? The peer set (sparsenb.engine): PyTorch FP32 (and
 BF16 autocast where the CPU has BF16), ONNX Runtime FP32 / INT8, OpenVINO FP32 / BF16 / INT8,
-DeepSparse FP32 dense and sparse (80 / 90 / 95 %, uniform and global magnitude, the stem dense), and
-the INT8 engines on the 90 % model (they densify it). ResNet50 at 224 px (quick: the mini model at
+DeepSparse FP32 dense and sparse (80 / 90 / 95 %, uniform and global magnitude, the stem dense),
+DeepSparse INT8 dense and sparse (uniform; sparsenb.quantize.conv_integer_layout), and the other
+INT8 engines on the 90 % model (they densify it). ResNet50 at 224 px (quick: the mini model at
 32 px), batch 64 and batch 1.
 
 A shared machine cannot fool it: every engine runs once per round, rounds interleaved, and the
@@ -31,6 +32,8 @@ def peers(cpu: dict, quick: bool) -> list[tuple[str, str, float, str]]:
     rows = [(e, p, 0.0, "-") for e, p in dense]
     sparsities = (0.9,) if quick else SPARSITIES
     rows += [("deepsparse", "fp32", s, scope) for s in sparsities for scope in ("uniform", "global")]
+    rows += [("deepsparse", "int8", 0.0, "-")]
+    rows += [("deepsparse", "int8", s, "uniform") for s in sparsities]
     rows += [(e, "int8", 0.9, "uniform") for e in ("onnxruntime", "openvino")]
     return rows
 
