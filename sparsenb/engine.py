@@ -23,7 +23,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,7 +110,8 @@ class _DeepSparseWorker:
         cmd = [str(deepsparse_python()), str(WORKER), str(onnx_path), str(batch_size), str(cores)]
         env = {**os.environ, "NM_DISABLE_ANALYTICS": "1", "PYTHONNOUSERSITE": "1"}
         env.pop("PYTHONPATH", None)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr, env=env)
+        # stderr: the parent's file descriptor 2 (a notebook kernel's sys.stderr has no file descriptor)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.facts = self._reply()
 
     def _reply(self) -> dict:
