@@ -191,6 +191,7 @@ class Engine:
             if kind == "deepsparse":
                 self.onnx_path = conv_integer_layout(self.onnx_path, self.onnx_path.with_suffix(".convinteger.onnx"))
         getattr(self, f"_compile_{kind}")()
+        self.module = None  # compiled: the PyTorch copy is not needed any more
 
     def _compile_deepsparse(self) -> None:
         self._worker = _DeepSparseWorker(self.onnx_path, self.batch_size, self.num_cores)
@@ -203,6 +204,7 @@ class Engine:
         opts.intra_op_num_threads = self.num_cores
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_cpu_mem_arena = False  # no arena held between runs: many engines live side by side
         opts.optimized_model_filepath = str(self.onnx_path.with_suffix(".optimized.onnx"))
         sess = ort.InferenceSession(str(self.onnx_path), opts, providers=["CPUExecutionProvider"])
         self._run = lambda x: sess.run(None, {"input": x})[0]

@@ -6,7 +6,7 @@ DeepSparse INT8 dense and sparse (uniform; sparsenb.quantize.conv_integer_layout
 INT8 engines on the 90 % model (they densify it). ResNet50 at 224 px (quick: the mini model at
 32 px), batch 64 and batch 1.
 
-A shared machine cannot fool it: every engine runs once per round, rounds interleaved, and the
+A shared machine cannot fool it: every engine of a model runs once per round, rounds interleaved, the
 primary figure is images per CPU-second of the process that runs the engine (threads: `cores`,
 default 1), the median over rounds; a wall-clock rate is reported only when the engine held its
 cores (CPU / wall >= 0.975 x cores). Ratios are taken within one run; every row carries the ISA, the
@@ -54,7 +54,7 @@ def _compile(arch, size, batch, row, cores, workdir):
     from . import engine
 
     kind, precision, sparsity, scope = row
-    calibration = np.random.default_rng(1).standard_normal((2 * batch, 3, size, size)).astype(np.float32)
+    calibration = np.random.default_rng(1).standard_normal((max(batch, 8), 3, size, size)).astype(np.float32)
     sub = f"{workdir}/{kind}-{precision}-{sparsity}-{scope}-b{batch}"
     model = _model(arch, sparsity, scope)
     return engine.Engine(
@@ -63,43 +63,52 @@ def _compile(arch, size, batch, row, cores, workdir):
 
 
 def measure(arch: str, size: int, batch: int, cores: int, rounds: int, iters: int, quick: bool) -> list[dict]:
-    """Every row of the peer set at one batch size: compiled once, then `rounds` interleaved rounds."""
+    """Every row of the peer set at one batch size, one model at a time (dense, then each sparsity and
+    scope: all of a ResNet50's engines at batch 64 at once do not fit in 24 GB): its engines compiled
+    once, then `rounds` interleaved rounds; per-CPU-second rates keep the groups comparable."""
     import tempfile
 
     from . import engine
 
     cpu = engine.cpu_info()
     x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
-    rows = peers(cpu, quick)
-    with tempfile.TemporaryDirectory(prefix="sparsenb-bench-") as workdir:
-        engines = [_compile(arch, size, batch, r, cores, workdir) for r in rows]
-        times = [[eng.timed(x, iters) for eng in engines] for _ in range(rounds)]
-        out = []
-        for i, (row, eng) in enumerate(zip(rows, engines)):
-            cpu_rates = [iters * batch / t[i]["cpu_s"] for t in times]
-            held = [t[i]["cpu_s"] / t[i]["wall_s"] >= 0.975 * cores for t in times]
-            walls = [iters * batch / t[i]["wall_s"] for t, h in zip(times, held) if h]
-            out.append(
-                {
-                    "arch": arch,
-                    "batch": batch,
-                    "engine": row[0],
-                    "precision": row[1],
-                    "sparsity": row[2],
-                    "scope": row[3],
-                    "cores": cores,
-                    "img_per_cpu_s": round(statistics.median(cpu_rates), 2),
-                    "img_per_s_wall": round(statistics.median(walls), 2) if walls else None,
-                    **eng.kernel(),
-                    "isa": cpu["isa"],
-                    "vnni": cpu["vnni"],
-                    "load_avg": round(os.getloadavg()[0], 2),
-                }
-            )
-            print(_line(out[-1]), flush=True)
-        for eng in engines:
-            getattr(eng, "_worker", None) and eng._worker.close()
+    out = []
+    groups: dict[tuple, list] = {}
+    for r in peers(cpu, quick):
+        groups.setdefault(r[2:], []).append(r)
+    for rows in groups.values():
+        with tempfile.TemporaryDirectory(prefix="sparsenb-bench-") as workdir:
+            engines = [_compile(arch, size, batch, r, cores, workdir) for r in rows]
+            times = [[eng.timed(x, iters) for eng in engines] for _ in range(rounds)]
+            for i, (row, eng) in enumerate(zip(rows, engines)):
+                out.append(_row(arch, batch, cores, row, eng, [t[i] for t in times], iters, cpu))
+                print(_line(out[-1]), flush=True)
+            for eng in engines:
+                getattr(eng, "_worker", None) and eng._worker.close()
     return out
+
+
+def _row(arch, batch, cores, row, eng, times: list[dict], iters: int, cpu: dict) -> dict:
+    """One engine's row: median images per CPU-second over the rounds, the wall-clock rate of the
+    rounds in which it held its cores, the kernel it ran, the machine."""
+    cpu_rates = [iters * batch / t["cpu_s"] for t in times]
+    walls = [iters * batch / t["wall_s"] for t in times if t["cpu_s"] / t["wall_s"] >= 0.975 * cores]
+    kind, precision, sparsity, scope = row
+    return {
+        "arch": arch,
+        "batch": batch,
+        "engine": kind,
+        "precision": precision,
+        "sparsity": sparsity,
+        "scope": scope,
+        "cores": cores,
+        "img_per_cpu_s": round(statistics.median(cpu_rates), 2),
+        "img_per_s_wall": round(statistics.median(walls), 2) if walls else None,
+        **eng.kernel(),
+        "isa": cpu["isa"],
+        "vnni": cpu["vnni"],
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
 
 
 def _line(r: dict) -> str:

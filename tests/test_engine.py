@@ -120,3 +120,28 @@ def test_deepsparse_sparse_int8_runs_its_own_kernels(tmp_path):
     assert mean_rel < 0.02 and max_rel < 0.03, (mean_rel, max_rel)
     fp32 = quantize.weight_sparsity(tmp_path / "model-b4.onnx")
     assert quantize.weight_sparsity(eng.onnx_path) == pytest.approx(fp32, abs=1e-3) and fp32 > 0.85
+
+
+def test_bench_ratios_take_the_fastest_engine_of_each_precision():
+    from sparsenb import enginebench
+
+    rows = [
+        {"batch": 64, "engine": e, "precision": p, "sparsity": s, "img_per_cpu_s": v, "kernel": k}
+        for e, p, s, v, k in [
+            ("torch", "fp32", 0.0, 10.0, "aten"),
+            ("onnxruntime", "fp32", 0.0, 20.0, "Conv"),
+            ("openvino", "int8", 0.0, 80.0, "jit_avx2_I8"),
+            ("onnxruntime", "int8", 0.0, 60.0, "QLinearConv"),
+            ("deepsparse", "fp32", 0.9, 70.0, "ks_convolution"),
+            ("deepsparse", "int8", 0.9, 120.0, "ks_convolution"),
+            ("openvino", "int8", 0.9, 81.0, "jit_avx2_I8"),
+            ("deepsparse", "int8", 0.9, 999.0, "ks"),  # another batch size: ignored below
+        ]
+    ]
+    rows[-1]["batch"] = 1
+    r = enginebench.ratios(rows)
+    assert (r["ratio_s90_fp32_vs_dense_fp32"], r["ratio_s90_int8_vs_dense_fp32"]) == (3.5, 6.0)
+    assert r["ratio_s90_int8_vs_dense_int8"] == 1.5 and r["fastest"]["dense_int8"].startswith("openvino int8")
+    peers = enginebench.peers({"bf16": False}, quick=False)
+    assert ("deepsparse", "int8", 0.9, "uniform") in peers and ("torch", "bf16", 0.0, "-") not in peers
+    assert {p[:2] for p in peers if not p[2]} >= {("torch", "fp32"), ("openvino", "int8"), ("onnxruntime", "int8")}
