@@ -14,7 +14,9 @@ prototype: CenterNet 0.799 vs FCOS 0.759 mAP@0.5 in 12 epochs, 1.3x faster).
     metrics = evaluate(net, images, targets)   # torchmetrics MeanAveragePrecision (faster-coco-eval)
 
 COCO's 101-point interpolated AP (torchmetrics) is neither VOC07's 11-point rule nor YOLOv5's: compare
-gaps with Table 4, never absolute values.
+gaps with Table 4, never absolute values. `map_scores` (mAP of any detector's boxes) and `summary`
+(a record's numbers from the per-epoch curve) serve the paper profile's detector too (sparsenb.fcos);
+`sparsenb.detectors` picks the profile's.
 """
 
 from __future__ import annotations
@@ -152,17 +154,27 @@ def batches(images: np.ndarray, targets: list[dict], batch: int, mean, std, rng=
 
 @torch.no_grad()
 def evaluate(net: nn.Module, images: np.ndarray, targets: list[dict], mean, std, batch: int = 128) -> dict:
+    """`map_scores` of the detector on scenes (N, H, W, 3) with their targets."""
+    net.eval()
+    dev = next(net.parameters()).device
+
+    def pairs():
+        for x, t in batches(images, targets, batch, mean, std):
+            preds = [{k: v.cpu() for k, v in d.items()} for d in decode(net(x.to(dev)))]
+            yield preds, [{"boxes": torch.from_numpy(d["boxes"]), "labels": torch.from_numpy(d["labels"])} for d in t]
+
+    return map_scores(pairs())
+
+
+def map_scores(pairs) -> dict:
     """mAP@0.5 (the paper's), mAP@[.5:.95] and mAP@0.75 (COCO's 101-point AP, torchmetrics with the
-    faster-coco-eval backend), and AP@0.5 per class."""
+    faster-coco-eval backend), and AP@0.5 per class, of batches of (predictions, true boxes): lists of
+    {"boxes", "scores", "labels"} and {"boxes", "labels"} per image (tensors, x1 y1 x2 y2 pixels)."""
     from torchmetrics.detection import MeanAveragePrecision
 
     coco = MeanAveragePrecision(backend="faster_coco_eval")
     at50 = MeanAveragePrecision(backend="faster_coco_eval", iou_thresholds=[0.5], class_metrics=True)
-    net.eval()
-    dev = next(net.parameters()).device
-    for x, t in batches(images, targets, batch, mean, std):
-        preds = [{k: v.cpu() for k, v in d.items()} for d in decode(net(x.to(dev)))]
-        gts = [{"boxes": torch.from_numpy(d["boxes"]), "labels": torch.from_numpy(d["labels"])} for d in t]
+    for preds, gts in pairs:
         coco.update(preds, gts)
         at50.update(preds, gts)
     a, b = coco.compute(), at50.compute()
@@ -215,10 +227,10 @@ def finetune(net: CenterNet, splits: dict, hp: dict, seed: int = 0, log=print) -
             f"epoch {epoch}/{hp['epochs']}  loss {row['loss']:.3f}  val mAP@0.5 {row['val_map50']:.3f}  "
             f"({time.time() - t0:.0f} s)"
         )
-    return _summary(curve, before, target_sparsity(net.backbone), time.time() - t0)
+    return summary(curve, before, target_sparsity(net.backbone), time.time() - t0)
 
 
-def _summary(curve: list[dict], before: float, after: float, seconds: float) -> dict:
+def summary(curve: list[dict], before: float, after: float, seconds: float) -> dict:
     """The run's numbers as every record has them (`reported`: test mAP@0.5 at the epoch chosen on
     validation mAP@0.5; `best`, `final`), with every metric at those epochs beside them."""
     chosen = max(curve, key=lambda r: r["val_map50"])
@@ -322,6 +334,14 @@ def figure(rec: dict, images: np.ndarray, class_names: list[str], path=None):
     )
     fig.tight_layout()
     return plots._save(fig, path)
+
+
+def example_images(rec: dict, spec) -> tuple[np.ndarray, list[str]]:
+    """The test scenes of the record's examples (regenerated from its spec) and the task's class names."""
+    from .data import detection as scenes
+
+    images, _, names = scenes.generate(spec.task, "test", spec.sizes, spec.data_seed, spec.hp["image_size"])
+    return images[: len(rec["examples"])], names
 
 
 def curve_rows(rec: dict) -> list[dict]:

@@ -5,6 +5,7 @@ that no other module compares profile names (a registry, as `prune.METHODS` is f
     p.splits                                      # ("train", "val", "test") | ("train", "test")
     p.checkpoint_name("acdc", 0.9, seed=1)        # where an upstream checkpoint lives under checkpoint_root
     p.bicubic("rigl_erk_1x")                      # RigL's published models are evaluated bicubic (paper)
+    p.detector                                    # 09_detection's detector: "centernet" (mini), "fcos" (paper)
     profiles.get("paper").makes_upstream          # False: it reads the published checkpoints
 
 - mini: generated data (rendered here, cached), upstream models trained here by a recipe (the reference
@@ -42,6 +43,9 @@ class Profile:
     serial_sweeps: tuple[str, ...] = ()  # ... of those, the ones that run one worker
     data_family = ""  # whose datasets it reads (sparsenb.data registry: "mini" generated, "paper" real);
     # of those, the ones its params `datasets` list (and the upstream task)
+    # 09_detection's detector (sparsenb.detectors: its module, its params `detection` recipe in
+    # sparsenb.schema); "": the profile has no detection notebook
+    detector = ""
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         """Where the upstream checkpoint of (method, sparsity, seed) lives under checkpoint_root."""
@@ -108,6 +112,7 @@ class Mini(Profile):
     prep_sweeps = ("mini_data", "mini_upstream", "mini_structured")
     serial_sweeps = ("mini_structured",)
     data_family = "mini"
+    detector = "centernet"  # on generated 64-pixel scenes (sparsenb.detection)
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"s{sparsity:g}-seed{seed}.pth"  # listed in manifest.csv
@@ -161,6 +166,7 @@ class Paper(Profile):
     name = "paper"
     method_interpolation = True
     data_family = "paper"
+    detector = "fcos"  # torchvision FCOS on PASCAL VOC (sparsenb.fcos)
 
     def checkpoint_name(self, method: str, sparsity: float, seed: int = 0) -> Path:
         return Path(method) / f"{sparsity:g}.pth"  # the published checkpoints, placed by hand

@@ -190,12 +190,50 @@ class DetectionSizes:
 
 @dataclass
 class Detection(StepSchedule):
-    """09_detection (Table 4): the detector's finetuning (SGD, step schedule), its input size, the
-    generated detection tasks' sizes (mini; sparsenb.data.detection.TASKS) and the FPN's width."""
+    """09_detection (Table 4) with the CenterNet-style detector (mini, sparsenb.detection): its
+    finetuning (SGD, step schedule), its input size, the generated detection tasks' sizes
+    (sparsenb.data.detection.TASKS) and the FPN's width."""
 
     image_size: Annotated[int, Range(16, 4096)]
     fpn_channels: Annotated[int, Range(8, 1024)]
     tasks: dict[str, DetectionSizes]
+
+
+@dataclass
+class VOCTask:
+    """A PASCAL VOC detection task (sparsenb.data.voc): the image sets it trains and tests on
+    ("VOC2007/trainval": VOCdevkit/VOC2007/ImageSets/Main/trainval.txt), and the validation split
+    carved from its training images (a fraction, a fixed seed) that chooses the reported epoch."""
+
+    train: list[str]
+    test: list[str]
+    val_fraction: Annotated[float, Range(0, 0.5)]
+    split_seed: Seed
+
+
+@dataclass
+class FCOSDetection:
+    """09_detection (Table 4) with torchvision's FCOS (paper, sparsenb.fcos): the input size (FCOS's
+    min_size / max_size of an image's sides), the FPN's width, the score threshold of its detections;
+    SGD with the lr rising linearly from 0 over `warmup_epochs`, then cosine to `final_lr` (per step);
+    the VOC tasks."""
+
+    image_size: Annotated[int, Range(16, 4096)]
+    max_size: Annotated[int, Range(16, 8192)]
+    fpn_channels: Annotated[int, Range(8, 1024)]
+    score_thresh: Fraction
+    lr: LR
+    final_lr: LR
+    warmup_epochs: Annotated[float, Range(0, 10_000)]
+    momentum: Fraction
+    weight_decay: Fraction
+    batch_size: BatchSize
+    epochs: Epochs
+    tasks: dict[str, VOCTask]
+
+
+# a profile's `detection` section by its detector (sparsenb.profiles: Profile.detector)
+DETECTION_RECIPES: dict[str, type] = {"centernet": Detection, "fcos": FCOSDetection}
 
 
 @dataclass
@@ -247,7 +285,7 @@ class Profile:
     demo: Demo | None = None
     full_search: FullSearch | None = None
     transfer_is_real: TransferIsReal | None = None
-    detection: Detection | None = None
+    detection: dict[str, Any] | None = None  # its detector's recipe (DETECTION_RECIPES), checked in `problems`
     detection_search: FullSearch | None = None  # 09's recipe, chosen on validation as full_search
 
 
@@ -313,6 +351,7 @@ def problems(cfg: dict, method_hyperparameters: dict[str, dict[str, type]]) -> l
     own = profiles.PROFILES.get(name) if isinstance(name, str) else None  # a bad value: `check` names it
     if own is not None:
         out += [f"{k}: missing ({own.sections_reason})" for k in own.sections if cfg.get(k) is None]
+        out += _detection_problems(cfg.get("detection"), own)
     methods = (cfg.get("upstream") or {}).get("methods") or {}
     if isinstance(methods, dict):
         for name, hp in methods.items():
@@ -326,6 +365,15 @@ def problems(cfg: dict, method_hyperparameters: dict[str, dict[str, type]]) -> l
             spec = dataclasses.make_dataclass(f"{name}_hyperparameters", fields)
             out += check(hp, spec, f"upstream.methods.{name}")
     return out
+
+
+def _detection_problems(recipe, own: profiles.Profile) -> list[str]:
+    """The `detection` section against the recipe of the profile's detector (none: nothing to check)."""
+    if not isinstance(recipe, dict):
+        return []
+    if own.detector not in DETECTION_RECIPES:
+        return [f"detection: the {own.name} profile has no detector (profiles: Profile.detector); remove the section"]
+    return check(recipe, DETECTION_RECIPES[own.detector], "detection")
 
 
 def _admits_none(tp) -> bool:

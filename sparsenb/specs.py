@@ -509,8 +509,11 @@ class RobustnessSpec(FinetuneSpec):
 @dataclass(frozen=True, kw_only=True)
 class DetectionSpec(Spec):
     """One detector finetuning (Table 4): the upstream model of (method, sparsity, upstream seed) as
-    the backbone of the profile's detector, on one detection task; the recipe, the task's sizes and
-    the scene generator's versions are what makes its numbers."""
+    the backbone of the profile's detector (`profiles.Profile.detector`), on one detection task; the
+    recipe and the task's entry in params `detection.tasks` (`sizes`: mini, its generated sizes;
+    paper, its VOC image sets and validation carve) make its numbers, with what it reads: mini, the
+    scene generator's versions and the upstream recipe; paper (`inputs`), the digests of the
+    checkpoint and of the VOC images' annotations."""
 
     kind = "09_detection"
     cell_over = ("upstream_seed",)
@@ -522,9 +525,10 @@ class DetectionSpec(Spec):
     upstream_seed: int = 0
     hp: dict
     sizes: dict
-    data_seed: int
-    generator: str
+    data_seed: int | None = None
+    generator: str | None = None
     upstream_recipe: str | None = None
+    inputs: dict | None = None
 
     @classmethod
     def config_overrides(cls, p):
@@ -538,9 +542,8 @@ class DetectionSpec(Spec):
 
     @classmethod
     def of(cls, cfg, p, inputs=True):
-        from .data import detection, mini
-
-        det, method = cfg["detection"], p["method"]
+        det, method, prof = cfg["detection"], p["method"], profiles.of(cfg)
+        renders, made = prof.renders_data, prof.makes_upstream  # made here: recipes say what they are
         return cls(
             **common(cfg, p),
             method=method,
@@ -550,7 +553,32 @@ class DetectionSpec(Spec):
             upstream_seed=int(p.get("upstream_seed", 0)),
             hp={k: v for k, v in det.items() if k != "tasks"},
             sizes=dict(det["tasks"][p["task"]]),
-            data_seed=int(cfg["mini_data"]["seed"]),
-            generator=f"{mini.GENERATOR_VERSION}.{detection.DETECTION_VERSION}",
-            upstream_recipe=checkpoints.recipe_key(cfg, method) if profiles.of(cfg).makes_upstream else None,
+            data_seed=int(cfg["mini_data"]["seed"]) if renders else None,
+            generator=generator_version() if renders else None,
+            upstream_recipe=checkpoints.recipe_key(cfg, method) if made else None,
+            inputs=detection_digests(cfg, method, float(p["sparsity"]), p["task"]) if inputs and not made else None,
         )
+
+
+def generator_version() -> str:
+    """The versions of the renderer and of the detection scenes' layout (generated tasks)."""
+    from .data import detection, mini
+
+    return f"{mini.GENERATOR_VERSION}.{detection.DETECTION_VERSION}"
+
+
+def detection_digests(cfg: Config, method: str, sparsity: float, task: str) -> dict:
+    """The sha256 of the upstream checkpoint and the content key of the task's VOC images a paper run reads."""
+    path = checkpoints.checkpoint_path(method, sparsity, cfg)
+    st = path.stat()
+    return {
+        "checkpoint_sha256": _sha256(str(path), st.st_size, st.st_mtime_ns),
+        "voc": _voc_key(str(cfg["data_root"]), json.dumps(cfg["detection"]["tasks"][task], sort_keys=True)),
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def _voc_key(data_root: str, task: str) -> str:
+    from .data import voc
+
+    return voc.content_key(data_root, json.loads(task))
