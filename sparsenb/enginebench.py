@@ -54,6 +54,7 @@ def _compile(arch, size, batch, row, cores, workdir):
     from . import engine
 
     kind, precision, sparsity, scope = row
+    # one batch (at least 8 images): ONNX Runtime's calibrator holds every intermediate tensor of it
     calibration = np.random.default_rng(1).standard_normal((max(batch, 8), 3, size, size)).astype(np.float32)
     sub = f"{workdir}/{kind}-{precision}-{sparsity}-{scope}-b{batch}"
     model = _model(arch, sparsity, scope)
