@@ -105,6 +105,7 @@ def _row(arch, batch, cores, row, eng, times: list[dict], iters: int, cpu: dict)
         "cores": cores,
         "img_per_cpu_s": round(statistics.median(cpu_rates), 2),
         "img_per_s_wall": round(statistics.median(walls), 2) if walls else None,
+        "cpu_per_wall": round(statistics.median(t["cpu_s"] / t["wall_s"] for t in times), 2),  # threads it kept busy
         **eng.kernel(),
         "isa": cpu["isa"],
         "vnni": cpu["vnni"],
@@ -146,6 +147,9 @@ def ratios(rows: list[dict]) -> dict:
 
 def run(quick: bool = False, cores: int = 1, rounds: int = 3) -> dict:
     """The whole peer set at batch 64 and 1: {"rows": [...], **ratios}."""
+    import torch
+
+    torch.set_num_threads(cores)  # PyTorch's intra-op pool, as the other engines' thread settings
     arch, size, iters = ("mini_resnet_s", 32, 20) if quick else ("resnet50", 224, 2)
     rows = []
     for batch in (64, 1):
