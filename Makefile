@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml .ci/setup.sh
 
 # everything CI runs: the linter, every test (slow ones too) and every notebook under nbval
 test: setup lint
-	$(BIN)/python -m pytest -q tests notebooks --nbval-lax
+	$(BIN)/python -m pytest -q tests notebooks --nbval-lax --durations=15
 
 # ruff: lint (sparsenb, tests, notebooks) and the formatter's check of sparsenb and tests (pyproject.toml)
 lint: setup
