@@ -267,22 +267,28 @@ def run(spec, device=None) -> dict:
     size = int(spec.hp["image_size"])
     splits = {s: scenes.generate(spec.task, s, spec.sizes, spec.data_seed, size)[:2] for s in ("train", "val", "test")}
     res = finetune(net, splits, spec.hp, seed=spec.seed)
-    rep = res["reported_metrics"]
     shown = examples(net, splits["test"], splits["train"][0])
     return {
-        "dataset": spec.task,
-        "upstream_seed": spec.upstream_seed,
-        "map50": rep["map50"],
-        "map50_95": rep["map50_95"],
-        "map75": rep["map75"],
-        "ap50_per_class": rep["ap50_per_class"],
-        **{k: v for k, v in res.items() if k not in ("sparsity_after",)},
-        "achieved_sparsity": res["sparsity_after"],
-        "upstream_top1": up.get("top1"),
-        "upstream_sha256": up["sha256"],
+        **record(spec, res, up),
         "train_size": len(splits["train"][0]),
         "test_objects": int(sum(len(t["labels"]) for t in splits["test"][1])),
         "examples": shown,
+    }
+
+
+def record(spec, res: dict, up: dict) -> dict:
+    """What every 09_detection record holds, whichever detector ran: the task, the test numbers at
+    the epoch chosen on validation at the top, `finetune`'s summary, the backbone's sparsity after
+    finetuning and its upstream model."""
+    rep = res["reported_metrics"]
+    return {
+        "dataset": spec.task,
+        "upstream_seed": spec.upstream_seed,
+        **{k: rep[k] for k in ("map50", "map50_95", "map75", "ap50_per_class")},
+        **{k: v for k, v in res.items() if k != "sparsity_after"},
+        "achieved_sparsity": res["sparsity_after"],
+        "upstream_top1": up.get("top1"),
+        "upstream_sha256": up["sha256"],
     }
 
 

@@ -178,19 +178,9 @@ def run(spec, device=None) -> dict:
     net = build(model, len(voc.CLASSES), spec.hp, *upstream.norm_stats(cfg)).to(device)
     splits = voc.splits(cfg["data_root"], spec.sizes)
     res = finetune(net, loaders(splits, spec.hp, int(cfg["num_workers"]), spec.seed), spec.hp)
-    rep = res["reported_metrics"]
     return {
-        "dataset": spec.task,
-        "upstream_seed": spec.upstream_seed,
-        "map50": rep["map50"],
-        "map50_95": rep["map50_95"],
-        "map75": rep["map75"],
-        "ap50_per_class": rep["ap50_per_class"],
+        **detection.record(spec, res, up),
         "classes": list(voc.CLASSES),
-        **{k: v for k, v in res.items() if k != "sparsity_after"},
-        "achieved_sparsity": res["sparsity_after"],
-        "upstream_top1": up.get("top1"),
-        "upstream_sha256": up["sha256"],
         **{f"{s}_size": len(items) for s, items in splits.items()},
         "test_objects": int(sum(len(it.labels) for it in splits["test"])),
         "examples": examples(net, splits["test"]),
